@@ -1,0 +1,184 @@
+//! The enzyme context: the host API as an enzyme sees it during compute.
+//!
+//! Reads go to the committed snapshot of the previous beat. Writes, deletes,
+//! appends, emissions, CEI facts and registrations are *staged* as intents,
+//! tagged with the caller's agenda position, and applied only at commit.
+
+use std::sync::Arc;
+
+use cep_sdk::{EnzymeDescriptor, Name, Path, Value};
+
+use super::impulse::Impulse;
+use crate::cei::{Fact, Severity};
+use crate::cell::{Node, Snapshot};
+use crate::enzyme::{Enzyme, EnzymeSpec};
+
+/// One staged intent, tagged with the agenda position that produced it.
+pub(crate) struct Staged {
+    pub pos: u32,
+    pub op: Op,
+}
+
+pub(crate) enum Op {
+    Write(Path, Value),
+    Delete(Path),
+    Append(Path, Value),
+    Emit(Box<(Impulse, u32)>),
+    Cei(Box<Fact>),
+    Register(Box<(EnzymeDescriptor, Arc<dyn Enzyme>)>),
+    Bind(Box<(Path, Name, bool)>),
+    Unbind(Box<(Path, Name)>),
+    /// The call asked to run again next beat.
+    Retry,
+    /// The call failed (returned fatal or panicked); the message says why.
+    Fatal(Box<str>),
+}
+
+/// Why a host call made by an enzyme was refused. A CEI `usage` fact has
+/// been staged too.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("enzyme {enzyme} may not change {path}: outside its writes scopes {scopes}")]
+    OutOfScope { enzyme: String, path: String, scopes: String },
+}
+
+/// What an enzyme call can see and do.
+pub struct EnzymeCx<'a> {
+    pub(crate) beat: u64,
+    pub(crate) snapshot: &'a Snapshot,
+    pub(crate) impulse: &'a Impulse,
+    pub(crate) spec: &'a EnzymeSpec,
+    pub(crate) pos: u32,
+    pub(crate) out: &'a mut Vec<Staged>,
+}
+
+impl<'a> EnzymeCx<'a> {
+    /// The beat being computed.
+    pub fn beat(&self) -> u64 {
+        self.beat
+    }
+
+    pub fn impulse(&self) -> &Impulse {
+        self.impulse
+    }
+
+    pub fn signal(&self) -> &Path {
+        &self.impulse.signal
+    }
+
+    pub fn target(&self) -> Option<&Path> {
+        self.impulse.target.as_ref()
+    }
+
+    pub fn payload(&self) -> Option<&Value> {
+        self.impulse.payload.as_ref()
+    }
+
+    /// The name of the enzyme being run.
+    pub fn enzyme(&self) -> &Name {
+        &self.spec.name
+    }
+
+    /// The committed snapshot of the previous beat.
+    pub fn snapshot(&self) -> &'a Snapshot {
+        self.snapshot
+    }
+
+    pub fn read(&self, path: &Path) -> Option<&'a Value> {
+        self.snapshot.read(path)
+    }
+
+    pub fn node(&self, path: &Path) -> Option<&'a Node> {
+        self.snapshot.node(path)
+    }
+
+    pub fn exists(&self, path: &Path) -> bool {
+        self.snapshot.exists(path)
+    }
+
+    pub fn children(&self, path: &Path) -> Vec<Name> {
+        self.snapshot.children(path)
+    }
+
+    fn stage(&mut self, op: Op) {
+        self.out.push(Staged { pos: self.pos, op });
+    }
+
+    fn check_scope(&mut self, path: &Path) -> Result<(), HostError> {
+        if self.spec.may_write(path) {
+            return Ok(());
+        }
+        let scopes = self.spec.writes.iter().map(Path::to_string).collect::<Vec<_>>().join(", ");
+        let err = HostError::OutOfScope {
+            enzyme: self.spec.name.to_string(),
+            path: path.to_string(),
+            scopes,
+        };
+        self.cei_fact(
+            Fact::new(Severity::Usage, "enzyme:scope", err.to_string())
+                .origin(self.spec.name.to_string())
+                .subject(Some(path.clone())),
+        );
+        Err(err)
+    }
+
+    /// Stages setting the value of the cell at `path` (created with its
+    /// ancestors when absent).
+    pub fn write(&mut self, path: &Path, value: impl Into<Value>) -> Result<(), HostError> {
+        self.check_scope(path)?;
+        self.stage(Op::Write(path.clone(), value.into()));
+        Ok(())
+    }
+
+    /// Stages deleting the cell at `path` and its subtree.
+    pub fn delete(&mut self, path: &Path) -> Result<(), HostError> {
+        self.check_scope(path)?;
+        self.stage(Op::Delete(path.clone()));
+        Ok(())
+    }
+
+    /// Stages adding an index-named child holding `value` under `path`.
+    pub fn append(&mut self, path: &Path, value: impl Into<Value>) -> Result<(), HostError> {
+        self.check_scope(path)?;
+        self.stage(Op::Append(path.clone(), value.into()));
+        Ok(())
+    }
+
+    /// Emits an impulse for the next beat.
+    pub fn emit(&mut self, impulse: Impulse) {
+        self.emit_after(0, impulse);
+    }
+
+    /// Emits an impulse for `delay` beats after the next one.
+    pub fn emit_after(&mut self, delay: u32, impulse: Impulse) {
+        self.stage(Op::Emit(Box::new((impulse, delay))));
+    }
+
+    /// Records a CEI fact at commit, with this enzyme as its origin.
+    pub fn cei(&mut self, severity: Severity, topic: &str, note: &str, subject: Option<&Path>) {
+        let fact = Fact::new(severity, topic, note)
+            .origin(self.spec.name.to_string())
+            .subject(subject.cloned());
+        self.cei_fact(fact);
+    }
+
+    fn cei_fact(&mut self, fact: Fact) {
+        self.stage(Op::Cei(Box::new(fact)));
+    }
+
+    /// Registers an enzyme; it takes part from the next beat on. A refused
+    /// registration is reported as a `usage` fact at commit.
+    pub fn register(&mut self, descriptor: EnzymeDescriptor, callback: Arc<dyn Enzyme>) {
+        self.stage(Op::Register(Box::new((descriptor, callback))));
+    }
+
+    /// Binds an enzyme to a cell from the next beat on.
+    pub fn bind(&mut self, path: &Path, enzyme: &Name, propagate: bool) {
+        self.stage(Op::Bind(Box::new((path.clone(), enzyme.clone(), propagate))));
+    }
+
+    /// Unbinds an enzyme from a cell from the next beat on.
+    pub fn unbind(&mut self, path: &Path, enzyme: &Name) {
+        self.stage(Op::Unbind(Box::new((path.clone(), enzyme.clone()))));
+    }
+}

@@ -1,0 +1,248 @@
+//! The compute phase on either backend.
+//!
+//! Both backends call [`run_slot`] on the same agenda and return the same
+//! list of staged intents in agenda order, so a beat's result cannot depend on
+//! the backend, the worker count or the OS scheduler:
+//!
+//! - `cooperative` runs the agenda in order on the heartbeat thread.
+//! - `threaded` splits the agenda into tasks taken by a fixed pool of
+//!   crossbeam workers; the heartbeat thread merges task outputs by agenda
+//!   position. Calls of a *stateful* enzyme form one lane that a single
+//!   worker runs in agenda order, so such an enzyme never runs twice at once.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam::channel::{self, Receiver, Sender};
+
+use super::context::{EnzymeCx, Op, Staged};
+use super::impulse::Queued;
+use crate::cell::Snapshot;
+use crate::enzyme::{EnzymeId, Outcome, Registry};
+
+/// One agenda entry: an impulse and an enzyme to run for it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    pub impulse: u32,
+    pub enzyme: EnzymeId,
+}
+
+/// Everything the compute phase of one beat reads. Immutable while it runs.
+pub(crate) struct BeatWork {
+    pub beat: u64,
+    pub snapshot: Snapshot,
+    pub impulses: Vec<Queued>,
+    pub agenda: Vec<Slot>,
+    pub registry: Arc<Registry>,
+}
+
+/// Agendas shorter than this run on the heartbeat thread even on the
+/// threaded backend: handing them to workers costs more than it saves. The
+/// output is the same either way.
+const PARALLEL_SLOTS_MIN: usize = 64;
+/// Tasks per worker, so a slow task does not leave the other workers idle.
+const TASKS_PER_WORKER: usize = 8;
+
+/// Runs the call at agenda position `pos`, appending its intents (or its
+/// retry / fatal record) to `out`. A panic becomes a fatal outcome.
+pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
+    let slot = work.agenda[pos];
+    let registered = work.registry.get(slot.enzyme);
+    let mark = out.len();
+    let mut cx = EnzymeCx {
+        beat: work.beat,
+        snapshot: &work.snapshot,
+        impulse: &work.impulses[slot.impulse as usize].impulse,
+        spec: &registered.spec,
+        pos: pos as u32,
+        out,
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| registered.callback.call(&mut cx)));
+    let failure = match outcome {
+        Ok(Outcome::Ok) => return,
+        Ok(Outcome::Retry) => Op::Retry,
+        Ok(Outcome::Fatal(message)) => Op::Fatal(message.into()),
+        Err(panic) => Op::Fatal(format!("panicked: {}", panic_message(panic.as_ref())).into()),
+    };
+    out.truncate(mark);
+    out.push(Staged {
+        pos: pos as u32,
+        op: failure,
+    });
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic with a non-text payload)".to_owned()
+    }
+}
+
+fn is_stateful(work: &BeatWork, pos: usize) -> bool {
+    work.registry.spec(work.agenda[pos].enzyme).flags.stateful
+}
+
+enum Task {
+    /// Agenda positions `start..end`, skipping stateful calls.
+    Range(usize, usize),
+    /// The calls of one stateful enzyme, in agenda order.
+    Lane(Vec<u32>),
+}
+
+struct Batch {
+    work: Arc<BeatWork>,
+    tasks: Vec<Task>,
+    next: AtomicUsize,
+    results: Sender<(usize, Vec<Staged>)>,
+}
+
+impl Batch {
+    fn run(&self) {
+        loop {
+            let index = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(task) = self.tasks.get(index) else { return };
+            let mut out = Vec::new();
+            match task {
+                Task::Range(start, end) => {
+                    for pos in *start..*end {
+                        if !is_stateful(&self.work, pos) {
+                            run_slot(&self.work, pos, &mut out);
+                        }
+                    }
+                }
+                Task::Lane(positions) => {
+                    for &pos in positions {
+                        run_slot(&self.work, pos as usize, &mut out);
+                    }
+                }
+            }
+            // The receiver outlives every batch it is waiting for.
+            let _ = self.results.send((index, out));
+        }
+    }
+}
+
+/// A fixed pool of worker threads. Dropping it closes the job channel and
+/// joins every worker.
+pub(crate) struct Pool {
+    jobs: Option<Sender<Arc<Batch>>>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    pub fn new(workers: usize) -> Self {
+        let (jobs, queue): (Sender<Arc<Batch>>, Receiver<Arc<Batch>>) = channel::unbounded();
+        let handles = (0..workers.max(1))
+            .map(|i| {
+                let queue = queue.clone();
+                std::thread::Builder::new()
+                    .name(format!("cep-worker-{i}"))
+                    .spawn(move || {
+                        while let Ok(batch) = queue.recv() {
+                            batch.run();
+                        }
+                    })
+                    .expect("spawning a worker thread")
+            })
+            .collect();
+        Pool {
+            jobs: Some(jobs),
+            handles,
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.handles.len()
+    }
+
+    fn compute(&self, work: &Arc<BeatWork>) -> Vec<Staged> {
+        let n = work.agenda.len();
+        let workers = self.workers();
+        if n < PARALLEL_SLOTS_MIN {
+            return compute_inline(work);
+        }
+        let mut lanes: std::collections::BTreeMap<EnzymeId, Vec<u32>> = Default::default();
+        for pos in 0..n {
+            if is_stateful(work, pos) {
+                lanes.entry(work.agenda[pos].enzyme).or_default().push(pos as u32);
+            }
+        }
+        let chunk = n.div_ceil(workers * TASKS_PER_WORKER).max(PARALLEL_SLOTS_MIN / 2);
+        let mut tasks: Vec<Task> = lanes.into_values().map(Task::Lane).collect();
+        let has_lanes = !tasks.is_empty();
+        tasks.extend((0..n).step_by(chunk).map(|s| Task::Range(s, (s + chunk).min(n))));
+        let task_count = tasks.len();
+        let (results, received) = channel::unbounded();
+        let batch = Arc::new(Batch {
+            work: work.clone(),
+            tasks,
+            next: AtomicUsize::new(0),
+            results,
+        });
+        let jobs = self.jobs.as_ref().expect("pool is open until dropped");
+        for _ in 0..workers {
+            jobs.send(batch.clone()).expect("workers live as long as the pool");
+        }
+        drop(batch);
+        let mut outputs: Vec<Option<Vec<Staged>>> = (0..task_count).map(|_| None).collect();
+        for _ in 0..task_count {
+            let (index, out) = received.recv().expect("every task reports exactly once");
+            outputs[index] = Some(out);
+        }
+        let outputs: Vec<Vec<Staged>> = outputs.into_iter().map(Option::unwrap_or_default).collect();
+        if has_lanes {
+            merge_by_position(outputs)
+        } else {
+            outputs.into_iter().flatten().collect()
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Merges task outputs, each already in agenda order, into one list in
+/// agenda order. Positions never repeat across tasks, so the merge is total.
+fn merge_by_position(outputs: Vec<Vec<Staged>>) -> Vec<Staged> {
+    let mut all: Vec<Staged> = Vec::with_capacity(outputs.iter().map(Vec::len).sum());
+    for out in outputs {
+        all.extend(out);
+    }
+    // Stable: the intents of one call keep their staging order.
+    all.sort_by_key(|s| s.pos);
+    all
+}
+
+fn compute_inline(work: &BeatWork) -> Vec<Staged> {
+    let mut out = Vec::new();
+    for pos in 0..work.agenda.len() {
+        run_slot(work, pos, &mut out);
+    }
+    out
+}
+
+/// The compute backend of a runtime.
+pub(crate) enum Executor {
+    Cooperative,
+    Threaded(Pool),
+}
+
+impl Executor {
+    pub fn compute(&self, work: &Arc<BeatWork>) -> Vec<Staged> {
+        match self {
+            Executor::Cooperative => compute_inline(work),
+            Executor::Threaded(pool) => pool.compute(work),
+        }
+    }
+}

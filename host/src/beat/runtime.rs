@@ -1,0 +1,469 @@
+//! The runtime: one world's registry, tree, queues and executor, stepped
+//! beat by beat.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use cep_sdk::{EnzymeDescriptor, Name, Path, Value, Word};
+
+use super::context::{Op, Staged};
+use super::executor::{BeatWork, Executor, Pool, Slot};
+use super::impulse::{Impulse, InjectError, Injector, Queued};
+use crate::cei::{self, Fact, Severity};
+use crate::cell::{hash, Hash, History, Snapshot, WorkTree};
+use crate::config::{Config, ExecutorKind};
+use crate::enzyme::{Enzyme, EnzymeId, RegisterError, Registry, ResolveKey};
+
+/// Distinct (signal, binding context) pairs whose agenda is cached; the cache
+/// is cleared when full and whenever the registry changes.
+const RESOLVE_CACHE_MAX: usize = 1 << 16;
+
+/// What one beat did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeatReport {
+    pub beat: u64,
+    /// The Merkle hash of the tree this beat committed.
+    pub state_hash: Hash,
+    /// The hash of (beat number, state hash).
+    pub beat_hash: Hash,
+    /// Impulses captured.
+    pub impulses: usize,
+    /// Enzyme calls run.
+    pub calls: usize,
+    /// CEI facts recorded.
+    pub facts: usize,
+}
+
+impl BeatReport {
+    /// The line `cep run` ends with: `beat=<N> hash=<64 hex>`.
+    pub fn summary_line(&self) -> String {
+        format!("beat={} hash={}", self.beat, hash::hex(&self.state_hash))
+    }
+}
+
+/// Why the runtime refused to go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("the runtime stopped at beat {beat}: {reason} (stop_on_fatal is set)")]
+    Halted { beat: u64, reason: String },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Caches agendas by (signal, binding context).
+#[derive(Default)]
+struct Resolver {
+    epoch: u64,
+    cache: FxHashMap<(Path, ResolveKey), Arc<[EnzymeId]>>,
+    last: Option<(Path, ResolveKey, Arc<[EnzymeId]>)>,
+}
+
+impl Resolver {
+    fn agenda_for(&mut self, registry: &Registry, impulse: &Impulse) -> Arc<[EnzymeId]> {
+        if self.epoch != registry.epoch() {
+            self.cache.clear();
+            self.last = None;
+            self.epoch = registry.epoch();
+        }
+        let key = registry.resolve_key(impulse.target.as_ref());
+        if let Some((signal, last_key, ids)) = &self.last {
+            if *last_key == key && *signal == impulse.signal {
+                return ids.clone();
+            }
+        }
+        if self.cache.len() >= RESOLVE_CACHE_MAX {
+            self.cache.clear();
+        }
+        let ids = self
+            .cache
+            .entry((impulse.signal.clone(), key))
+            .or_insert_with(|| registry.resolve(&impulse.signal, impulse.target.as_ref()).into())
+            .clone();
+        self.last = Some((impulse.signal.clone(), key, ids.clone()));
+        ids
+    }
+}
+
+/// One world: a cell tree driven by a heartbeat.
+pub struct Runtime {
+    config: Config,
+    registry: Arc<Registry>,
+    resolver: Resolver,
+    current: Snapshot,
+    history: History,
+    next_beat: u64,
+    /// Emitted impulses by the beat they are due, each list in canonical
+    /// order (emitting beat, agenda position, emission index).
+    queue: BTreeMap<u64, Vec<Queued>>,
+    injector: Injector,
+    executor: Executor,
+    ledger_beats: VecDeque<u64>,
+    halted: Option<String>,
+}
+
+impl Runtime {
+    /// A runtime over the empty tree.
+    pub fn new(config: Config) -> Result<Self, RuntimeError> {
+        Self::with_genesis(config, Snapshot::empty())
+    }
+
+    /// A runtime whose beat 0 starts from `genesis`.
+    pub fn with_genesis(config: Config, genesis: Snapshot) -> Result<Self, RuntimeError> {
+        config.validate().map_err(RuntimeError::Config)?;
+        let executor = match config.executor {
+            ExecutorKind::Cooperative => Executor::Cooperative,
+            ExecutorKind::Threaded => Executor::Threaded(Pool::new(config.effective_workers())),
+        };
+        let mut history = History::new(config.history_snapshots);
+        history.push(genesis.clone());
+        Ok(Runtime {
+            injector: Injector::new(config.inject_queue_max),
+            registry: Arc::new(Registry::new()),
+            resolver: Resolver::default(),
+            current: genesis,
+            history,
+            next_beat: 0,
+            queue: BTreeMap::new(),
+            executor,
+            ledger_beats: VecDeque::new(),
+            halted: None,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The latest committed snapshot.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.current
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The value at `path` as committed by `beat`, if that snapshot is still
+    /// retained.
+    pub fn read_at(&self, path: &Path, beat: u64) -> Option<&Value> {
+        self.history.read_at(path, beat)
+    }
+
+    /// The number of the next beat to run.
+    pub fn next_beat(&self) -> u64 {
+        self.next_beat
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Registers an enzyme; it takes part from the next beat on.
+    pub fn register(&mut self, descriptor: &EnzymeDescriptor, callback: impl Enzyme) -> Result<EnzymeId, RegisterError> {
+        Arc::make_mut(&mut self.registry).register(descriptor, Arc::new(callback))
+    }
+
+    /// Binds an enzyme to a cell from the next beat on.
+    pub fn bind(&mut self, path: &Path, enzyme: &Name, propagate: bool) {
+        Arc::make_mut(&mut self.registry).bind(path, enzyme, propagate);
+    }
+
+    /// Unbinds an enzyme from a cell (leaving a tombstone) from the next
+    /// beat on.
+    pub fn unbind(&mut self, path: &Path, enzyme: &Name) {
+        Arc::make_mut(&mut self.registry).unbind(path, enzyme);
+    }
+
+    /// A handle through which other threads inject impulses.
+    pub fn injector(&self) -> Injector {
+        self.injector.clone()
+    }
+
+    /// Queues an impulse from `source` for the next beat.
+    pub fn inject(&self, source: &Word, impulse: Impulse) -> Result<u64, InjectError> {
+        self.injector.inject(source, impulse)
+    }
+
+    /// Whether anything is waiting to run: queued or injected impulses.
+    pub fn has_pending(&self) -> bool {
+        !self.queue.is_empty() || self.injector.pending() > 0
+    }
+
+    /// Refuses further injections. Later beats still run what is queued.
+    pub fn close_inputs(&self) {
+        self.injector.close();
+    }
+
+    /// Runs `beats` beats; returns the report of the last one.
+    pub fn run(&mut self, beats: u64) -> Result<Option<BeatReport>, RuntimeError> {
+        let mut last = None;
+        for _ in 0..beats {
+            last = Some(self.step()?);
+        }
+        Ok(last)
+    }
+
+    /// Runs one beat: capture, compute, commit.
+    pub fn step(&mut self) -> Result<BeatReport, RuntimeError> {
+        if let Some(reason) = &self.halted {
+            return Err(RuntimeError::Halted {
+                beat: self.next_beat.saturating_sub(1),
+                reason: reason.clone(),
+            });
+        }
+        let beat = self.next_beat;
+        let work = Arc::new(self.capture(beat));
+        let staged = self.executor.compute(&work);
+        let report = self.commit(&work, staged);
+        self.next_beat += 1;
+        Ok(report)
+    }
+
+    /// Capture: injected impulses by (source, sequence), then impulses
+    /// emitted for this beat in emission order; then the agenda.
+    fn capture(&mut self, beat: u64) -> BeatWork {
+        let mut impulses: Vec<Queued> = self.injector.drain().into_iter().map(|i| Queued::new(i.impulse)).collect();
+        if let Some(emitted) = self.queue.remove(&beat) {
+            impulses.extend(emitted);
+        }
+        let mut agenda = Vec::new();
+        for (index, queued) in impulses.iter().enumerate() {
+            let index = index as u32;
+            if let Some(only) = queued.only {
+                agenda.push(Slot { impulse: index, enzyme: only });
+                continue;
+            }
+            let ids = self.resolver.agenda_for(&self.registry, &queued.impulse);
+            agenda.extend(ids.iter().map(|&enzyme| Slot { impulse: index, enzyme }));
+        }
+        BeatWork {
+            beat,
+            snapshot: self.current.clone(),
+            impulses,
+            agenda,
+            registry: self.registry.clone(),
+        }
+    }
+
+    fn enqueue(&mut self, due: u64, queued: Queued, facts: &mut Vec<Fact>, full_reported: &mut bool) {
+        let list = self.queue.entry(due).or_default();
+        if list.len() >= self.config.impulses_per_beat_max {
+            if !*full_reported {
+                *full_reported = true;
+                facts.push(Fact::new(
+                    Severity::Crit,
+                    "beat:queue/full",
+                    format!(
+                        "beat {due} already has {} impulses queued (impulses_per_beat_max); later emissions are dropped",
+                        list.len()
+                    ),
+                ));
+            }
+            return;
+        }
+        list.push(queued);
+    }
+
+    /// Commit: apply intents in agenda order, record the ledger and the CEI
+    /// facts, rehash.
+    fn commit(&mut self, work: &BeatWork, staged: Vec<Staged>) -> BeatReport {
+        let beat = work.beat;
+        let registry = work.registry.clone();
+        let name_at = |pos: u32| registry.spec(work.agenda[pos as usize].enzyme).name.to_string();
+        let mut tree = WorkTree::new(&work.snapshot);
+        let mut facts: Vec<Fact> = Vec::new();
+        let mut written: FxHashMap<Path, u32> = FxHashMap::default();
+        let mut registry_ops: Vec<(u32, Op)> = Vec::new();
+        let mut queue_full = false;
+        let mut fatal: Option<String> = None;
+
+        for Staged { pos, op } in staged {
+            let change = match op {
+                Op::Write(path, value) => Some((tree.write(&path, value), path)),
+                Op::Delete(path) => Some((tree.delete(&path).map(|_| ()), path)),
+                Op::Append(path, value) => {
+                    let result = tree.append(&path, value).map(|_| ());
+                    if let Err(e) = result {
+                        facts.push(Fact::new(Severity::Usage, "cell:sealed", e.to_string()).origin(name_at(pos)).subject(Some(path)));
+                    }
+                    None
+                }
+                Op::Emit(emission) => {
+                    let (impulse, delay) = *emission;
+                    self.enqueue(beat + 1 + delay as u64, Queued::new(impulse), &mut facts, &mut queue_full);
+                    None
+                }
+                Op::Cei(fact) => {
+                    facts.push(*fact);
+                    None
+                }
+                Op::Retry => {
+                    let slot = work.agenda[pos as usize];
+                    let queued = &work.impulses[slot.impulse as usize];
+                    let attempt = queued.attempt + 1;
+                    if attempt > self.config.retry_max {
+                        facts.push(
+                            Fact::new(
+                                Severity::Crit,
+                                "enzyme:retry/limit",
+                                format!(
+                                    "enzyme {} asked to retry {} {attempt} times (retry_max = {}); the impulse is dropped for it",
+                                    name_at(pos),
+                                    queued.impulse.signal,
+                                    self.config.retry_max
+                                ),
+                            )
+                            .origin(name_at(pos))
+                            .subject(queued.impulse.target.clone()),
+                        );
+                    } else {
+                        let retry = Queued {
+                            impulse: queued.impulse.clone(),
+                            only: Some(slot.enzyme),
+                            attempt,
+                        };
+                        self.enqueue(beat + 1, retry, &mut facts, &mut queue_full);
+                    }
+                    None
+                }
+                Op::Fatal(message) => {
+                    let slot = work.agenda[pos as usize];
+                    let impulse = &work.impulses[slot.impulse as usize].impulse;
+                    let note = format!("enzyme {} failed on {}: {message}", name_at(pos), impulse.signal);
+                    fatal.get_or_insert_with(|| note.clone());
+                    facts.push(Fact::new(Severity::Crit, "enzyme:fatal", note).origin(name_at(pos)).subject(impulse.target.clone()));
+                    None
+                }
+                op @ (Op::Register(_) | Op::Bind(_) | Op::Unbind(_)) => {
+                    registry_ops.push((pos, op));
+                    None
+                }
+            };
+            if let Some((result, path)) = change {
+                if let Some(previous) = written.insert(path.clone(), pos) {
+                    if previous != pos {
+                        facts.push(
+                            Fact::new(
+                                Severity::Warn,
+                                "cell:conflict",
+                                format!(
+                                    "{path} was changed by {} (agenda #{previous}) and then by {} (agenda #{pos}) in beat {beat}; the later one wins",
+                                    name_at(previous),
+                                    name_at(pos)
+                                ),
+                            )
+                            .origin(name_at(pos))
+                            .subject(Some(path.clone())),
+                        );
+                    }
+                }
+                if let Err(e) = result {
+                    facts.push(Fact::new(Severity::Usage, "cell:sealed", e.to_string()).origin(name_at(pos)).subject(Some(path)));
+                }
+            }
+        }
+
+        self.apply_registry_ops(registry_ops, &name_at, &mut facts);
+        self.write_ledger(&mut tree, work);
+
+        let fact_count = facts.len();
+        for fact in &facts {
+            match cei::record(&mut tree, fact, beat, self.config.cei_facts_max) {
+                Ok(at) if self.config.cei_signal => {
+                    let signal = Path::parse(&format!("sig_cei/{}", fact.severity)).expect("severity names are valid");
+                    self.enqueue(beat + 1, Queued::new(Impulse::targeted(signal, at)), &mut Vec::new(), &mut queue_full);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(beat, "cannot record CEI fact {:?}: {e}", fact.topic),
+            }
+        }
+        if let (Some(reason), true) = (fatal, self.config.stop_on_fatal) {
+            self.halted = Some(reason);
+        }
+
+        let snapshot = tree.commit(beat);
+        let state_hash = snapshot.hash();
+        self.current = snapshot.clone();
+        self.history.push(snapshot);
+        BeatReport {
+            beat,
+            state_hash,
+            beat_hash: hash::beat(beat, &state_hash),
+            impulses: work.impulses.len(),
+            calls: work.agenda.len(),
+            facts: fact_count,
+        }
+    }
+
+    fn apply_registry_ops(&mut self, ops: Vec<(u32, Op)>, name_at: &dyn Fn(u32) -> String, facts: &mut Vec<Fact>) {
+        if ops.is_empty() {
+            return;
+        }
+        let registry = Arc::make_mut(&mut self.registry);
+        for (pos, op) in ops {
+            match op {
+                Op::Register(registration) => {
+                    let (descriptor, callback) = *registration;
+                    if let Err(e) = registry.register(&descriptor, callback) {
+                        facts.push(Fact::new(Severity::Usage, "enzyme:register", e.to_string()).origin(name_at(pos)));
+                    }
+                }
+                Op::Bind(binding) => {
+                    let (path, enzyme, propagate) = *binding;
+                    registry.bind(&path, &enzyme, propagate);
+                }
+                Op::Unbind(binding) => {
+                    let (path, enzyme) = *binding;
+                    registry.unbind(&path, &enzyme);
+                }
+                _ => unreachable!("only registry operations are collected"),
+            }
+        }
+    }
+
+    /// Records `/rt/beat/<N>` for a beat that captured anything, and drops the
+    /// ledger of beats that left the retention window. Empty beats write
+    /// nothing.
+    fn write_ledger(&mut self, tree: &mut WorkTree, work: &BeatWork) {
+        if self.config.ledger_beats == 0 || work.impulses.is_empty() {
+            return;
+        }
+        let base = ledger_path(work.beat);
+        let field = |parent: &Path, name: &str| parent.child(Name::new(name).expect("static field name"));
+        let rows = self.config.ledger_rows_max;
+        let mut writes: Vec<(Path, Value)> = vec![
+            (field(&base, "impulse_count"), Value::I64(work.impulses.len() as i64)),
+            (field(&base, "agenda_count"), Value::I64(work.agenda.len() as i64)),
+        ];
+        let impulses = field(&base, "impulses");
+        for (i, queued) in work.impulses.iter().take(rows).enumerate() {
+            let target = queued.impulse.target.as_ref().map_or("-".to_owned(), Path::to_string);
+            let row = format!("{} -> {target}", queued.impulse.signal);
+            writes.push((impulses.child(Name::from_index(i as u64)), Value::from(row)));
+        }
+        let agenda = field(&base, "agenda");
+        for (i, slot) in work.agenda.iter().take(rows).enumerate() {
+            let row = format!("{} #{}", work.registry.spec(slot.enzyme).name, slot.impulse);
+            writes.push((agenda.child(Name::from_index(i as u64)), Value::from(row)));
+        }
+        for (path, value) in writes {
+            if let Err(e) = tree.write(&path, value) {
+                tracing::error!(beat = work.beat, "cannot write the ledger: {e}");
+            }
+        }
+        self.ledger_beats.push_back(work.beat);
+        while self.ledger_beats.len() as u64 > self.config.ledger_beats {
+            if let Some(old) = self.ledger_beats.pop_front() {
+                let _ = tree.delete(&ledger_path(old));
+            }
+        }
+    }
+}
+
+/// `/rt/beat/<N>`.
+pub fn ledger_path(beat: u64) -> Path {
+    Path::parse(&format!("/rt/beat/{beat}")).expect("decimal beat numbers are valid names")
+}

@@ -1,0 +1,277 @@
+//! A node's ordered children.
+//!
+//! Up to [`CHUNK_ENTRIES`] children live in one sorted `Vec` (`Flat`). Wider
+//! nodes are stored as a persistent, complete 32-ary tree of chunks (`Wide`)
+//! whose shape is exactly the shape of the hash format: leaves of 32 entries
+//! (the last may be shorter), groups of 32 lower nodes, each caching its
+//! hash. Rewriting one child of a wide node therefore copies and rehashes one
+//! leaf and its O(log fanout) ancestors, not the whole child list.
+//!
+//! Inserting or removing a child of a wide node flattens it into a `Vec`
+//! (O(fanout)); the commit rebuilds the chunk tree once for all the inserts of
+//! the batch. Inserts in name order are appends and stay cheap.
+
+use std::sync::Arc;
+
+use super::hash::{self, Hash, CHUNK_ENTRIES, STALE};
+use super::node::Node;
+use cep_sdk::Name;
+
+const SHIFT: u32 = CHUNK_ENTRIES.trailing_zeros();
+const MASK: usize = CHUNK_ENTRIES - 1;
+
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub name: Name,
+    /// The child's hash, or [`STALE`] when the child changed in this batch.
+    pub hash: Hash,
+    pub node: Arc<Node>,
+}
+
+impl Entry {
+    pub fn new(name: Name) -> Self {
+        Entry {
+            name,
+            hash: STALE,
+            node: Arc::new(Node::default()),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) enum Children {
+    Flat(Vec<Entry>),
+    Wide(Arc<Wide>),
+}
+
+impl Default for Children {
+    fn default() -> Self {
+        Children::Flat(Vec::new())
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Wide {
+    len: usize,
+    /// The level of `root`: 1 when it groups leaf chunks.
+    height: u32,
+    root: Arc<WNode>,
+}
+
+#[derive(Clone)]
+enum WNode {
+    Leaf { entries: Vec<Entry>, hash: Hash },
+    Group { kids: Vec<Arc<WNode>>, hash: Hash },
+}
+
+/// Binary search that stops at the first equal comparison (std's version
+/// always runs every step, which made hot reads several times slower).
+fn search_by<'a>(len: usize, name: &str, name_at: impl Fn(usize) -> &'a str) -> Result<usize, usize> {
+    let (mut lo, mut hi) = (0, len);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match name_at(mid).cmp(name) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Ok(mid),
+        }
+    }
+    Err(lo)
+}
+
+impl Children {
+    pub fn len(&self) -> usize {
+        match self {
+            Children::Flat(v) => v.len(),
+            Children::Wide(w) => w.len,
+        }
+    }
+
+    /// `Ok(index)` of `name`, or `Err(insertion index)`.
+    pub fn search(&self, name: &str) -> Result<usize, usize> {
+        match self {
+            Children::Flat(v) => search_by(v.len(), name, |i| v[i].name.as_str()),
+            Children::Wide(w) => search_by(w.len, name, |i| w.get(i).name.as_str()),
+        }
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Entry> {
+        let index = self.search(name).ok()?;
+        Some(self.at(index))
+    }
+
+    pub fn at(&self, index: usize) -> &Entry {
+        match self {
+            Children::Flat(v) => &v[index],
+            Children::Wide(w) => w.get(index),
+        }
+    }
+
+    /// The entry at `index`, for mutation; marks the chunk hashes above it
+    /// stale.
+    pub fn at_mut(&mut self, index: usize) -> &mut Entry {
+        match self {
+            Children::Flat(v) => &mut v[index],
+            Children::Wide(w) => Arc::make_mut(w).get_mut(index),
+        }
+    }
+
+    pub fn insert(&mut self, index: usize, entry: Entry) {
+        self.flatten().insert(index, entry);
+    }
+
+    pub fn remove(&mut self, index: usize) -> Entry {
+        self.flatten().remove(index)
+    }
+
+    pub fn last(&self) -> Option<&Entry> {
+        match self.len() {
+            0 => None,
+            n => Some(self.at(n - 1)),
+        }
+    }
+
+    /// Calls `f` on every entry in name order.
+    pub fn for_each<'a>(&'a self, f: &mut dyn FnMut(&'a Entry)) {
+        match self {
+            Children::Flat(v) => v.iter().for_each(f),
+            Children::Wide(w) => w.root.for_each(f),
+        }
+    }
+
+    fn flatten(&mut self) -> &mut Vec<Entry> {
+        if let Children::Wide(w) = self {
+            let mut all = Vec::with_capacity(w.len + 1);
+            w.root.for_each(&mut |e| all.push(e.clone()));
+            *self = Children::Flat(all);
+        }
+        match self {
+            Children::Flat(v) => v,
+            Children::Wide(_) => unreachable!("flattened above"),
+        }
+    }
+
+    /// Brings every stale entry hash up to date (through `rehash_child`) and
+    /// returns the children digest, or `None` when there are no children.
+    /// A flat list longer than one chunk becomes a wide chunk tree here.
+    pub fn rehash(&mut self, rehash_child: &mut dyn FnMut(&mut Entry)) -> Option<Hash> {
+        match self {
+            Children::Flat(v) if v.is_empty() => None,
+            Children::Flat(v) => {
+                for entry in v.iter_mut().filter(|e| e.hash == STALE) {
+                    rehash_child(entry);
+                }
+                if v.len() <= CHUNK_ENTRIES {
+                    Some(hash::chunk(v.iter().map(|e| (&e.name, &e.hash))))
+                } else {
+                    let wide = Wide::build(std::mem::take(v));
+                    let digest = wide.root.hash();
+                    *self = Children::Wide(Arc::new(wide));
+                    Some(digest)
+                }
+            }
+            Children::Wide(w) => {
+                if w.root.hash() == STALE {
+                    let w = Arc::make_mut(w);
+                    Arc::make_mut(&mut w.root).rehash(w.height, rehash_child);
+                }
+                Some(w.root.hash())
+            }
+        }
+    }
+}
+
+impl Wide {
+    fn build(entries: Vec<Entry>) -> Wide {
+        let len = entries.len();
+        let mut level: Vec<Arc<WNode>> = Vec::with_capacity(len.div_ceil(CHUNK_ENTRIES));
+        let mut rest = entries.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: Vec<Entry> = rest.by_ref().take(CHUNK_ENTRIES).collect();
+            let hash = hash::chunk(chunk.iter().map(|e| (&e.name, &e.hash)));
+            level.push(Arc::new(WNode::Leaf { entries: chunk, hash }));
+        }
+        let mut height = 0;
+        while level.len() > 1 {
+            height += 1;
+            let mut next = Vec::with_capacity(level.len().div_ceil(CHUNK_ENTRIES));
+            let mut rest = level.into_iter().peekable();
+            while rest.peek().is_some() {
+                let kids: Vec<Arc<WNode>> = rest.by_ref().take(CHUNK_ENTRIES).collect();
+                let hash = hash::group(height as u8, kids.iter().map(|k| k.hash_ref()));
+                next.push(Arc::new(WNode::Group { kids, hash }));
+            }
+            level = next;
+        }
+        let root = level.pop().expect("a wide node has more than one chunk");
+        Wide { len, height, root }
+    }
+
+    fn get(&self, index: usize) -> &Entry {
+        let mut node = &self.root;
+        let mut level = self.height;
+        loop {
+            match node.as_ref() {
+                WNode::Group { kids, .. } => {
+                    node = &kids[(index >> (SHIFT * level)) & MASK];
+                    level -= 1;
+                }
+                WNode::Leaf { entries, .. } => return &entries[index & MASK],
+            }
+        }
+    }
+
+    fn get_mut(&mut self, index: usize) -> &mut Entry {
+        let mut node = Arc::make_mut(&mut self.root);
+        let mut level = self.height;
+        loop {
+            match node {
+                WNode::Group { kids, hash } => {
+                    *hash = STALE;
+                    node = Arc::make_mut(&mut kids[(index >> (SHIFT * level)) & MASK]);
+                    level -= 1;
+                }
+                WNode::Leaf { entries, hash } => {
+                    *hash = STALE;
+                    return &mut entries[index & MASK];
+                }
+            }
+        }
+    }
+}
+
+impl WNode {
+    fn hash(&self) -> Hash {
+        *self.hash_ref()
+    }
+
+    fn hash_ref(&self) -> &Hash {
+        match self {
+            WNode::Leaf { hash, .. } | WNode::Group { hash, .. } => hash,
+        }
+    }
+
+    fn for_each<'a>(&'a self, f: &mut dyn FnMut(&'a Entry)) {
+        match self {
+            WNode::Leaf { entries, .. } => entries.iter().for_each(f),
+            WNode::Group { kids, .. } => kids.iter().for_each(|k| k.for_each(f)),
+        }
+    }
+
+    fn rehash(&mut self, level: u32, rehash_child: &mut dyn FnMut(&mut Entry)) {
+        match self {
+            WNode::Leaf { entries, hash } => {
+                for entry in entries.iter_mut().filter(|e| e.hash == STALE) {
+                    rehash_child(entry);
+                }
+                *hash = hash::chunk(entries.iter().map(|e| (&e.name, &e.hash)));
+            }
+            WNode::Group { kids, hash } => {
+                for kid in kids.iter_mut().filter(|k| k.hash() == STALE) {
+                    Arc::make_mut(kid).rehash(level - 1, rehash_child);
+                }
+                *hash = hash::group(level as u8, kids.iter().map(|k| k.hash_ref()));
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The cell tree: nodes, copy-on-write commits, snapshots and the Merkle state
+//! hash.
+//!
+//! Owns: the in-memory representation of cells ([`Node`]), how a batch of
+//! mutations turns one committed [`Snapshot`] into the next ([`WorkTree`]),
+//! the hash format ([`hash`]), and the window of recent snapshots kept for
+//! `read_at` ([`History`]).
+//!
+//! Must not touch: beats, enzymes or anything that decides *what* to write.
+//! The tree applies mutations it is handed, in the order it is handed them.
+
+pub mod hash;
+mod children;
+mod node;
+mod snapshot;
+
+pub use cep_sdk::{Name, NameError, Path, Value, Word};
+pub use hash::Hash;
+pub use node::{Node, TreeError, WorkTree};
+pub use snapshot::{History, Snapshot};

@@ -1,0 +1,271 @@
+//! Cells and the copy-on-write batch that turns one snapshot into the next.
+
+use std::sync::Arc;
+
+use super::children::{Children, Entry};
+use super::hash::{self, Hash, STALE};
+use super::snapshot::Snapshot;
+use cep_sdk::{Name, Path, Value};
+
+const SEALED: u8 = 1;
+/// Set on every ancestor of a sealed cell, so a delete can refuse to remove
+/// sealed content without scanning the subtree. Derived, so not hashed.
+const HOLDS_SEALED: u8 = 2;
+
+/// One cell: an optional value, a sealed flag and ordered, named children.
+/// Nodes are shared between snapshots; a commit copies only changed paths.
+#[derive(Clone, Default)]
+pub struct Node {
+    value: Option<Value>,
+    flags: u8,
+    pub(crate) children: Children,
+}
+
+/// Why a mutation of the tree was refused. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TreeError {
+    #[error("cannot change {path}: {sealed_at} is sealed")]
+    Sealed { path: Path, sealed_at: Path },
+    #[error("cannot delete {path}: it holds sealed cells")]
+    HoldsSealed { path: Path },
+    #[error("the root cell cannot be deleted")]
+    DeleteRoot,
+}
+
+impl Node {
+    pub fn value(&self) -> Option<&Value> {
+        self.value.as_ref()
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.flags & SEALED != 0
+    }
+
+    pub fn child_count(&self) -> usize {
+        self.children.len()
+    }
+
+    pub fn child(&self, name: &str) -> Option<&Node> {
+        self.children.find(name).map(|e| e.node.as_ref())
+    }
+
+    /// The hash of child `name` as of the last commit.
+    pub fn child_hash(&self, name: &str) -> Option<Hash> {
+        self.children.find(name).map(|e| e.hash)
+    }
+
+    /// Child names in name order.
+    pub fn child_names(&self) -> Vec<Name> {
+        let mut out = Vec::with_capacity(self.children.len());
+        self.children.for_each(&mut |e| out.push(e.name.clone()));
+        out
+    }
+
+    /// Calls `f(name, child)` for every child in name order.
+    pub fn for_each_child<'a>(&'a self, f: &mut dyn FnMut(&'a Name, &'a Node)) {
+        self.children.for_each(&mut |e| f(&e.name, &e.node));
+    }
+
+    /// The node at `path` below this one.
+    pub fn descend(&self, path: &[Name]) -> Option<&Node> {
+        let mut node = self;
+        for name in path {
+            node = node.child(name.as_str())?;
+        }
+        Some(node)
+    }
+
+    /// Recomputes this cell's hash, rehashing only stale descendants.
+    fn rehash(&mut self) -> Hash {
+        let digest = self.children.rehash(&mut |entry: &mut Entry| {
+            entry.hash = Arc::make_mut(&mut entry.node).rehash();
+        });
+        let count = self.children.len() as u64;
+        hash::cell(self.flags & SEALED, self.value.as_ref(), count, digest.as_ref())
+    }
+}
+
+/// A batch of mutations on top of a committed snapshot. Unchanged subtrees
+/// stay shared with the snapshot; [`WorkTree::commit`] rehashes only what the
+/// batch touched and yields the next snapshot.
+pub struct WorkTree {
+    root: Arc<Node>,
+    root_hash: Hash,
+}
+
+impl WorkTree {
+    pub fn new(base: &Snapshot) -> Self {
+        WorkTree {
+            root: base.root_arc().clone(),
+            root_hash: base.hash(),
+        }
+    }
+
+    /// The current (uncommitted) node at `path`.
+    pub fn node(&self, path: &Path) -> Option<&Node> {
+        self.root.descend(path.names())
+    }
+
+    pub fn read(&self, path: &Path) -> Option<&Value> {
+        self.node(path)?.value()
+    }
+
+    /// The node at `path`, made unique for mutation and created (with every
+    /// missing ancestor) when absent. Marks the path for rehash.
+    fn node_mut(&mut self, path: &Path) -> Result<&mut Node, TreeError> {
+        self.root_hash = STALE;
+        let mut node = Arc::make_mut(&mut self.root);
+        for (depth, name) in path.names().iter().enumerate() {
+            if node.is_sealed() {
+                return Err(sealed_error(path, depth));
+            }
+            let index = match node.children.search(name.as_str()) {
+                Ok(index) => index,
+                Err(index) => {
+                    node.children.insert(index, Entry::new(name.clone()));
+                    index
+                }
+            };
+            let entry = node.children.at_mut(index);
+            entry.hash = STALE;
+            node = Arc::make_mut(&mut entry.node);
+        }
+        if node.is_sealed() {
+            return Err(sealed_error(path, path.len()));
+        }
+        Ok(node)
+    }
+
+    /// Refuses a change at `path` when it or an ancestor is sealed, before
+    /// anything is copied.
+    fn check_unsealed(&self, path: &Path) -> Result<(), TreeError> {
+        let mut node = self.root.as_ref();
+        if node.is_sealed() {
+            return Err(sealed_error(path, 0));
+        }
+        for (depth, name) in path.names().iter().enumerate() {
+            match node.child(name.as_str()) {
+                None => return Ok(()),
+                Some(child) if child.is_sealed() => return Err(sealed_error(path, depth + 1)),
+                Some(child) => node = child,
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the value of the cell at `path`, creating it and its ancestors.
+    pub fn write(&mut self, path: &Path, value: Value) -> Result<(), TreeError> {
+        self.check_unsealed(path)?;
+        self.node_mut(path)?.value = Some(value);
+        Ok(())
+    }
+
+    /// Removes the value of the cell at `path` (keeps its children).
+    pub fn clear_value(&mut self, path: &Path) -> Result<(), TreeError> {
+        self.check_unsealed(path)?;
+        if self.node(path).is_some_and(|n| n.value.is_some()) {
+            self.node_mut(path)?.value = None;
+        }
+        Ok(())
+    }
+
+    /// Deletes the cell at `path` with its subtree. Returns whether it
+    /// existed. A subtree holding sealed cells cannot be deleted.
+    pub fn delete(&mut self, path: &Path) -> Result<bool, TreeError> {
+        let (parent, name) = match (path.parent(), path.last()) {
+            (Some(parent), Some(name)) => (parent, name),
+            _ => return Err(TreeError::DeleteRoot),
+        };
+        self.check_unsealed(path)?;
+        match self.node(path) {
+            None => return Ok(false),
+            Some(node) if node.flags & HOLDS_SEALED != 0 => {
+                return Err(TreeError::HoldsSealed { path: path.clone() })
+            }
+            Some(_) => {}
+        }
+        let parent = self.node_mut(&parent)?;
+        if let Ok(index) = parent.children.search(name.as_str()) {
+            parent.children.remove(index);
+        }
+        Ok(true)
+    }
+
+    /// Adds a child under `path` named by the next index (`0000000000`,
+    /// `0000000001`, …: one more than the last index-named child) holding
+    /// `value`. Returns the new child's name.
+    pub fn append(&mut self, path: &Path, value: Value) -> Result<Name, TreeError> {
+        self.check_unsealed(path)?;
+        let node = self.node_mut(path)?;
+        let next = node
+            .children
+            .last()
+            .and_then(|e| e.name.as_str().parse::<u64>().ok())
+            .map_or(0, |n| n + 1);
+        let name = Name::from_index(next);
+        let index = match node.children.search(name.as_str()) {
+            Ok(index) => index,
+            Err(index) => {
+                node.children.insert(index, Entry::new(name.clone()));
+                index
+            }
+        };
+        let entry = node.children.at_mut(index);
+        Arc::make_mut(&mut entry.node).value = Some(value);
+        Ok(name)
+    }
+
+    /// Seals the cell at `path` (creating it when absent): from now on it and
+    /// everything below it are immutable.
+    pub fn seal(&mut self, path: &Path) -> Result<(), TreeError> {
+        self.check_unsealed(path)?;
+        self.node_mut(path)?.flags |= SEALED;
+        // Mark the ancestors; re-walking is cheap and keeps node_mut simple.
+        let mut node = Arc::make_mut(&mut self.root);
+        node.flags |= HOLDS_SEALED;
+        for name in path.names() {
+            let index = node.children.search(name.as_str()).expect("just created");
+            node = Arc::make_mut(&mut node.children.at_mut(index).node);
+            node.flags |= HOLDS_SEALED;
+        }
+        Ok(())
+    }
+
+    /// Rehashes what changed and returns the new snapshot for `beat`.
+    pub fn commit(mut self, beat: u64) -> Snapshot {
+        if self.root_hash == STALE {
+            self.root_hash = Arc::make_mut(&mut self.root).rehash();
+        }
+        Snapshot::new(self.root, self.root_hash, beat)
+    }
+}
+
+fn sealed_error(path: &Path, depth: usize) -> TreeError {
+    TreeError::Sealed {
+        path: path.clone(),
+        sealed_at: Path::from_names(path.names()[..depth].to_vec()),
+    }
+}
+
+/// The hash of a tree computed from scratch, ignoring every cache: the
+/// reference the incremental hash is tested against.
+pub fn full_hash(node: &Node) -> Hash {
+    let mut child_hashes: Vec<(Name, Hash)> = Vec::new();
+    node.for_each_child(&mut |name, child| child_hashes.push((name.clone(), full_hash(child))));
+    let digest = if child_hashes.is_empty() {
+        None
+    } else {
+        let chunk_size = hash::CHUNK_ENTRIES;
+        let mut level: Vec<Hash> = child_hashes
+            .chunks(chunk_size)
+            .map(|c| hash::chunk(c.iter().map(|(n, h)| (n, h))))
+            .collect();
+        let mut height = 0u8;
+        while level.len() > 1 {
+            height += 1;
+            level = level.chunks(chunk_size).map(|g| hash::group(height, g.iter())).collect();
+        }
+        Some(level[0])
+    };
+    hash::cell(node.flags & SEALED, node.value(), child_hashes.len() as u64, digest.as_ref())
+}

@@ -1,0 +1,135 @@
+//! The host configuration (`cep.toml`). Every key, its default and its limit
+//! are listed in `docs/config.md`; this struct is the one definition.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Which executor runs the compute phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// Everything on the heartbeat thread.
+    #[default]
+    Cooperative,
+    /// Agenda entries run on a pool of worker threads.
+    Threaded,
+}
+
+impl std::str::FromStr for ExecutorKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cooperative" => Ok(ExecutorKind::Cooperative),
+            "threaded" => Ok(ExecutorKind::Threaded),
+            other => Err(format!("unknown executor {other:?}: expected cooperative or threaded")),
+        }
+    }
+}
+
+/// Runtime configuration. Unknown keys are an error, so a typo never passes
+/// silently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the runtime keeps its files. Default `./cep-data`.
+    pub data_dir: PathBuf,
+    /// Default `cooperative`.
+    pub executor: ExecutorKind,
+    /// Worker threads of the threaded executor; 0 means one per CPU.
+    /// Default 0, at most [`Config::WORKERS_MAX`].
+    pub workers: usize,
+    /// How many times one enzyme may retry one impulse before the impulse is
+    /// dropped with a `crit` fact. Default 8.
+    pub retry_max: u32,
+    /// Beats whose ledger (`/rt/beat/<N>`) is kept; 0 turns the ledger off.
+    /// Default 16.
+    pub ledger_beats: u64,
+    /// Impulse and agenda rows recorded per beat in the ledger (the counts
+    /// are always recorded). Default 64.
+    pub ledger_rows_max: usize,
+    /// Committed snapshots kept in memory for `read_at`. Default 16, at
+    /// least 1.
+    pub history_snapshots: usize,
+    /// Facts kept in the CEI mailbox. Default 1024.
+    pub cei_facts_max: usize,
+    /// Whether each CEI fact emits `sig_cei/<sev>` for the next beat.
+    /// Default true.
+    pub cei_signal: bool,
+    /// Impulses one beat may capture; emissions beyond it are dropped with a
+    /// `crit` fact (`beat:queue/full`). Default 4,194,304.
+    pub impulses_per_beat_max: usize,
+    /// Impulses waiting to be injected from outside; `inject` fails when
+    /// full (back-pressure). Default 1,048,576.
+    pub inject_queue_max: usize,
+    /// Stop the runtime after the first fatal outcome. Default false: the
+    /// host records the fact and keeps beating.
+    pub stop_on_fatal: bool,
+}
+
+impl Config {
+    pub const WORKERS_MAX: usize = 256;
+
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|reason| ConfigError::Invalid {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.workers > Self::WORKERS_MAX {
+            return Err(format!("workers = {} is above the maximum of {}", self.workers, Self::WORKERS_MAX));
+        }
+        Ok(())
+    }
+
+    /// The worker count the threaded executor will use.
+    pub fn effective_workers(&self) -> usize {
+        if self.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.workers
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./cep-data"),
+            executor: ExecutorKind::Cooperative,
+            workers: 0,
+            retry_max: 8,
+            ledger_beats: 16,
+            ledger_rows_max: 64,
+            history_snapshots: 16,
+            cei_facts_max: 1024,
+            cei_signal: true,
+            impulses_per_beat_max: 1 << 22,
+            inject_queue_max: 1 << 20,
+            stop_on_fatal: false,
+        }
+    }
+}
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid configuration {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}

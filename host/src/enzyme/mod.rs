@@ -1,0 +1,42 @@
+//! Enzymes: descriptors, the registry, bindings and resolution order.
+//!
+//! Owns: which enzymes exist ([`Registry`]), which cells they are bound to,
+//! and, for one impulse, which enzymes run and in what order
+//! ([`Registry::resolve`]). Must not touch the tree or run callbacks: the
+//! heartbeat does that with the agenda this module computes.
+
+mod pattern;
+mod registry;
+
+use crate::beat::EnzymeCx;
+
+pub use pattern::SignalPattern;
+pub use registry::{Binding, EnzymeId, EnzymeSpec, RegisterError, Registry, ResolveKey};
+
+/// What one enzyme call ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; its staged intents are committed.
+    Ok,
+    /// Not now: its intents are dropped and it runs again for the same
+    /// impulse next beat, up to the configured retry limit.
+    Retry,
+    /// Failed: its intents are dropped and a `crit` CEI fact records why.
+    Fatal(String),
+}
+
+/// The callback behind an enzyme. It reads the committed snapshot of the
+/// previous beat through `cx` and stages intents; it never sees other
+/// enzymes' intents of the same beat.
+pub trait Enzyme: Send + Sync + 'static {
+    fn call(&self, cx: &mut EnzymeCx<'_>) -> Outcome;
+}
+
+impl<F> Enzyme for F
+where
+    F: Fn(&mut EnzymeCx<'_>) -> Outcome + Send + Sync + 'static,
+{
+    fn call(&self, cx: &mut EnzymeCx<'_>) -> Outcome {
+        self(cx)
+    }
+}

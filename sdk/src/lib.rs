@@ -1,0 +1,14 @@
+//! `cep-sdk`: the vocabulary shared by the cep host and every plugin.
+//!
+//! It owns the plain data that crosses between them — [`Value`]s, cell
+//! [`Name`]s and [`Path`]s, and travelling identifiers ([`Word`]s) — and the
+//! rules that make them valid. It must not depend on the host: a plugin author
+//! links this crate and nothing else.
+
+pub mod descriptor;
+pub mod name;
+pub mod value;
+
+pub use descriptor::{EnzymeDescriptor, EnzymeFlags, MatchKind};
+pub use name::{Name, NameError, Path, Word};
+pub use value::Value;
