@@ -22,7 +22,9 @@ impl std::str::FromStr for ExecutorKind {
         match s {
             "cooperative" => Ok(ExecutorKind::Cooperative),
             "threaded" => Ok(ExecutorKind::Threaded),
-            other => Err(format!("unknown executor {other:?}: expected cooperative or threaded")),
+            other => Err(format!(
+                "unknown executor {other:?}: expected cooperative or threaded"
+            )),
         }
     }
 }
@@ -91,7 +93,11 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         if self.workers > Self::WORKERS_MAX {
-            return Err(format!("workers = {} is above the maximum of {}", self.workers, Self::WORKERS_MAX));
+            return Err(format!(
+                "workers = {} is above the maximum of {}",
+                self.workers,
+                Self::WORKERS_MAX
+            ));
         }
         Ok(())
     }
@@ -129,7 +135,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid configuration {path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
 }

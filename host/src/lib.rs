@@ -4,15 +4,16 @@
 //! react to impulses, and structured diagnostics (CEI). See `DESIGN.md` for
 //! the architecture and `docs/` for the semantics and formats.
 
-pub mod cell;
 pub mod beat;
 pub mod cei;
+pub mod cell;
+pub mod cli;
 pub mod config;
 pub mod enzyme;
 
 pub use beat::{BeatReport, EnzymeCx, HostError, Impulse, Injector, Runtime, RuntimeError};
 pub use cei::{Fact, Severity};
 pub use cell::{Hash, Name, Path, Snapshot, Value, Word};
+pub use cep_sdk::{EnzymeDescriptor, EnzymeFlags, MatchKind};
 pub use config::{Config, ExecutorKind};
 pub use enzyme::{Enzyme, EnzymeId, Outcome};
-pub use cep_sdk::{EnzymeDescriptor, EnzymeFlags, MatchKind};

@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 /// How an enzyme's signal pattern must cover an impulse's signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MatchKind {
     /// The pattern must match the whole signal.

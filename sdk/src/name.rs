@@ -42,7 +42,9 @@ impl Name {
         if Self::is_valid(text) {
             Ok(Name(SmolStr::new(text)))
         } else {
-            Err(NameError::Name { name: text.to_owned() })
+            Err(NameError::Name {
+                name: text.to_owned(),
+            })
         }
     }
 
@@ -50,7 +52,9 @@ impl Name {
     pub fn is_valid(text: &str) -> bool {
         !text.is_empty()
             && text.len() <= Self::BYTES_MAX
-            && text.bytes().all(|b| (b'!'..=b'~').contains(&b) && b != b'/')
+            && text
+                .bytes()
+                .all(|b| (b'!'..=b'~').contains(&b) && b != b'/')
     }
 
     /// A name made from a number, zero-padded to 10 digits so that bytewise
@@ -109,7 +113,9 @@ impl Word {
         if Self::is_valid(text) {
             Ok(Word(SmolStr::new(text)))
         } else {
-            Err(NameError::Word { word: text.to_owned() })
+            Err(NameError::Word {
+                word: text.to_owned(),
+            })
         }
     }
 
@@ -301,7 +307,9 @@ mod tests {
         assert!(Path::parse("/a//b").is_err());
         assert!(Path::parse("/a/").is_err());
         assert!(p.starts_with(&Path::parse("/data").unwrap()));
-        assert!(!Path::parse("/datax").unwrap().starts_with(&Path::parse("/data").unwrap()));
+        assert!(!Path::parse("/datax")
+            .unwrap()
+            .starts_with(&Path::parse("/data").unwrap()));
         assert_eq!(p.parent().unwrap().to_string(), "/data/a");
     }
 

@@ -39,7 +39,11 @@ pub(crate) enum Op {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
     #[error("enzyme {enzyme} may not change {path}: outside its writes scopes {scopes}")]
-    OutOfScope { enzyme: String, path: String, scopes: String },
+    OutOfScope {
+        enzyme: String,
+        path: String,
+        scopes: String,
+    },
 }
 
 /// What an enzyme call can see and do.
@@ -108,7 +112,13 @@ impl<'a> EnzymeCx<'a> {
         if self.spec.may_write(path) {
             return Ok(());
         }
-        let scopes = self.spec.writes.iter().map(Path::to_string).collect::<Vec<_>>().join(", ");
+        let scopes = self
+            .spec
+            .writes
+            .iter()
+            .map(Path::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         let err = HostError::OutOfScope {
             enzyme: self.spec.name.to_string(),
             path: path.to_string(),
@@ -174,7 +184,11 @@ impl<'a> EnzymeCx<'a> {
 
     /// Binds an enzyme to a cell from the next beat on.
     pub fn bind(&mut self, path: &Path, enzyme: &Name, propagate: bool) {
-        self.stage(Op::Bind(Box::new((path.clone(), enzyme.clone(), propagate))));
+        self.stage(Op::Bind(Box::new((
+            path.clone(),
+            enzyme.clone(),
+            propagate,
+        ))));
     }
 
     /// Unbinds an enzyme from a cell from the next beat on.

@@ -105,7 +105,9 @@ impl Batch {
     fn run(&self) {
         loop {
             let index = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(task) = self.tasks.get(index) else { return };
+            let Some(task) = self.tasks.get(index) else {
+                return;
+            };
             let mut out = Vec::new();
             match task {
                 Task::Range(start, end) => {
@@ -169,13 +171,22 @@ impl Pool {
         let mut lanes: std::collections::BTreeMap<EnzymeId, Vec<u32>> = Default::default();
         for pos in 0..n {
             if is_stateful(work, pos) {
-                lanes.entry(work.agenda[pos].enzyme).or_default().push(pos as u32);
+                lanes
+                    .entry(work.agenda[pos].enzyme)
+                    .or_default()
+                    .push(pos as u32);
             }
         }
-        let chunk = n.div_ceil(workers * TASKS_PER_WORKER).max(PARALLEL_SLOTS_MIN / 2);
+        let chunk = n
+            .div_ceil(workers * TASKS_PER_WORKER)
+            .max(PARALLEL_SLOTS_MIN / 2);
         let mut tasks: Vec<Task> = lanes.into_values().map(Task::Lane).collect();
         let has_lanes = !tasks.is_empty();
-        tasks.extend((0..n).step_by(chunk).map(|s| Task::Range(s, (s + chunk).min(n))));
+        tasks.extend(
+            (0..n)
+                .step_by(chunk)
+                .map(|s| Task::Range(s, (s + chunk).min(n))),
+        );
         let task_count = tasks.len();
         let (results, received) = channel::unbounded();
         let batch = Arc::new(Batch {
@@ -186,7 +197,8 @@ impl Pool {
         });
         let jobs = self.jobs.as_ref().expect("pool is open until dropped");
         for _ in 0..workers {
-            jobs.send(batch.clone()).expect("workers live as long as the pool");
+            jobs.send(batch.clone())
+                .expect("workers live as long as the pool");
         }
         drop(batch);
         let mut outputs: Vec<Option<Vec<Staged>>> = (0..task_count).map(|_| None).collect();
@@ -194,7 +206,8 @@ impl Pool {
             let (index, out) = received.recv().expect("every task reports exactly once");
             outputs[index] = Some(out);
         }
-        let outputs: Vec<Vec<Staged>> = outputs.into_iter().map(Option::unwrap_or_default).collect();
+        let outputs: Vec<Vec<Staged>> =
+            outputs.into_iter().map(Option::unwrap_or_default).collect();
         if has_lanes {
             merge_by_position(outputs)
         } else {

@@ -121,7 +121,12 @@ impl Injector {
 
     /// Queues `impulse` with an explicit sequence number (replay, adapters
     /// that number their own inputs).
-    pub fn inject_with_seq(&self, source: &Word, seq: u64, impulse: Impulse) -> Result<(), InjectError> {
+    pub fn inject_with_seq(
+        &self,
+        source: &Word,
+        seq: u64,
+        impulse: Impulse,
+    ) -> Result<(), InjectError> {
         let mut q = self.lock();
         Self::push(&mut q, source, seq, impulse)?;
         let next = q.next_seq.entry(source.clone()).or_default();
@@ -129,7 +134,12 @@ impl Injector {
         Ok(())
     }
 
-    fn push(q: &mut InjectQueue, source: &Word, seq: u64, impulse: Impulse) -> Result<(), InjectError> {
+    fn push(
+        q: &mut InjectQueue,
+        source: &Word,
+        seq: u64,
+        impulse: Impulse,
+    ) -> Result<(), InjectError> {
         if q.closed {
             return Err(InjectError::Closed {
                 source_id: source.clone(),

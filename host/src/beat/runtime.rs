@@ -20,6 +20,9 @@ use crate::enzyme::{Enzyme, EnzymeId, RegisterError, Registry, ResolveKey};
 /// is cleared when full and whenever the registry changes.
 const RESOLVE_CACHE_MAX: usize = 1 << 16;
 
+/// The first segment of the signals CEI facts emit (`sig_cei/<sev>`).
+pub const CEI_SIGNAL_ROOT: &str = "sig_cei";
+
 /// What one beat did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BeatReport {
@@ -79,7 +82,11 @@ impl Resolver {
         let ids = self
             .cache
             .entry((impulse.signal.clone(), key))
-            .or_insert_with(|| registry.resolve(&impulse.signal, impulse.target.as_ref()).into())
+            .or_insert_with(|| {
+                registry
+                    .resolve(&impulse.signal, impulse.target.as_ref())
+                    .into()
+            })
             .clone();
         self.last = Some((impulse.signal.clone(), key, ids.clone()));
         ids
@@ -116,8 +123,7 @@ impl Runtime {
             ExecutorKind::Cooperative => Executor::Cooperative,
             ExecutorKind::Threaded => Executor::Threaded(Pool::new(config.effective_workers())),
         };
-        let mut history = History::new(config.history_snapshots);
-        history.push(genesis.clone());
+        let history = History::new(config.history_snapshots);
         Ok(Runtime {
             injector: Injector::new(config.inject_queue_max),
             registry: Arc::new(Registry::new()),
@@ -162,7 +168,11 @@ impl Runtime {
     }
 
     /// Registers an enzyme; it takes part from the next beat on.
-    pub fn register(&mut self, descriptor: &EnzymeDescriptor, callback: impl Enzyme) -> Result<EnzymeId, RegisterError> {
+    pub fn register(
+        &mut self,
+        descriptor: &EnzymeDescriptor,
+        callback: impl Enzyme,
+    ) -> Result<EnzymeId, RegisterError> {
         Arc::make_mut(&mut self.registry).register(descriptor, Arc::new(callback))
     }
 
@@ -225,7 +235,12 @@ impl Runtime {
     /// Capture: injected impulses by (source, sequence), then impulses
     /// emitted for this beat in emission order; then the agenda.
     fn capture(&mut self, beat: u64) -> BeatWork {
-        let mut impulses: Vec<Queued> = self.injector.drain().into_iter().map(|i| Queued::new(i.impulse)).collect();
+        let mut impulses: Vec<Queued> = self
+            .injector
+            .drain()
+            .into_iter()
+            .map(|i| Queued::new(i.impulse))
+            .collect();
         if let Some(emitted) = self.queue.remove(&beat) {
             impulses.extend(emitted);
         }
@@ -233,11 +248,17 @@ impl Runtime {
         for (index, queued) in impulses.iter().enumerate() {
             let index = index as u32;
             if let Some(only) = queued.only {
-                agenda.push(Slot { impulse: index, enzyme: only });
+                agenda.push(Slot {
+                    impulse: index,
+                    enzyme: only,
+                });
                 continue;
             }
             let ids = self.resolver.agenda_for(&self.registry, &queued.impulse);
-            agenda.extend(ids.iter().map(|&enzyme| Slot { impulse: index, enzyme }));
+            agenda.extend(ids.iter().map(|&enzyme| Slot {
+                impulse: index,
+                enzyme,
+            }));
         }
         BeatWork {
             beat,
@@ -248,19 +269,22 @@ impl Runtime {
         }
     }
 
-    fn enqueue(&mut self, due: u64, queued: Queued, facts: &mut Vec<Fact>, full_reported: &mut bool) {
+    fn enqueue(
+        &mut self,
+        due: u64,
+        queued: Queued,
+        facts: &mut Vec<(Fact, Option<u32>)>,
+        full_reported: &mut bool,
+    ) {
         let list = self.queue.entry(due).or_default();
         if list.len() >= self.config.impulses_per_beat_max {
             if !*full_reported {
                 *full_reported = true;
-                facts.push(Fact::new(
-                    Severity::Crit,
-                    "beat:queue/full",
-                    format!(
-                        "beat {due} already has {} impulses queued (impulses_per_beat_max); later emissions are dropped",
-                        list.len()
-                    ),
-                ));
+                let note = format!(
+                    "beat {due} already has {} impulses queued (impulses_per_beat_max); later emissions are dropped",
+                    list.len()
+                );
+                facts.push((Fact::new(Severity::Crit, "beat:queue/full", note), None));
             }
             return;
         }
@@ -272,9 +296,15 @@ impl Runtime {
     fn commit(&mut self, work: &BeatWork, staged: Vec<Staged>) -> BeatReport {
         let beat = work.beat;
         let registry = work.registry.clone();
-        let name_at = |pos: u32| registry.spec(work.agenda[pos as usize].enzyme).name.to_string();
+        let name_at = |pos: u32| {
+            registry
+                .spec(work.agenda[pos as usize].enzyme)
+                .name
+                .to_string()
+        };
         let mut tree = WorkTree::new(&work.snapshot);
-        let mut facts: Vec<Fact> = Vec::new();
+        // Each fact with the agenda position that raised it (None: the host).
+        let mut facts: Vec<(Fact, Option<u32>)> = Vec::new();
         let mut written: FxHashMap<Path, u32> = FxHashMap::default();
         let mut registry_ops: Vec<(u32, Op)> = Vec::new();
         let mut queue_full = false;
@@ -287,17 +317,27 @@ impl Runtime {
                 Op::Append(path, value) => {
                     let result = tree.append(&path, value).map(|_| ());
                     if let Err(e) = result {
-                        facts.push(Fact::new(Severity::Usage, "cell:sealed", e.to_string()).origin(name_at(pos)).subject(Some(path)));
+                        facts.push((
+                            Fact::new(Severity::Usage, "cell:sealed", e.to_string())
+                                .origin(name_at(pos))
+                                .subject(Some(path)),
+                            Some(pos),
+                        ));
                     }
                     None
                 }
                 Op::Emit(emission) => {
                     let (impulse, delay) = *emission;
-                    self.enqueue(beat + 1 + delay as u64, Queued::new(impulse), &mut facts, &mut queue_full);
+                    self.enqueue(
+                        beat + 1 + delay as u64,
+                        Queued::new(impulse),
+                        &mut facts,
+                        &mut queue_full,
+                    );
                     None
                 }
                 Op::Cei(fact) => {
-                    facts.push(*fact);
+                    facts.push((*fact, Some(pos)));
                     None
                 }
                 Op::Retry => {
@@ -305,7 +345,7 @@ impl Runtime {
                     let queued = &work.impulses[slot.impulse as usize];
                     let attempt = queued.attempt + 1;
                     if attempt > self.config.retry_max {
-                        facts.push(
+                        facts.push((
                             Fact::new(
                                 Severity::Crit,
                                 "enzyme:retry/limit",
@@ -318,7 +358,8 @@ impl Runtime {
                             )
                             .origin(name_at(pos))
                             .subject(queued.impulse.target.clone()),
-                        );
+                            Some(pos),
+                        ));
                     } else {
                         let retry = Queued {
                             impulse: queued.impulse.clone(),
@@ -332,9 +373,18 @@ impl Runtime {
                 Op::Fatal(message) => {
                     let slot = work.agenda[pos as usize];
                     let impulse = &work.impulses[slot.impulse as usize].impulse;
-                    let note = format!("enzyme {} failed on {}: {message}", name_at(pos), impulse.signal);
+                    let note = format!(
+                        "enzyme {} failed on {}: {message}",
+                        name_at(pos),
+                        impulse.signal
+                    );
                     fatal.get_or_insert_with(|| note.clone());
-                    facts.push(Fact::new(Severity::Crit, "enzyme:fatal", note).origin(name_at(pos)).subject(impulse.target.clone()));
+                    facts.push((
+                        Fact::new(Severity::Crit, "enzyme:fatal", note)
+                            .origin(name_at(pos))
+                            .subject(impulse.target.clone()),
+                        Some(pos),
+                    ));
                     None
                 }
                 op @ (Op::Register(_) | Op::Bind(_) | Op::Unbind(_)) => {
@@ -345,7 +395,7 @@ impl Runtime {
             if let Some((result, path)) = change {
                 if let Some(previous) = written.insert(path.clone(), pos) {
                     if previous != pos {
-                        facts.push(
+                        facts.push((
                             Fact::new(
                                 Severity::Warn,
                                 "cell:conflict",
@@ -357,11 +407,17 @@ impl Runtime {
                             )
                             .origin(name_at(pos))
                             .subject(Some(path.clone())),
-                        );
+                            Some(pos),
+                        ));
                     }
                 }
                 if let Err(e) = result {
-                    facts.push(Fact::new(Severity::Usage, "cell:sealed", e.to_string()).origin(name_at(pos)).subject(Some(path)));
+                    facts.push((
+                        Fact::new(Severity::Usage, "cell:sealed", e.to_string())
+                            .origin(name_at(pos))
+                            .subject(Some(path)),
+                        Some(pos),
+                    ));
                 }
             }
         }
@@ -370,11 +426,29 @@ impl Runtime {
         self.write_ledger(&mut tree, work);
 
         let fact_count = facts.len();
-        for fact in &facts {
+        // A fact raised while handling a CEI signal emits no further signal:
+        // an enzyme reacting to facts must not be able to feed itself.
+        let from_cei = |by: Option<u32>| {
+            by.is_some_and(|pos| {
+                let slot = work.agenda[pos as usize];
+                let signal = &work.impulses[slot.impulse as usize].impulse.signal;
+                signal
+                    .names()
+                    .first()
+                    .is_some_and(|n| n.as_str() == CEI_SIGNAL_ROOT)
+            })
+        };
+        for (fact, by) in &facts {
             match cei::record(&mut tree, fact, beat, self.config.cei_facts_max) {
-                Ok(at) if self.config.cei_signal => {
-                    let signal = Path::parse(&format!("sig_cei/{}", fact.severity)).expect("severity names are valid");
-                    self.enqueue(beat + 1, Queued::new(Impulse::targeted(signal, at)), &mut Vec::new(), &mut queue_full);
+                Ok(at) if self.config.cei_signal && !from_cei(*by) => {
+                    let signal = Path::parse(&format!("{CEI_SIGNAL_ROOT}/{}", fact.severity))
+                        .expect("severity names are valid");
+                    self.enqueue(
+                        beat + 1,
+                        Queued::new(Impulse::targeted(signal, at)),
+                        &mut Vec::new(),
+                        &mut queue_full,
+                    );
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(beat, "cannot record CEI fact {:?}: {e}", fact.topic),
@@ -398,7 +472,12 @@ impl Runtime {
         }
     }
 
-    fn apply_registry_ops(&mut self, ops: Vec<(u32, Op)>, name_at: &dyn Fn(u32) -> String, facts: &mut Vec<Fact>) {
+    fn apply_registry_ops(
+        &mut self,
+        ops: Vec<(u32, Op)>,
+        name_at: &dyn Fn(u32) -> String,
+        facts: &mut Vec<(Fact, Option<u32>)>,
+    ) {
         if ops.is_empty() {
             return;
         }
@@ -408,7 +487,11 @@ impl Runtime {
                 Op::Register(registration) => {
                     let (descriptor, callback) = *registration;
                     if let Err(e) = registry.register(&descriptor, callback) {
-                        facts.push(Fact::new(Severity::Usage, "enzyme:register", e.to_string()).origin(name_at(pos)));
+                        facts.push((
+                            Fact::new(Severity::Usage, "enzyme:register", e.to_string())
+                                .origin(name_at(pos)),
+                            Some(pos),
+                        ));
                     }
                 }
                 Op::Bind(binding) => {
@@ -432,15 +515,26 @@ impl Runtime {
             return;
         }
         let base = ledger_path(work.beat);
-        let field = |parent: &Path, name: &str| parent.child(Name::new(name).expect("static field name"));
+        let field =
+            |parent: &Path, name: &str| parent.child(Name::new(name).expect("static field name"));
         let rows = self.config.ledger_rows_max;
         let mut writes: Vec<(Path, Value)> = vec![
-            (field(&base, "impulse_count"), Value::I64(work.impulses.len() as i64)),
-            (field(&base, "agenda_count"), Value::I64(work.agenda.len() as i64)),
+            (
+                field(&base, "impulse_count"),
+                Value::I64(work.impulses.len() as i64),
+            ),
+            (
+                field(&base, "agenda_count"),
+                Value::I64(work.agenda.len() as i64),
+            ),
         ];
         let impulses = field(&base, "impulses");
         for (i, queued) in work.impulses.iter().take(rows).enumerate() {
-            let target = queued.impulse.target.as_ref().map_or("-".to_owned(), Path::to_string);
+            let target = queued
+                .impulse
+                .target
+                .as_ref()
+                .map_or("-".to_owned(), Path::to_string);
             let row = format!("{} -> {target}", queued.impulse.signal);
             writes.push((impulses.child(Name::from_index(i as u64)), Value::from(row)));
         }

@@ -1,1 +1,5 @@
-fn main(){}
+//! The `cep` command; see `cep --help`.
+
+fn main() {
+    std::process::exit(cep_host::cli::main());
+}

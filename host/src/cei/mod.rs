@@ -65,7 +65,11 @@ impl FromStr for Severity {
             "usage" => Severity::Usage,
             "warn" => Severity::Warn,
             "debug" => Severity::Debug,
-            other => return Err(format!("unknown severity {other:?}: expected fatal, crit, usage, warn or debug")),
+            other => {
+                return Err(format!(
+                    "unknown severity {other:?}: expected fatal, crit, usage, warn or debug"
+                ))
+            }
         })
     }
 }
@@ -104,7 +108,12 @@ impl Fact {
 
 /// Writes `fact` into the mailbox of `tree` and prunes the oldest facts
 /// beyond `facts_max`. Returns the fact's path.
-pub(crate) fn record(tree: &mut WorkTree, fact: &Fact, beat: u64, facts_max: usize) -> Result<Path, TreeError> {
+pub(crate) fn record(
+    tree: &mut WorkTree,
+    fact: &Fact,
+    beat: u64,
+    facts_max: usize,
+) -> Result<Path, TreeError> {
     let mailbox = mailbox();
     let name = tree.append(&mailbox, Value::text(&fact.topic))?;
     let at = mailbox.child(name);
@@ -113,11 +122,17 @@ pub(crate) fn record(tree: &mut WorkTree, fact: &Fact, beat: u64, facts_max: usi
     tree.write(&field("topic"), Value::text(&fact.topic))?;
     tree.write(&field("note"), Value::text(&fact.note))?;
     tree.write(&field("origin"), Value::text(&fact.origin))?;
-    let subject = fact.subject.as_ref().map(Path::to_string).unwrap_or_default();
+    let subject = fact
+        .subject
+        .as_ref()
+        .map(Path::to_string)
+        .unwrap_or_default();
     tree.write(&field("subject"), Value::from(subject))?;
     tree.write(&field("beat"), Value::I64(beat as i64))?;
     loop {
-        let Some(node) = tree.node(&mailbox) else { break };
+        let Some(node) = tree.node(&mailbox) else {
+            break;
+        };
         if node.child_count() <= facts_max.max(1) {
             break;
         }
@@ -145,9 +160,15 @@ pub fn facts(snapshot: &crate::cell::Snapshot) -> Vec<(Fact, u64)> {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let Ok(severity) = text("sev").parse() else { return };
+        let Ok(severity) = text("sev").parse() else {
+            return;
+        };
         let subject = text("subject");
-        let beat = node.child("beat").and_then(|n| n.value()).and_then(Value::as_i64).unwrap_or(0);
+        let beat = node
+            .child("beat")
+            .and_then(|n| n.value())
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         out.push((
             Fact {
                 severity,

@@ -66,7 +66,11 @@ enum WNode {
 
 /// Binary search that stops at the first equal comparison (std's version
 /// always runs every step, which made hot reads several times slower).
-fn search_by<'a>(len: usize, name: &str, name_at: impl Fn(usize) -> &'a str) -> Result<usize, usize> {
+fn search_by<'a>(
+    len: usize,
+    name: &str,
+    name_at: impl Fn(usize) -> &'a str,
+) -> Result<usize, usize> {
     let (mut lo, mut hi) = (0, len);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
@@ -189,7 +193,10 @@ impl Wide {
         while rest.peek().is_some() {
             let chunk: Vec<Entry> = rest.by_ref().take(CHUNK_ENTRIES).collect();
             let hash = hash::chunk(chunk.iter().map(|e| (&e.name, &e.hash)));
-            level.push(Arc::new(WNode::Leaf { entries: chunk, hash }));
+            level.push(Arc::new(WNode::Leaf {
+                entries: chunk,
+                hash,
+            }));
         }
         let mut height = 0;
         while level.len() > 1 {

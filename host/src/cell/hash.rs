@@ -66,7 +66,12 @@ pub(crate) fn f64_bits(v: f64) -> u64 {
 
 /// Hash of one cell: flags, value, child count and (when it has children) the
 /// children digest.
-pub(crate) fn cell(flags: u8, value: Option<&Value>, child_count: u64, children: Option<&Hash>) -> Hash {
+pub(crate) fn cell(
+    flags: u8,
+    value: Option<&Value>,
+    child_count: u64,
+    children: Option<&Hash>,
+) -> Hash {
     let mut h = blake3::Hasher::new_keyed(&keys().cell);
     h.update(&[flags, value_tag(value)]);
     match value {

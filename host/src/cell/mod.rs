@@ -9,8 +9,8 @@
 //! Must not touch: beats, enzymes or anything that decides *what* to write.
 //! The tree applies mutations it is handed, in the order it is handed them.
 
-pub mod hash;
 mod children;
+pub mod hash;
 mod node;
 mod snapshot;
 
@@ -18,3 +18,6 @@ pub use cep_sdk::{Name, NameError, Path, Value, Word};
 pub use hash::Hash;
 pub use node::{Node, TreeError, WorkTree};
 pub use snapshot::{History, Snapshot};
+
+#[cfg(test)]
+mod tests;

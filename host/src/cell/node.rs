@@ -81,7 +81,12 @@ impl Node {
             entry.hash = Arc::make_mut(&mut entry.node).rehash();
         });
         let count = self.children.len() as u64;
-        hash::cell(self.flags & SEALED, self.value.as_ref(), count, digest.as_ref())
+        hash::cell(
+            self.flags & SEALED,
+            self.value.as_ref(),
+            count,
+            digest.as_ref(),
+        )
     }
 }
 
@@ -263,9 +268,17 @@ pub fn full_hash(node: &Node) -> Hash {
         let mut height = 0u8;
         while level.len() > 1 {
             height += 1;
-            level = level.chunks(chunk_size).map(|g| hash::group(height, g.iter())).collect();
+            level = level
+                .chunks(chunk_size)
+                .map(|g| hash::group(height, g.iter()))
+                .collect();
         }
         Some(level[0])
     };
-    hash::cell(node.flags & SEALED, node.value(), child_hashes.len() as u64, digest.as_ref())
+    hash::cell(
+        node.flags & SEALED,
+        node.value(),
+        child_hashes.len() as u64,
+        digest.as_ref(),
+    )
 }

@@ -47,8 +47,16 @@ impl SignalPattern {
     /// first, then more single-segment wildcards (a `*` is narrower than a
     /// `**`).
     pub fn specificity(&self) -> (usize, usize) {
-        let literals = self.segments.iter().filter(|s| matches!(s, Segment::Literal(_))).count();
-        let ones = self.segments.iter().filter(|s| matches!(s, Segment::One)).count();
+        let literals = self
+            .segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Literal(_)))
+            .count();
+        let ones = self
+            .segments
+            .iter()
+            .filter(|s| matches!(s, Segment::One))
+            .count();
         (literals, ones)
     }
 }
@@ -56,7 +64,9 @@ impl SignalPattern {
 fn match_from(pattern: &[Segment], signal: &[Name], kind: MatchKind) -> bool {
     match pattern.split_first() {
         None => signal.is_empty() || kind == MatchKind::Prefix,
-        Some((Segment::Any, rest)) => (0..=signal.len()).any(|skip| match_from(rest, &signal[skip..], kind)),
+        Some((Segment::Any, rest)) => {
+            (0..=signal.len()).any(|skip| match_from(rest, &signal[skip..], kind))
+        }
         Some((segment, rest)) => match signal.split_first() {
             None => false,
             Some((name, tail)) => {
@@ -92,7 +102,9 @@ mod tests {
     use super::*;
 
     fn m(pattern: &str, signal: &str, kind: MatchKind) -> bool {
-        SignalPattern::parse(pattern).unwrap().matches(&Path::parse(signal).unwrap(), kind)
+        SignalPattern::parse(pattern)
+            .unwrap()
+            .matches(&Path::parse(signal).unwrap(), kind)
     }
 
     #[test]

@@ -29,7 +29,11 @@ pub struct EnzymeSpec {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
     #[error("enzyme {name:?}: invalid {field}: {reason}")]
-    Invalid { name: String, field: &'static str, reason: String },
+    Invalid {
+        name: String,
+        field: &'static str,
+        reason: String,
+    },
     #[error("enzyme {name:?} is already registered")]
     Duplicate { name: String },
     #[error("enzyme {name:?} would close an ordering cycle: {}", cycle.join(" runs before "))]
@@ -46,12 +50,17 @@ impl EnzymeSpec {
             reason,
         };
         let name = Name::new(&d.name).map_err(|e| invalid("name", e.to_string()))?;
-        let signal = SignalPattern::parse(&d.signal).map_err(|e| invalid("signal", e.to_string()))?;
+        let signal =
+            SignalPattern::parse(&d.signal).map_err(|e| invalid("signal", e.to_string()))?;
         let names = |field, list: &[String]| -> Result<Vec<Name>, RegisterError> {
-            list.iter().map(|n| Name::new(n).map_err(|e| invalid(field, e.to_string()))).collect()
+            list.iter()
+                .map(|n| Name::new(n).map_err(|e| invalid(field, e.to_string())))
+                .collect()
         };
         let paths = |field, list: &[String]| -> Result<Vec<Path>, RegisterError> {
-            list.iter().map(|p| Path::parse(p).map_err(|e| invalid(field, e.to_string()))).collect()
+            list.iter()
+                .map(|p| Path::parse(p).map_err(|e| invalid(field, e.to_string())))
+                .collect()
         };
         Ok(EnzymeSpec {
             name,
@@ -103,7 +112,10 @@ struct BindNode {
 pub enum ResolveKey {
     /// No target: broadcast.
     Broadcast,
-    Target { node: u32, at_target: bool },
+    Target {
+        node: u32,
+        at_target: bool,
+    },
 }
 
 /// Every registered enzyme and every binding.
@@ -164,12 +176,20 @@ impl Registry {
 
     /// Registers an enzyme. Refuses an invalid descriptor, a duplicate name,
     /// and an ordering cycle (the error names every enzyme on it).
-    pub fn register(&mut self, descriptor: &EnzymeDescriptor, callback: Arc<dyn Enzyme>) -> Result<EnzymeId, RegisterError> {
+    pub fn register(
+        &mut self,
+        descriptor: &EnzymeDescriptor,
+        callback: Arc<dyn Enzyme>,
+    ) -> Result<EnzymeId, RegisterError> {
         let spec = EnzymeSpec::from_descriptor(descriptor)?;
         self.register_spec(spec, callback)
     }
 
-    pub fn register_spec(&mut self, spec: EnzymeSpec, callback: Arc<dyn Enzyme>) -> Result<EnzymeId, RegisterError> {
+    pub fn register_spec(
+        &mut self,
+        spec: EnzymeSpec,
+        callback: Arc<dyn Enzyme>,
+    ) -> Result<EnzymeId, RegisterError> {
         if self.by_name.contains_key(&spec.name) {
             return Err(RegisterError::Duplicate {
                 name: spec.name.to_string(),
@@ -196,7 +216,11 @@ impl Registry {
     /// `new`, and a cycle through `new` if one exists.
     fn cycle_through(&self, new: &EnzymeSpec) -> Option<Vec<String>> {
         let mut runs_before: BTreeMap<&Name, BTreeSet<&Name>> = BTreeMap::new();
-        let specs = self.enzymes.iter().map(|r| r.spec.as_ref()).chain(std::iter::once(new));
+        let specs = self
+            .enzymes
+            .iter()
+            .map(|r| r.spec.as_ref())
+            .chain(std::iter::once(new));
         let known: BTreeSet<&Name> = specs.clone().map(|s| &s.name).collect();
         for spec in specs {
             for later in spec.before.iter().filter(|n| known.contains(n)) {
@@ -332,7 +356,12 @@ impl Registry {
         let Some(target) = target else {
             return self.broadcast(signal);
         };
-        fn apply<'r>(node: &'r BindNode, at_target: bool, bound: &mut Vec<&'r Name>, saw_entry: &mut bool) {
+        fn apply<'r>(
+            node: &'r BindNode,
+            at_target: bool,
+            bound: &mut Vec<&'r Name>,
+            saw_entry: &mut bool,
+        ) {
             for b in &node.entries {
                 *saw_entry = true;
                 if b.tombstone {
@@ -379,7 +408,11 @@ impl Registry {
         if n <= 1 {
             return members.into_iter().map(|(id, _)| id).collect();
         }
-        let local = |name: &Name| members.iter().position(|(id, _)| &self.spec(*id).name == name);
+        let local = |name: &Name| {
+            members
+                .iter()
+                .position(|(id, _)| &self.spec(*id).name == name)
+        };
         let mut edges: Vec<Vec<usize>> = vec![Vec::new(); n];
         let mut indegree = vec![0usize; n];
         for (i, (id, _)) in members.iter().enumerate() {

@@ -1,0 +1,269 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn p(text: &str) -> Path {
+    Path::parse(text).unwrap()
+}
+
+fn commit(base: &Snapshot, beat: u64, f: impl FnOnce(&mut WorkTree)) -> Snapshot {
+    let mut tree = WorkTree::new(base);
+    f(&mut tree);
+    tree.commit(beat)
+}
+
+#[test]
+fn writes_create_ancestors_and_commit_is_visible_only_in_the_new_snapshot() {
+    let s0 = Snapshot::empty();
+    let s1 = commit(&s0, 0, |t| t.write(&p("/data/a/b"), Value::I64(7)).unwrap());
+    assert_eq!(s1.read(&p("/data/a/b")), Some(&Value::I64(7)));
+    assert!(s1.exists(&p("/data/a")));
+    assert_eq!(s0.read(&p("/data/a/b")), None);
+    assert_ne!(s0.hash(), s1.hash());
+}
+
+#[test]
+fn incremental_hash_equals_hash_from_scratch() {
+    let mut s = Snapshot::empty();
+    for round in 0..5u64 {
+        s = commit(&s, round, |t| {
+            for i in 0..200u64 {
+                let path = p(&format!("/data/n{}/c{}", i % 7, (i * 31 + round) % 50));
+                t.write(&path, Value::I64((i * round) as i64)).unwrap();
+            }
+            t.delete(&p("/data/n3")).unwrap();
+        });
+        assert_eq!(s.hash(), s.recompute_hash(), "round {round}");
+    }
+}
+
+#[test]
+fn equal_trees_hash_equal_whatever_the_insertion_order() {
+    let forward = commit(&Snapshot::empty(), 0, |t| {
+        for i in 0..100 {
+            t.write(&p(&format!("/x/{i}")), Value::I64(i)).unwrap();
+        }
+    });
+    let backward = commit(&Snapshot::empty(), 0, |t| {
+        for i in (0..100).rev() {
+            t.write(&p(&format!("/x/{i}")), Value::I64(i)).unwrap();
+        }
+    });
+    assert_eq!(forward.hash(), backward.hash());
+}
+
+#[test]
+fn values_of_different_types_hash_differently() {
+    let values = [
+        Value::Null,
+        Value::Bool(false),
+        Value::I64(0),
+        Value::F64(0.0),
+        Value::text(""),
+        Value::bytes(b""),
+    ];
+    let hashes: std::collections::BTreeSet<Hash> = values
+        .iter()
+        .map(|v| {
+            commit(&Snapshot::empty(), 0, |t| {
+                t.write(&p("/v"), v.clone()).unwrap()
+            })
+            .hash()
+        })
+        .collect();
+    assert_eq!(hashes.len(), values.len());
+    let no_value = commit(&Snapshot::empty(), 0, |t| {
+        t.write(&p("/v"), Value::Null).unwrap();
+        t.clear_value(&p("/v")).unwrap();
+    });
+    assert!(!hashes.contains(&no_value.hash()));
+}
+
+#[test]
+fn every_nan_hashes_the_same() {
+    let a = commit(&Snapshot::empty(), 0, |t| {
+        t.write(&p("/f"), Value::F64(f64::NAN)).unwrap()
+    });
+    let b = commit(&Snapshot::empty(), 0, |t| {
+        t.write(&p("/f"), Value::F64(f64::from_bits(0x7ff8_dead_beef_0001)))
+            .unwrap()
+    });
+    assert_eq!(a.hash(), b.hash());
+}
+
+#[test]
+fn sealed_cells_refuse_changes_at_and_below_them() {
+    let s = commit(&Snapshot::empty(), 0, |t| {
+        t.write(&p("/sys/desc/name"), Value::text("x")).unwrap();
+        t.seal(&p("/sys/desc")).unwrap();
+    });
+    let mut t = WorkTree::new(&s);
+    let err = t.write(&p("/sys/desc/name"), Value::text("y")).unwrap_err();
+    assert_eq!(
+        err,
+        TreeError::Sealed {
+            path: p("/sys/desc/name"),
+            sealed_at: p("/sys/desc")
+        }
+    );
+    assert!(err.to_string().contains("/sys/desc is sealed"));
+    assert!(t.write(&p("/sys/desc"), Value::I64(1)).is_err());
+    assert!(t.delete(&p("/sys/desc/name")).is_err());
+    assert!(t.append(&p("/sys/desc"), Value::I64(1)).is_err());
+    assert_eq!(
+        t.delete(&p("/sys")).unwrap_err(),
+        TreeError::HoldsSealed { path: p("/sys") }
+    );
+    assert!(t.write(&p("/sys/other"), Value::I64(1)).is_ok());
+    let next = t.commit(1);
+    assert_eq!(next.read(&p("/sys/desc/name")), Some(&Value::text("x")));
+    assert!(next.node(&p("/sys/desc")).unwrap().is_sealed());
+}
+
+#[test]
+fn append_names_children_by_increasing_index() {
+    let s = commit(&Snapshot::empty(), 0, |t| {
+        for i in 0..12 {
+            t.append(&p("/log"), Value::I64(i)).unwrap();
+        }
+    });
+    let names = s.children(&p("/log"));
+    assert_eq!(names.len(), 12);
+    assert_eq!(names[0].as_str(), "0000000000");
+    assert_eq!(names[11].as_str(), "0000000011");
+    let s = commit(&s, 1, |t| {
+        t.delete(&p("/log/0000000000")).unwrap();
+        t.append(&p("/log"), Value::I64(99)).unwrap();
+    });
+    assert_eq!(s.read(&p("/log/0000000012")), Some(&Value::I64(99)));
+}
+
+#[test]
+fn wide_nodes_read_write_and_hash_like_flat_ones() {
+    // 5,000 children: a chunk tree three levels high.
+    let mut s = commit(&Snapshot::empty(), 0, |t| {
+        for i in 0..5000u64 {
+            t.write(&p(&format!("/wide/{i:06}")), Value::I64(i as i64))
+                .unwrap();
+        }
+    });
+    assert_eq!(s.hash(), s.recompute_hash());
+    assert_eq!(s.read(&p("/wide/004321")), Some(&Value::I64(4321)));
+    assert_eq!(s.node(&p("/wide")).unwrap().child_count(), 5000);
+    for beat in 1..4 {
+        s = commit(&s, beat, |t| {
+            t.write(&p("/wide/000017"), Value::I64(beat as i64))
+                .unwrap();
+            t.write(&p(&format!("/wide/00{beat}999")), Value::text("changed"))
+                .unwrap();
+        });
+        assert_eq!(s.hash(), s.recompute_hash(), "after rewrite {beat}");
+    }
+    s = commit(&s, 9, |t| {
+        t.delete(&p("/wide/002500")).unwrap();
+        t.write(&p("/wide/0025005"), Value::Null).unwrap();
+        t.write(&p("/wide/a-late-name"), Value::Null).unwrap();
+    });
+    assert_eq!(s.hash(), s.recompute_hash(), "after inserts and deletes");
+    let names = s.children(&p("/wide"));
+    assert_eq!(names.len(), 5001);
+    assert!(names.windows(2).all(|w| w[0] < w[1]));
+    // Shrinking back to one chunk goes back to the flat form with equal hashes.
+    s = commit(&s, 10, |t| {
+        for name in names.iter().skip(10) {
+            t.delete(&p(&format!("/wide/{name}"))).unwrap();
+        }
+    });
+    assert_eq!(s.hash(), s.recompute_hash());
+    assert_eq!(s.children(&p("/wide")).len(), 10);
+}
+
+#[test]
+fn history_keeps_the_last_k_snapshots_for_read_at() {
+    let mut history = History::new(3);
+    let mut s = Snapshot::empty();
+    for beat in 0..6u64 {
+        s = commit(&s, beat, |t| {
+            t.write(&p("/n"), Value::I64(beat as i64)).unwrap()
+        });
+        history.push(s.clone());
+    }
+    assert_eq!(history.len(), 3);
+    assert_eq!(history.read_at(&p("/n"), 5), Some(&Value::I64(5)));
+    assert_eq!(history.read_at(&p("/n"), 3), Some(&Value::I64(3)));
+    assert_eq!(history.read_at(&p("/n"), 2), None);
+    assert_eq!(history.read_at(&p("/n"), 9), None);
+}
+
+#[test]
+fn snapshots_are_readable_from_other_threads_while_the_next_commits() {
+    let s = commit(&Snapshot::empty(), 0, |t| {
+        for i in 0..1000 {
+            t.write(&p(&format!("/d/{i}")), Value::I64(i)).unwrap();
+        }
+    });
+    let reader = s.clone();
+    let handle = std::thread::spawn(move || {
+        (0..1000)
+            .map(|i| {
+                reader
+                    .read(&p(&format!("/d/{i}")))
+                    .and_then(Value::as_i64)
+                    .unwrap()
+            })
+            .sum::<i64>()
+    });
+    let next = commit(&s, 1, |t| {
+        for i in 0..1000 {
+            t.write(&p(&format!("/d/{i}")), Value::I64(0)).unwrap();
+        }
+    });
+    assert_eq!(handle.join().unwrap(), (0..1000).sum::<i64>());
+    assert_eq!(next.read(&p("/d/5")), Some(&Value::I64(0)));
+    assert_eq!(s.read(&p("/d/5")), Some(&Value::I64(5)));
+}
+
+#[derive(Debug, Clone)]
+enum TreeOp {
+    Write(u8, u8, i64),
+    Delete(u8, u8),
+    DeleteParent(u8),
+    Append(u8),
+}
+
+fn tree_op() -> impl Strategy<Value = TreeOp> {
+    prop_oneof![
+        4 => (0u8..6, 0u8..80, any::<i64>()).prop_map(|(a, b, v)| TreeOp::Write(a, b, v)),
+        2 => (0u8..6, 0u8..80).prop_map(|(a, b)| TreeOp::Delete(a, b)),
+        1 => (0u8..6).prop_map(TreeOp::DeleteParent),
+        1 => (0u8..6).prop_map(TreeOp::Append),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever the batch of operations, the cached incremental hash equals
+    /// the hash computed from scratch, and the old snapshot is untouched.
+    #[test]
+    fn incremental_hash_matches_full_hash(batches in prop::collection::vec(prop::collection::vec(tree_op(), 1..120), 1..5)) {
+        let mut s = Snapshot::empty();
+        for (beat, batch) in batches.into_iter().enumerate() {
+            let before = s.hash();
+            let old = s.clone();
+            s = commit(&s, beat as u64, |t| {
+                for op in batch {
+                    match op {
+                        TreeOp::Write(a, b, v) => t.write(&p(&format!("/t/{a}/{b:03}")), Value::I64(v)).unwrap(),
+                        TreeOp::Delete(a, b) => { t.delete(&p(&format!("/t/{a}/{b:03}"))).unwrap(); }
+                        TreeOp::DeleteParent(a) => { t.delete(&p(&format!("/t/{a}"))).unwrap(); }
+                        TreeOp::Append(a) => { t.append(&p(&format!("/t/{a}")), Value::Null).unwrap(); }
+                    }
+                }
+            });
+            prop_assert_eq!(s.hash(), s.recompute_hash());
+            prop_assert_eq!(old.hash(), before);
+            prop_assert_eq!(old.recompute_hash(), before);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The `cep` command line. Owns argument parsing, exit codes and output;
+//! everything it runs lives in the library.
+//!
+//! Exit codes: 0 success, 1 the runtime failed or stopped, 2 bad usage or
+//! configuration.
+
+mod default_world;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::beat::{BeatReport, Runtime};
+use crate::cell::Path;
+use crate::config::{Config, ExecutorKind};
+
+pub use default_world::install as install_default_world;
+
+#[derive(Parser)]
+#[command(name = "cep", version, about = "cep: a deterministic plugin host")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the runtime: the configured world, or the embedded default one.
+    /// The last line printed is `beat=<N> hash=<64 hex>`.
+    Run(RunArgs),
+    /// Run like `cep run`, then print the subtree at PATH of the final state.
+    Inspect {
+        /// The subtree to print (default `/`).
+        #[arg(default_value = "/")]
+        path: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Configuration file (`cep.toml`); without it the embedded default runs.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Beats to run.
+    #[arg(long, default_value_t = 1000)]
+    beats: u64,
+    /// Stop early once nothing is queued.
+    #[arg(long)]
+    until_idle: bool,
+    /// Executor backend (overrides the configuration).
+    #[arg(long)]
+    executor: Option<ExecutorKind>,
+    /// Worker threads of the threaded executor (overrides the configuration;
+    /// implies `--executor threaded` when no executor is given).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+/// Entry point of the `cep` binary; returns the process exit code.
+pub fn main() -> i32 {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => {
+            run(&args).and_then(|(_, report)| write_stdout(&format!("{}\n", report.summary_line())))
+        }
+        Command::Inspect { path, run: args } => inspect(&path, &args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("cep: error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                2
+            } else {
+                1
+            }
+        }
+    }
+}
+
+/// A mistake in what the user asked for (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+/// Writes to standard output; a closed pipe (`cep … | head`) is not an error.
+fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+fn load_config(args: &RunArgs) -> Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| UsageError(e.to_string()))?,
+        None => Config::default(),
+    };
+    if let Some(workers) = args.workers {
+        config.workers = workers;
+        if args.executor.is_none() {
+            config.executor = ExecutorKind::Threaded;
+        }
+    }
+    if let Some(executor) = args.executor {
+        config.executor = executor;
+    }
+    config.validate().map_err(UsageError)?;
+    Ok(config)
+}
+
+fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
+    let config = load_config(args)?;
+    let mut runtime = Runtime::new(config.clone()).context("starting the runtime")?;
+    default_world::install(&mut runtime).context("installing the default world")?;
+    let started = Instant::now();
+    let mut last = None;
+    let (mut impulses, mut calls, mut facts) = (0usize, 0usize, 0usize);
+    for _ in 0..args.beats {
+        if args.until_idle && last.is_some() && !runtime.has_pending() {
+            break;
+        }
+        let report = runtime.step()?;
+        impulses += report.impulses;
+        calls += report.calls;
+        facts += report.facts;
+        last = Some(report);
+    }
+    let Some(report) = last else {
+        return Err(UsageError("--beats must be at least 1".into()).into());
+    };
+    write_stdout(&format!(
+        "cep: ran {} beats on {:?}{} in {:.1} ms: {impulses} impulses, {calls} enzyme calls, {facts} CEI facts\n",
+        report.beat + 1,
+        config.executor,
+        if config.executor == ExecutorKind::Threaded {
+            format!(" ({} workers)", config.effective_workers())
+        } else {
+            String::new()
+        },
+        started.elapsed().as_secs_f64() * 1e3,
+    ))?;
+    Ok((runtime, report))
+}
+
+fn inspect(path: &str, args: &RunArgs) -> Result<()> {
+    let path = Path::parse(path).map_err(|e| UsageError(e.to_string()))?;
+    let (runtime, report) = run(args)?;
+    let text = match runtime.snapshot().render(&path) {
+        Some(text) => text,
+        None => format!("{path}: no such cell at beat {}\n", report.beat),
+    };
+    write_stdout(&format!("{text}{}\n", report.summary_line()))
+}
