@@ -1,1 +1,121 @@
-fn main() {}
+//! Cell-tree benchmarks: commit + rehash of 1,000 random leaf writes on 10k
+//! and 1M-cell trees (the previous snapshot kept alive), one write under a
+//! 100,000-child parent, reads (cached and random depth-5 paths), snapshot
+//! clone. Figures: docs/BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use cep_host::cell::{Snapshot, WorkTree};
+use cep_host::{Name, Path, Value};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+
+/// A tree `/data/aNN/bNN/...` with `fanout` children per level and `levels`
+/// levels below `/data`, leaves holding an i64. Returns it with its leaves.
+fn build(fanout: usize, levels: usize) -> (Snapshot, Vec<Path>) {
+    let mut leaves = vec![Path::parse("/data").unwrap()];
+    for level in 0..levels {
+        let letter = (b'a' + level as u8) as char;
+        leaves = leaves
+            .iter()
+            .flat_map(|parent| (0..fanout).map(move |i| parent.child(Name::new(&format!("{letter}{i:02}")).unwrap())))
+            .collect();
+    }
+    let mut tree = WorkTree::new(&Snapshot::empty());
+    for (i, leaf) in leaves.iter().enumerate() {
+        tree.write(leaf, Value::I64(i as i64)).unwrap();
+    }
+    (tree.commit(0), leaves)
+}
+
+/// A small deterministic generator (xorshift64*), so every run writes the
+/// same cells.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
+    }
+}
+
+fn commit_rehash(c: &mut Criterion) {
+    let mut group = c.benchmark_group("commit_1000_writes");
+    group.sample_size(20).measurement_time(Duration::from_secs(5));
+    for (label, fanout, levels) in [("10k_F10xL4", 10, 4), ("34k_F32xL3", 32, 3), ("1M_F32xL4", 32, 4), ("1M_F10xL6", 10, 6)] {
+        let (base, leaves) = build(fanout, levels);
+        let mut rng = Lcg(0x9e37_79b9_7f4a_7c15);
+        let mut current = base;
+        let mut round = 0i64;
+        group.bench_function(BenchmarkId::from_parameter(label), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    round += 1;
+                    let batch: Vec<Path> = (0..1000).map(|_| leaves[rng.next(leaves.len())].clone()).collect();
+                    // `current` stays alive during the commit: it really copies.
+                    let start = Instant::now();
+                    let mut tree = WorkTree::new(&current);
+                    for path in &batch {
+                        tree.write(path, Value::I64(round)).unwrap();
+                    }
+                    let next = tree.commit(round as u64);
+                    total += start.elapsed();
+                    // Dropping the superseded snapshot is not counted.
+                    current = next;
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn wide_write(c: &mut Criterion) {
+    let parent = Path::parse("/data/wide").unwrap();
+    let mut tree = WorkTree::new(&Snapshot::empty());
+    for i in 0..100_000u64 {
+        tree.write(&parent.child(Name::from_index(i)), Value::I64(i as i64)).unwrap();
+    }
+    let mut current = tree.commit(0);
+    let mut rng = Lcg(7);
+    let mut round = 0i64;
+    c.bench_function("commit_1_write_under_100k_children", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                let path = parent.child(Name::from_index(rng.next(100_000) as u64));
+                let start = Instant::now();
+                let mut tree = WorkTree::new(&current);
+                tree.write(&path, Value::I64(round)).unwrap();
+                let next = tree.commit(round as u64);
+                total += start.elapsed();
+                current = next;
+            }
+            total
+        })
+    });
+}
+
+fn reads(c: &mut Criterion) {
+    let (snapshot, leaves) = build(32, 4);
+    let hot = leaves[leaves.len() / 3].clone();
+    let mut group = c.benchmark_group("read_depth5_1M");
+    group.bench_function("cached", |b| b.iter(|| black_box(snapshot.read(black_box(&hot)))));
+    let mut rng = Lcg(11);
+    let random: Vec<Path> = (0..4096).map(|_| leaves[rng.next(leaves.len())].clone()).collect();
+    let mut i = 0;
+    group.bench_function("random", |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(snapshot.read(&random[i]))
+        })
+    });
+    group.finish();
+    c.bench_function("snapshot_clone_1M", |b| b.iter(|| black_box(snapshot.clone())));
+}
+
+criterion_group!(benches, commit_rehash, wide_write, reads);
+criterion_main!(benches);

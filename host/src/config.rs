@@ -58,6 +58,9 @@ pub struct Config {
     /// Whether each CEI fact emits `sig_cei/<sev>` for the next beat.
     /// Default true.
     pub cei_signal: bool,
+    /// `cell:conflict` facts recorded per beat; further conflicts of the
+    /// beat are counted in one summary fact. Default 16.
+    pub conflict_facts_max: usize,
     /// Impulses one beat may capture; emissions beyond it are dropped with a
     /// `crit` fact (`beat:queue/full`). Default 4,194,304.
     pub impulses_per_beat_max: usize,
@@ -124,6 +127,7 @@ impl Default for Config {
             history_snapshots: 16,
             cei_facts_max: 1024,
             cei_signal: true,
+            conflict_facts_max: 16,
             impulses_per_beat_max: 1 << 22,
             inject_queue_max: 1 << 20,
             stop_on_fatal: false,

@@ -158,8 +158,15 @@ impl FromStr for Word {
 
 /// A path from the root: a shared, immutable list of names. Cloning is one
 /// reference-count increment.
-#[derive(Clone, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct Path(Arc<[Name]>);
+
+impl std::hash::Hash for Path {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Consistent with `eq`: equal paths have equal names.
+        self.0.hash(state)
+    }
+}
 
 impl PartialEq for Path {
     fn eq(&self, other: &Self) -> bool {

@@ -842,3 +842,53 @@ fn facts_raised_while_handling_a_cei_signal_emit_no_further_signal() {
         "the echo's own fact is still recorded"
     );
 }
+
+#[test]
+fn conflicts_beyond_the_per_beat_cap_are_summarised_in_one_fact() {
+    let config = Config {
+        conflict_facts_max: 2,
+        cei_signal: false,
+        ..Config::default()
+    };
+    let mut rt = Runtime::new(config).unwrap();
+    for n in ["w1", "w2", "w3", "w4", "w5"] {
+        rt.register(&EnzymeDescriptor::new(n, "s"), |cx: &mut EnzymeCx<'_>| {
+            cx.write(&p("/data/hot"), cx.enzyme().to_string()).unwrap();
+            Outcome::Ok
+        })
+        .unwrap();
+    }
+    rt.inject(&word("t"), Impulse::signal(p("s"))).unwrap();
+    rt.step().unwrap();
+    assert_eq!(rt.snapshot().read(&p("/data/hot")), Some(&Value::text("w5")));
+    let conflicts = facts(&rt, "cell:conflict");
+    assert_eq!(conflicts.len(), 3, "{conflicts:?}");
+    assert!(conflicts[2].note.contains("2 more same-cell conflicts"), "{}", conflicts[2].note);
+}
+
+#[test]
+fn a_batch_injection_keeps_its_order_and_is_refused_whole_when_the_queue_is_full() {
+    let config = Config {
+        inject_queue_max: 4,
+        ..Config::default()
+    };
+    let mut rt = Runtime::new(config).unwrap();
+    let log = CallLog::default();
+    let seen = log.clone();
+    rt.register(&EnzymeDescriptor::new("rec", "s"), move |cx: &mut EnzymeCx<'_>| {
+        seen.push(cx.beat(), &cx.payload().unwrap().to_string());
+        Outcome::Ok
+    })
+    .unwrap();
+    let injector = rt.injector();
+    let batch = |range: std::ops::Range<i64>| range.map(|i| Impulse::signal(p("s")).with_payload(Value::I64(i))).collect::<Vec<_>>();
+    assert_eq!(injector.inject_batch(&word("b"), batch(0..3)), Ok(0));
+    let err = injector.inject_batch(&word("b"), batch(3..5)).unwrap_err();
+    assert!(err.to_string().contains("full"), "{err}");
+    assert_eq!(injector.pending(), 3, "a refused batch leaves nothing behind");
+    rt.step().unwrap();
+    assert_eq!(log.labels(), ["0", "1", "2"]);
+    assert_eq!(injector.inject_batch(&word("b"), batch(3..5)), Ok(3), "sequence numbers continue");
+    rt.close_inputs();
+    assert!(injector.inject(&word("b"), Impulse::signal(p("s"))).is_err());
+}

@@ -119,6 +119,35 @@ impl Injector {
         Ok(seq)
     }
 
+    /// Queues every impulse of `impulses` from `source`, in order, under one
+    /// lock. Returns the sequence number of the first. Refuses the whole
+    /// batch when it does not fit in the queue.
+    pub fn inject_batch(&self, source: &Word, impulses: impl IntoIterator<Item = Impulse>) -> Result<u64, InjectError> {
+        let mut q = self.lock();
+        if q.closed {
+            return Err(InjectError::Closed {
+                source_id: source.clone(),
+            });
+        }
+        let first = q.next_seq.get(source).copied().unwrap_or(0);
+        let mut seq = first;
+        let start = q.pending.len();
+        for impulse in impulses {
+            if q.pending.len() >= q.max {
+                q.pending.truncate(start);
+                return Err(InjectError::Full { max: q.max });
+            }
+            q.pending.push(Injected {
+                source: source.clone(),
+                seq,
+                impulse,
+            });
+            seq += 1;
+        }
+        q.next_seq.insert(source.clone(), seq);
+        Ok(first)
+    }
+
     /// Queues `impulse` with an explicit sequence number (replay, adapters
     /// that number their own inputs).
     pub fn inject_with_seq(
@@ -159,7 +188,8 @@ impl Injector {
     /// Takes everything queued, in canonical order.
     pub(crate) fn drain(&self) -> Vec<Injected> {
         let mut taken = std::mem::take(&mut self.lock().pending);
-        taken.sort_by(|a, b| (&a.source, a.seq).cmp(&(&b.source, b.seq)));
+        // Stable, and most batches arrive sorted already.
+        taken.sort_by(|a, b| a.source.cmp(&b.source).then(a.seq.cmp(&b.seq)));
         taken
     }
 

@@ -308,6 +308,7 @@ impl Runtime {
         let mut written: FxHashMap<Path, u32> = FxHashMap::default();
         let mut registry_ops: Vec<(u32, Op)> = Vec::new();
         let mut queue_full = false;
+        let mut conflicts = 0usize;
         let mut fatal: Option<String> = None;
 
         for Staged { pos, op } in staged {
@@ -395,20 +396,16 @@ impl Runtime {
             if let Some((result, path)) = change {
                 if let Some(previous) = written.insert(path.clone(), pos) {
                     if previous != pos {
-                        facts.push((
-                            Fact::new(
-                                Severity::Warn,
-                                "cell:conflict",
-                                format!(
-                                    "{path} was changed by {} (agenda #{previous}) and then by {} (agenda #{pos}) in beat {beat}; the later one wins",
-                                    name_at(previous),
-                                    name_at(pos)
-                                ),
-                            )
-                            .origin(name_at(pos))
-                            .subject(Some(path.clone())),
-                            Some(pos),
-                        ));
+                        conflicts += 1;
+                        if conflicts <= self.config.conflict_facts_max {
+                            let note = format!(
+                                "{path} was changed by {} (agenda #{previous}) and then by {} (agenda #{pos}) in beat {beat}; the later one wins",
+                                name_at(previous),
+                                name_at(pos)
+                            );
+                            let fact = Fact::new(Severity::Warn, "cell:conflict", note).origin(name_at(pos)).subject(Some(path.clone()));
+                            facts.push((fact, Some(pos)));
+                        }
                     }
                 }
                 if let Err(e) = result {
@@ -422,6 +419,14 @@ impl Runtime {
             }
         }
 
+        if conflicts > self.config.conflict_facts_max {
+            let note = format!(
+                "{} more same-cell conflicts in beat {beat} were not recorded one by one (conflict_facts_max = {})",
+                conflicts - self.config.conflict_facts_max,
+                self.config.conflict_facts_max
+            );
+            facts.push((Fact::new(Severity::Warn, "cell:conflict", note), None));
+        }
         self.apply_registry_ops(registry_ops, &name_at, &mut facts);
         self.write_ledger(&mut tree, work);
 

@@ -129,14 +129,11 @@ pub(crate) fn record(
         .unwrap_or_default();
     tree.write(&field("subject"), Value::from(subject))?;
     tree.write(&field("beat"), Value::I64(beat as i64))?;
-    loop {
-        let Some(node) = tree.node(&mailbox) else {
-            break;
-        };
+    while let Some(node) = tree.node(&mailbox) {
         if node.child_count() <= facts_max.max(1) {
             break;
         }
-        let oldest = node.child_names()[0].clone();
+        let Some(oldest) = node.first_child_name().cloned() else { break };
         tree.delete(&mailbox.child(oldest))?;
     }
     Ok(at)

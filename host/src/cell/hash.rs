@@ -103,20 +103,25 @@ pub(crate) fn cell(
 
 /// Hash of one chunk of at most [`CHUNK_ENTRIES`] `(name, child hash)` pairs.
 pub(crate) fn chunk<'a>(entries: impl Iterator<Item = (&'a Name, &'a Hash)>) -> Hash {
-    let mut h = blake3::Hasher::new_keyed(&keys().chunk);
-    // One contiguous buffer: BLAKE3 is fastest fed whole blocks.
-    let mut buf = [0u8; CHUNK_ENTRIES * (1 + 64 + 32)];
-    let mut at = 0;
-    for (name, hash) in entries {
-        let bytes = name.as_str().as_bytes();
-        buf[at] = bytes.len() as u8;
-        buf[at + 1..at + 1 + bytes.len()].copy_from_slice(bytes);
-        at += 1 + bytes.len();
-        buf[at..at + 32].copy_from_slice(hash);
-        at += 32;
+    thread_local! {
+        // One contiguous, reused buffer: BLAKE3 is fastest fed whole blocks,
+        // and reusing it avoids clearing 3 KiB per chunk.
+        static BUF: std::cell::RefCell<Vec<u8>> =
+            std::cell::RefCell::new(Vec::with_capacity(CHUNK_ENTRIES * (1 + 64 + 32)));
     }
-    h.update(&buf[..at]);
-    *h.finalize().as_bytes()
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        for (name, hash) in entries {
+            let bytes = name.as_str().as_bytes();
+            buf.push(bytes.len() as u8);
+            buf.extend_from_slice(bytes);
+            buf.extend_from_slice(hash);
+        }
+        let mut h = blake3::Hasher::new_keyed(&keys().chunk);
+        h.update(&buf);
+        *h.finalize().as_bytes()
+    })
 }
 
 /// Hash of one group of at most [`CHUNK_ENTRIES`] lower-level hashes; `level`

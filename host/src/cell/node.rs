@@ -54,6 +54,11 @@ impl Node {
         self.children.find(name).map(|e| e.hash)
     }
 
+    /// The first child's name in name order.
+    pub fn first_child_name(&self) -> Option<&Name> {
+        (self.children.len() > 0).then(|| &self.children.at(0).name)
+    }
+
     /// Child names in name order.
     pub fn child_names(&self) -> Vec<Name> {
         let mut out = Vec::with_capacity(self.children.len());
@@ -73,6 +78,31 @@ impl Node {
             node = node.child(name.as_str())?;
         }
         Some(node)
+    }
+
+    /// Like [`Node::rehash`], but with `parallel` the first cell with several
+    /// stale children (in a flat list) splits them between this thread and
+    /// one helper. The result is the same either way.
+    fn rehash_top(&mut self, parallel: bool) -> Hash {
+        if parallel {
+            if let Children::Flat(entries) = &mut self.children {
+                let stale = entries.iter().filter(|e| e.hash == STALE).count();
+                if stale == 1 && entries.len() <= hash::CHUNK_ENTRIES {
+                    // Descend through the single changed child.
+                    if let Some(entry) = entries.iter_mut().find(|e| e.hash == STALE) {
+                        entry.hash = Arc::make_mut(&mut entry.node).rehash_top(true);
+                    }
+                } else if stale > 1 {
+                    let mid = entries.len() / 2;
+                    let (left, right) = entries.split_at_mut(mid);
+                    std::thread::scope(|scope| {
+                        scope.spawn(|| rehash_entries(left));
+                        rehash_entries(right);
+                    });
+                }
+            }
+        }
+        self.rehash()
     }
 
     /// Recomputes this cell's hash, rehashing only stale descendants.
@@ -96,13 +126,20 @@ impl Node {
 pub struct WorkTree {
     root: Arc<Node>,
     root_hash: Hash,
+    /// Cells changed in this batch (a hint for parallel rehash).
+    changes: usize,
 }
+
+/// Batches with at least this many changes rehash on two threads: below it
+/// the thread start-up costs more than it saves.
+const PARALLEL_REHASH_CHANGES_MIN: usize = 256;
 
 impl WorkTree {
     pub fn new(base: &Snapshot) -> Self {
         WorkTree {
             root: base.root_arc().clone(),
             root_hash: base.hash(),
+            changes: 0,
         }
     }
 
@@ -117,8 +154,13 @@ impl WorkTree {
 
     /// The node at `path`, made unique for mutation and created (with every
     /// missing ancestor) when absent. Marks the path for rehash.
+    ///
+    /// Seals are checked on the way down before anything is created, so a
+    /// refused change creates nothing; at worst it copied some unchanged
+    /// ancestors, which rehash to the same hashes.
     fn node_mut(&mut self, path: &Path) -> Result<&mut Node, TreeError> {
         self.root_hash = STALE;
+        self.changes += 1;
         let mut node = Arc::make_mut(&mut self.root);
         for (depth, name) in path.names().iter().enumerate() {
             if node.is_sealed() {
@@ -160,7 +202,6 @@ impl WorkTree {
 
     /// Sets the value of the cell at `path`, creating it and its ancestors.
     pub fn write(&mut self, path: &Path, value: Value) -> Result<(), TreeError> {
-        self.check_unsealed(path)?;
         self.node_mut(path)?.value = Some(value);
         Ok(())
     }
@@ -200,7 +241,6 @@ impl WorkTree {
     /// `0000000001`, …: one more than the last index-named child) holding
     /// `value`. Returns the new child's name.
     pub fn append(&mut self, path: &Path, value: Value) -> Result<Name, TreeError> {
-        self.check_unsealed(path)?;
         let node = self.node_mut(path)?;
         let next = node
             .children
@@ -239,9 +279,16 @@ impl WorkTree {
     /// Rehashes what changed and returns the new snapshot for `beat`.
     pub fn commit(mut self, beat: u64) -> Snapshot {
         if self.root_hash == STALE {
-            self.root_hash = Arc::make_mut(&mut self.root).rehash();
+            let parallel = self.changes >= PARALLEL_REHASH_CHANGES_MIN;
+            self.root_hash = Arc::make_mut(&mut self.root).rehash_top(parallel);
         }
         Snapshot::new(self.root, self.root_hash, beat)
+    }
+}
+
+fn rehash_entries(entries: &mut [Entry]) {
+    for entry in entries.iter_mut().filter(|e| e.hash == STALE) {
+        entry.hash = Arc::make_mut(&mut entry.node).rehash();
     }
 }
 

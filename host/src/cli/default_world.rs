@@ -47,7 +47,7 @@ pub fn install(runtime: &mut Runtime) -> anyhow::Result<()> {
                 let target = cells.child(Name::from_index((cx.beat() * 3) % CELLS));
                 cx.emit(Impulse::targeted(path("demo/work"), target).with_payload(Value::I64(99)));
             }
-            if cx.beat() % 7 == 0 {
+            if cx.beat().is_multiple_of(7) {
                 cx.emit_after(4, Impulse::signal(path("demo/slow")));
             }
             Outcome::Ok
