@@ -18,7 +18,10 @@ fn build(fanout: usize, levels: usize) -> (Snapshot, Vec<Path>) {
         let letter = (b'a' + level as u8) as char;
         leaves = leaves
             .iter()
-            .flat_map(|parent| (0..fanout).map(move |i| parent.child(Name::new(&format!("{letter}{i:02}")).unwrap())))
+            .flat_map(|parent| {
+                (0..fanout)
+                    .map(move |i| parent.child(Name::new(&format!("{letter}{i:02}")).unwrap()))
+            })
             .collect();
     }
     let mut tree = WorkTree::new(&Snapshot::empty());
@@ -42,8 +45,15 @@ impl Lcg {
 
 fn commit_rehash(c: &mut Criterion) {
     let mut group = c.benchmark_group("commit_1000_writes");
-    group.sample_size(20).measurement_time(Duration::from_secs(5));
-    for (label, fanout, levels) in [("10k_F10xL4", 10, 4), ("34k_F32xL3", 32, 3), ("1M_F32xL4", 32, 4), ("1M_F10xL6", 10, 6)] {
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
+    for (label, fanout, levels) in [
+        ("10k_F10xL4", 10, 4),
+        ("34k_F32xL3", 32, 3),
+        ("1M_F32xL4", 32, 4),
+        ("1M_F10xL6", 10, 6),
+    ] {
         let (base, leaves) = build(fanout, levels);
         let mut rng = Lcg(0x9e37_79b9_7f4a_7c15);
         let mut current = base;
@@ -53,7 +63,9 @@ fn commit_rehash(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     round += 1;
-                    let batch: Vec<Path> = (0..1000).map(|_| leaves[rng.next(leaves.len())].clone()).collect();
+                    let batch: Vec<Path> = (0..1000)
+                        .map(|_| leaves[rng.next(leaves.len())].clone())
+                        .collect();
                     // `current` stays alive during the commit: it really copies.
                     let start = Instant::now();
                     let mut tree = WorkTree::new(&current);
@@ -76,7 +88,8 @@ fn wide_write(c: &mut Criterion) {
     let parent = Path::parse("/data/wide").unwrap();
     let mut tree = WorkTree::new(&Snapshot::empty());
     for i in 0..100_000u64 {
-        tree.write(&parent.child(Name::from_index(i)), Value::I64(i as i64)).unwrap();
+        tree.write(&parent.child(Name::from_index(i)), Value::I64(i as i64))
+            .unwrap();
     }
     let mut current = tree.commit(0);
     let mut rng = Lcg(7);
@@ -103,9 +116,13 @@ fn reads(c: &mut Criterion) {
     let (snapshot, leaves) = build(32, 4);
     let hot = leaves[leaves.len() / 3].clone();
     let mut group = c.benchmark_group("read_depth5_1M");
-    group.bench_function("cached", |b| b.iter(|| black_box(snapshot.read(black_box(&hot)))));
+    group.bench_function("cached", |b| {
+        b.iter(|| black_box(snapshot.read(black_box(&hot))))
+    });
     let mut rng = Lcg(11);
-    let random: Vec<Path> = (0..4096).map(|_| leaves[rng.next(leaves.len())].clone()).collect();
+    let random: Vec<Path> = (0..4096)
+        .map(|_| leaves[rng.next(leaves.len())].clone())
+        .collect();
     let mut i = 0;
     group.bench_function("random", |b| {
         b.iter(|| {
@@ -114,7 +131,9 @@ fn reads(c: &mut Criterion) {
         })
     });
     group.finish();
-    c.bench_function("snapshot_clone_1M", |b| b.iter(|| black_box(snapshot.clone())));
+    c.bench_function("snapshot_clone_1M", |b| {
+        b.iter(|| black_box(snapshot.clone()))
+    });
 }
 
 criterion_group!(benches, commit_rehash, wide_write, reads);

@@ -12,7 +12,10 @@ fn main() {
         let letter = (b'a' + level as u8) as char;
         leaves = leaves
             .iter()
-            .flat_map(|parent| (0..fanout).map(move |i| parent.child(Name::new(&format!("{letter}{i:02}")).unwrap())))
+            .flat_map(|parent| {
+                (0..fanout)
+                    .map(move |i| parent.child(Name::new(&format!("{letter}{i:02}")).unwrap()))
+            })
             .collect();
     }
     let mut tree = WorkTree::new(&Snapshot::empty());
@@ -44,5 +47,9 @@ fn main() {
         commit_ns += (t2 - t1).as_nanos();
         current = next;
     }
-    println!("write {:.2} ms, rehash {:.2} ms per 1000 writes", write_ns as f64 / rounds as f64 / 1e6, commit_ns as f64 / rounds as f64 / 1e6);
+    println!(
+        "write {:.2} ms, rehash {:.2} ms per 1000 writes",
+        write_ns as f64 / rounds as f64 / 1e6,
+        commit_ns as f64 / rounds as f64 / 1e6
+    );
 }

@@ -801,10 +801,12 @@ fn the_threaded_executor_leaves_no_threads_behind() {
             rt.inject(&word("t"), Impulse::signal(p("s"))).unwrap();
         }
         rt.step().unwrap();
+        // 7 helpers (the heartbeat thread is the eighth compute thread) and
+        // the snapshot reclaimer.
         assert!(thread_count() >= before + 8);
     }
     // Other tests run in parallel threads of this process; allow for them but
-    // require the 8 workers to be gone.
+    // require the helpers to be gone.
     let after = thread_count();
     assert!(after < before + 8, "threads before {before}, after {after}");
 }
@@ -860,10 +862,17 @@ fn conflicts_beyond_the_per_beat_cap_are_summarised_in_one_fact() {
     }
     rt.inject(&word("t"), Impulse::signal(p("s"))).unwrap();
     rt.step().unwrap();
-    assert_eq!(rt.snapshot().read(&p("/data/hot")), Some(&Value::text("w5")));
+    assert_eq!(
+        rt.snapshot().read(&p("/data/hot")),
+        Some(&Value::text("w5"))
+    );
     let conflicts = facts(&rt, "cell:conflict");
     assert_eq!(conflicts.len(), 3, "{conflicts:?}");
-    assert!(conflicts[2].note.contains("2 more same-cell conflicts"), "{}", conflicts[2].note);
+    assert!(
+        conflicts[2].note.contains("2 more same-cell conflicts"),
+        "{}",
+        conflicts[2].note
+    );
 }
 
 #[test]
@@ -875,20 +884,37 @@ fn a_batch_injection_keeps_its_order_and_is_refused_whole_when_the_queue_is_full
     let mut rt = Runtime::new(config).unwrap();
     let log = CallLog::default();
     let seen = log.clone();
-    rt.register(&EnzymeDescriptor::new("rec", "s"), move |cx: &mut EnzymeCx<'_>| {
-        seen.push(cx.beat(), &cx.payload().unwrap().to_string());
-        Outcome::Ok
-    })
+    rt.register(
+        &EnzymeDescriptor::new("rec", "s"),
+        move |cx: &mut EnzymeCx<'_>| {
+            seen.push(cx.beat(), &cx.payload().unwrap().to_string());
+            Outcome::Ok
+        },
+    )
     .unwrap();
     let injector = rt.injector();
-    let batch = |range: std::ops::Range<i64>| range.map(|i| Impulse::signal(p("s")).with_payload(Value::I64(i))).collect::<Vec<_>>();
+    let batch = |range: std::ops::Range<i64>| {
+        range
+            .map(|i| Impulse::signal(p("s")).with_payload(Value::I64(i)))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(injector.inject_batch(&word("b"), batch(0..3)), Ok(0));
     let err = injector.inject_batch(&word("b"), batch(3..5)).unwrap_err();
     assert!(err.to_string().contains("full"), "{err}");
-    assert_eq!(injector.pending(), 3, "a refused batch leaves nothing behind");
+    assert_eq!(
+        injector.pending(),
+        3,
+        "a refused batch leaves nothing behind"
+    );
     rt.step().unwrap();
     assert_eq!(log.labels(), ["0", "1", "2"]);
-    assert_eq!(injector.inject_batch(&word("b"), batch(3..5)), Ok(3), "sequence numbers continue");
+    assert_eq!(
+        injector.inject_batch(&word("b"), batch(3..5)),
+        Ok(3),
+        "sequence numbers continue"
+    );
     rt.close_inputs();
-    assert!(injector.inject(&word("b"), Impulse::signal(p("s"))).is_err());
+    assert!(injector
+        .inject(&word("b"), Impulse::signal(p("s")))
+        .is_err());
 }

@@ -129,8 +129,9 @@ impl Batch {
     }
 }
 
-/// A fixed pool of worker threads. Dropping it closes the job channel and
-/// joins every worker.
+/// A fixed pool of compute threads: the heartbeat thread plus `workers - 1`
+/// helpers (the heartbeat thread would otherwise sit idle while the others
+/// compute). Dropping it closes the job channel and joins every helper.
 pub(crate) struct Pool {
     jobs: Option<Sender<Arc<Batch>>>,
     handles: Vec<JoinHandle<()>>,
@@ -139,7 +140,7 @@ pub(crate) struct Pool {
 impl Pool {
     pub fn new(workers: usize) -> Self {
         let (jobs, queue): (Sender<Arc<Batch>>, Receiver<Arc<Batch>>) = channel::unbounded();
-        let handles = (0..workers.max(1))
+        let handles = (1..workers.max(1))
             .map(|i| {
                 let queue = queue.clone();
                 std::thread::Builder::new()
@@ -158,8 +159,9 @@ impl Pool {
         }
     }
 
+    /// Compute threads, the heartbeat thread included.
     pub fn workers(&self) -> usize {
-        self.handles.len()
+        self.handles.len() + 1
     }
 
     fn compute(&self, work: &Arc<BeatWork>) -> Vec<Staged> {
@@ -196,10 +198,11 @@ impl Pool {
             results,
         });
         let jobs = self.jobs.as_ref().expect("pool is open until dropped");
-        for _ in 0..workers {
+        for _ in 0..self.handles.len() {
             jobs.send(batch.clone())
-                .expect("workers live as long as the pool");
+                .expect("helpers live as long as the pool");
         }
+        batch.run();
         drop(batch);
         let mut outputs: Vec<Option<Vec<Staged>>> = (0..task_count).map(|_| None).collect();
         for _ in 0..task_count {

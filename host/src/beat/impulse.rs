@@ -59,14 +59,6 @@ impl Queued {
     }
 }
 
-/// An impulse injected from outside, ordered at capture by (source, seq).
-#[derive(Debug, Clone)]
-pub struct Injected {
-    pub source: Word,
-    pub seq: u64,
-    pub impulse: Impulse,
-}
-
 /// Why an injection was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InjectError {
@@ -76,8 +68,11 @@ pub enum InjectError {
     Closed { source_id: Word },
 }
 
+/// Impulses waiting for capture, one list per source, each list with its
+/// sequence numbers.
 struct InjectQueue {
-    pending: Vec<Injected>,
+    by_source: BTreeMap<Word, Vec<(u64, Impulse)>>,
+    pending: usize,
     next_seq: BTreeMap<Word, u64>,
     max: usize,
     closed: bool,
@@ -95,7 +90,8 @@ impl Injector {
     pub(crate) fn new(max: usize) -> Self {
         Injector {
             queue: Arc::new(Mutex::new(InjectQueue {
-                pending: Vec::new(),
+                by_source: BTreeMap::new(),
+                pending: 0,
                 next_seq: BTreeMap::new(),
                 max,
                 closed: false,
@@ -104,46 +100,44 @@ impl Injector {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, InjectQueue> {
-        // A panic while holding this lock cannot leave the queue half-updated
-        // (every update is a single push), so a poisoned lock is still sound.
+        // Every update below completes before it can panic (allocation
+        // failure aside), so a poisoned lock still guards a sound queue.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues `impulse` from `source` with the source's next sequence number,
     /// which it returns.
     pub fn inject(&self, source: &Word, impulse: Impulse) -> Result<u64, InjectError> {
-        let mut q = self.lock();
-        let seq = q.next_seq.get(source).copied().unwrap_or(0);
-        Self::push(&mut q, source, seq, impulse)?;
-        q.next_seq.insert(source.clone(), seq + 1);
-        Ok(seq)
+        self.inject_batch(source, std::iter::once(impulse))
     }
 
     /// Queues every impulse of `impulses` from `source`, in order, under one
     /// lock. Returns the sequence number of the first. Refuses the whole
     /// batch when it does not fit in the queue.
-    pub fn inject_batch(&self, source: &Word, impulses: impl IntoIterator<Item = Impulse>) -> Result<u64, InjectError> {
-        let mut q = self.lock();
-        if q.closed {
-            return Err(InjectError::Closed {
-                source_id: source.clone(),
-            });
-        }
+    pub fn inject_batch(
+        &self,
+        source: &Word,
+        impulses: impl IntoIterator<Item = Impulse>,
+    ) -> Result<u64, InjectError> {
+        let mut guard = self.lock();
+        let q = &mut *guard;
+        q.check_open(source)?;
         let first = q.next_seq.get(source).copied().unwrap_or(0);
+        let room = q.max - q.pending;
+        let list = q.by_source.entry(source.clone()).or_default();
+        let start = list.len();
+        let impulses = impulses.into_iter();
+        list.reserve(impulses.size_hint().0.min(room));
         let mut seq = first;
-        let start = q.pending.len();
         for impulse in impulses {
-            if q.pending.len() >= q.max {
-                q.pending.truncate(start);
+            if seq - first >= room as u64 {
+                list.truncate(start);
                 return Err(InjectError::Full { max: q.max });
             }
-            q.pending.push(Injected {
-                source: source.clone(),
-                seq,
-                impulse,
-            });
+            list.push((seq, impulse));
             seq += 1;
         }
+        q.pending += (seq - first) as usize;
         q.next_seq.insert(source.clone(), seq);
         Ok(first)
     }
@@ -156,41 +150,38 @@ impl Injector {
         seq: u64,
         impulse: Impulse,
     ) -> Result<(), InjectError> {
-        let mut q = self.lock();
-        Self::push(&mut q, source, seq, impulse)?;
+        let mut guard = self.lock();
+        let q = &mut *guard;
+        q.check_open(source)?;
+        if q.pending >= q.max {
+            return Err(InjectError::Full { max: q.max });
+        }
+        q.by_source
+            .entry(source.clone())
+            .or_default()
+            .push((seq, impulse));
+        q.pending += 1;
         let next = q.next_seq.entry(source.clone()).or_default();
         *next = (*next).max(seq + 1);
         Ok(())
     }
 
-    fn push(
-        q: &mut InjectQueue,
-        source: &Word,
-        seq: u64,
-        impulse: Impulse,
-    ) -> Result<(), InjectError> {
-        if q.closed {
-            return Err(InjectError::Closed {
-                source_id: source.clone(),
-            });
+    /// Takes everything queued, in canonical order: by source, then by
+    /// sequence number.
+    pub(crate) fn drain(&self) -> Vec<Impulse> {
+        let by_source = {
+            let mut q = self.lock();
+            q.pending = 0;
+            std::mem::take(&mut q.by_source)
+        };
+        let mut out = Vec::with_capacity(by_source.values().map(Vec::len).sum());
+        for (_, mut list) in by_source {
+            if !list.is_sorted_by_key(|(seq, _)| *seq) {
+                list.sort_by_key(|(seq, _)| *seq);
+            }
+            out.extend(list.into_iter().map(|(_, impulse)| impulse));
         }
-        if q.pending.len() >= q.max {
-            return Err(InjectError::Full { max: q.max });
-        }
-        q.pending.push(Injected {
-            source: source.clone(),
-            seq,
-            impulse,
-        });
-        Ok(())
-    }
-
-    /// Takes everything queued, in canonical order.
-    pub(crate) fn drain(&self) -> Vec<Injected> {
-        let mut taken = std::mem::take(&mut self.lock().pending);
-        // Stable, and most batches arrive sorted already.
-        taken.sort_by(|a, b| a.source.cmp(&b.source).then(a.seq.cmp(&b.seq)));
-        taken
+        out
     }
 
     /// Refuses every later injection.
@@ -200,6 +191,17 @@ impl Injector {
 
     /// Impulses waiting for the next beat.
     pub fn pending(&self) -> usize {
-        self.lock().pending.len()
+        self.lock().pending
+    }
+}
+
+impl InjectQueue {
+    fn check_open(&self, source: &Word) -> Result<(), InjectError> {
+        if self.closed {
+            return Err(InjectError::Closed {
+                source_id: source.clone(),
+            });
+        }
+        Ok(())
     }
 }

@@ -108,6 +108,49 @@ pub struct Runtime {
     executor: Executor,
     ledger_beats: VecDeque<u64>,
     halted: Option<String>,
+    reclaimer: Reclaimer,
+}
+
+/// Frees snapshots that left the history window on a background thread:
+/// dropping one frees every node no newer snapshot shares, which would
+/// otherwise cost the heartbeat thread ~20-30 ns per changed cell.
+struct Reclaimer {
+    tx: Option<crossbeam::channel::Sender<Snapshot>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Snapshots waiting to be freed; when the reclaimer falls behind, the
+/// heartbeat thread frees them itself (back-pressure, bounded memory).
+const RECLAIM_QUEUE_MAX: usize = 4;
+
+impl Reclaimer {
+    fn new() -> Self {
+        let (tx, rx) = crossbeam::channel::bounded::<Snapshot>(RECLAIM_QUEUE_MAX);
+        let handle = std::thread::Builder::new()
+            .name("cep-reclaim".into())
+            .spawn(move || while rx.recv().is_ok() {})
+            .ok();
+        Reclaimer {
+            tx: handle.as_ref().map(|_| tx),
+            handle,
+        }
+    }
+
+    fn reclaim(&self, snapshot: Snapshot) {
+        if let Some(tx) = &self.tx {
+            // Full or gone: dropped right here instead.
+            let _ = tx.try_send(snapshot);
+        }
+    }
+}
+
+impl Drop for Reclaimer {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
 }
 
 impl Runtime {
@@ -135,6 +178,7 @@ impl Runtime {
             executor,
             ledger_beats: VecDeque::new(),
             halted: None,
+            reclaimer: Reclaimer::new(),
             config,
         })
     }
@@ -235,16 +279,12 @@ impl Runtime {
     /// Capture: injected impulses by (source, sequence), then impulses
     /// emitted for this beat in emission order; then the agenda.
     fn capture(&mut self, beat: u64) -> BeatWork {
-        let mut impulses: Vec<Queued> = self
-            .injector
-            .drain()
-            .into_iter()
-            .map(|i| Queued::new(i.impulse))
-            .collect();
+        let mut impulses: Vec<Queued> =
+            self.injector.drain().into_iter().map(Queued::new).collect();
         if let Some(emitted) = self.queue.remove(&beat) {
             impulses.extend(emitted);
         }
-        let mut agenda = Vec::new();
+        let mut agenda = Vec::with_capacity(impulses.len());
         for (index, queued) in impulses.iter().enumerate() {
             let index = index as u32;
             if let Some(only) = queued.only {
@@ -403,7 +443,9 @@ impl Runtime {
                                 name_at(previous),
                                 name_at(pos)
                             );
-                            let fact = Fact::new(Severity::Warn, "cell:conflict", note).origin(name_at(pos)).subject(Some(path.clone()));
+                            let fact = Fact::new(Severity::Warn, "cell:conflict", note)
+                                .origin(name_at(pos))
+                                .subject(Some(path.clone()));
                             facts.push((fact, Some(pos)));
                         }
                     }
@@ -466,7 +508,9 @@ impl Runtime {
         let snapshot = tree.commit(beat);
         let state_hash = snapshot.hash();
         self.current = snapshot.clone();
-        self.history.push(snapshot);
+        if let Some(evicted) = self.history.push(snapshot) {
+            self.reclaimer.reclaim(evicted);
+        }
         BeatReport {
             beat,
             state_hash,

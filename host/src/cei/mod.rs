@@ -133,7 +133,9 @@ pub(crate) fn record(
         if node.child_count() <= facts_max.max(1) {
             break;
         }
-        let Some(oldest) = node.first_child_name().cloned() else { break };
+        let Some(oldest) = node.first_child_name().cloned() else {
+            break;
+        };
         tree.delete(&mailbox.child(oldest))?;
     }
     Ok(at)

@@ -80,8 +80,17 @@ pub(crate) struct Wide {
 
 #[derive(Clone)]
 enum WNode {
-    Leaf { entries: Vec<Entry>, hash: Hash },
-    Group { kids: Vec<Arc<WNode>>, hash: Hash },
+    Leaf {
+        entries: Vec<Entry>,
+        hash: Hash,
+    },
+    Group {
+        kids: Vec<Arc<WNode>>,
+        /// The first name under each kid, so a search descends once instead
+        /// of starting from the top for every probe.
+        firsts: Vec<Name>,
+        hash: Hash,
+    },
 }
 
 /// Binary search that stops at the first equal comparison (std's version
@@ -115,7 +124,7 @@ impl Children {
     pub fn search(&self, name: &str) -> Result<usize, usize> {
         match self {
             Children::Flat(v) => search_by(v.len(), name, |i| v[i].name.as_str()),
-            Children::Wide(w) => search_by(w.len, name, |i| w.get(i).name.as_str()),
+            Children::Wide(w) => w.search(name),
         }
     }
 
@@ -205,6 +214,37 @@ impl Children {
     }
 }
 
+impl Children {
+    /// Brings the stale entries of a wide node up to date on two threads:
+    /// the top group's stale kids are split between this thread and a helper.
+    /// Cached hashes are then fresh, so the following `rehash` only
+    /// recombines them. A flat list is left alone.
+    pub fn rehash_parallel(&mut self, rehash_entries: &(dyn Fn(&mut [Entry]) + Sync)) {
+        let Children::Wide(w) = self else { return };
+        if w.root.hash() != STALE {
+            return;
+        }
+        let w = Arc::make_mut(w);
+        let height = w.height;
+        let WNode::Group { kids, .. } = Arc::make_mut(&mut w.root) else {
+            return;
+        };
+        let mid = kids.len() / 2;
+        let (left, right) = kids.split_at_mut(mid);
+        let work = |part: &mut [Arc<WNode>]| {
+            for kid in part.iter_mut().filter(|k| k.hash() == STALE) {
+                Arc::make_mut(kid).rehash(height - 1, &mut |e: &mut Entry| {
+                    rehash_entries(std::slice::from_mut(e))
+                });
+            }
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(|| work(left));
+            work(right);
+        });
+    }
+}
+
 impl Wide {
     fn build(entries: Vec<Entry>) -> Wide {
         let len = entries.len();
@@ -226,12 +266,41 @@ impl Wide {
             while rest.peek().is_some() {
                 let kids: Vec<Arc<WNode>> = rest.by_ref().take(CHUNK_ENTRIES).collect();
                 let hash = hash::group(height as u8, kids.iter().map(|k| k.hash_ref()));
-                next.push(Arc::new(WNode::Group { kids, hash }));
+                let firsts = kids.iter().map(|k| k.first_name().clone()).collect();
+                next.push(Arc::new(WNode::Group { kids, firsts, hash }));
             }
             level = next;
         }
         let root = level.pop().expect("a wide node has more than one chunk");
         Wide { len, height, root }
+    }
+
+    /// `Ok(index)` of `name`, or `Err(insertion index)`, descending once.
+    fn search(&self, name: &str) -> Result<usize, usize> {
+        let mut node = &self.root;
+        let mut level = self.height;
+        let mut base = 0usize;
+        loop {
+            match node.as_ref() {
+                WNode::Group { kids, firsts, .. } => {
+                    // The last kid whose first name is <= name (or the first kid).
+                    let k = match search_by(firsts.len(), name, |i| firsts[i].as_str()) {
+                        Ok(k) => k,
+                        Err(0) => 0,
+                        Err(k) => k - 1,
+                    };
+                    base += k << (SHIFT * level);
+                    node = &kids[k];
+                    level -= 1;
+                }
+                WNode::Leaf { entries, .. } => {
+                    return match search_by(entries.len(), name, |i| entries[i].name.as_str()) {
+                        Ok(i) => Ok(base + i),
+                        Err(i) => Err(base + i),
+                    };
+                }
+            }
+        }
     }
 
     fn get(&self, index: usize) -> &Entry {
@@ -253,7 +322,7 @@ impl Wide {
         let mut level = self.height;
         loop {
             match node {
-                WNode::Group { kids, hash } => {
+                WNode::Group { kids, hash, .. } => {
                     *hash = STALE;
                     node = Arc::make_mut(&mut kids[(index >> (SHIFT * level)) & MASK]);
                     level -= 1;
@@ -270,6 +339,13 @@ impl Wide {
 impl WNode {
     fn hash(&self) -> Hash {
         *self.hash_ref()
+    }
+
+    fn first_name(&self) -> &Name {
+        match self {
+            WNode::Leaf { entries, .. } => &entries[0].name,
+            WNode::Group { firsts, .. } => &firsts[0],
+        }
     }
 
     fn hash_ref(&self) -> &Hash {
@@ -293,7 +369,7 @@ impl WNode {
                 }
                 *hash = hash::chunk(entries.iter().map(|e| (&e.name, &e.hash)));
             }
-            WNode::Group { kids, hash } => {
+            WNode::Group { kids, hash, .. } => {
                 for kid in kids.iter_mut().filter(|k| k.hash() == STALE) {
                     Arc::make_mut(kid).rehash(level - 1, rehash_child);
                 }

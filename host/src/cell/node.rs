@@ -85,6 +85,10 @@ impl Node {
     /// one helper. The result is the same either way.
     fn rehash_top(&mut self, parallel: bool) -> Hash {
         if parallel {
+            if let Children::Wide(_) = &self.children {
+                self.children
+                    .rehash_parallel(&mut |entries: &mut [Entry]| rehash_entries(entries));
+            }
             if let Children::Flat(entries) = &mut self.children {
                 let stale = entries.iter().filter(|e| e.hash == STALE).count();
                 if stale == 1 && entries.len() <= hash::CHUNK_ENTRIES {
@@ -286,7 +290,7 @@ impl WorkTree {
     }
 }
 
-fn rehash_entries(entries: &mut [Entry]) {
+pub(crate) fn rehash_entries(entries: &mut [Entry]) {
     for entry in entries.iter_mut().filter(|e| e.hash == STALE) {
         entry.hash = Arc::make_mut(&mut entry.node).rehash();
     }

@@ -110,11 +110,16 @@ impl History {
         }
     }
 
-    pub fn push(&mut self, snapshot: Snapshot) {
-        if self.snapshots.len() == self.capacity {
-            self.snapshots.pop_front();
-        }
+    /// Adds the newest snapshot; returns the one that left the window, so
+    /// the caller decides where its memory is freed.
+    pub fn push(&mut self, snapshot: Snapshot) -> Option<Snapshot> {
+        let evicted = if self.snapshots.len() == self.capacity {
+            self.snapshots.pop_front()
+        } else {
+            None
+        };
         self.snapshots.push_back(snapshot);
+        evicted
     }
 
     pub fn latest(&self) -> Option<&Snapshot> {

@@ -267,3 +267,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn wide_node_search_finds_every_name_and_every_insertion_point() {
+    // Even numbers present; odd ones, and names below and above all, absent.
+    let s = commit(&Snapshot::empty(), 0, |t| {
+        for i in (0..4000u64).step_by(2) {
+            t.write(&p(&format!("/w/{i:05}")), Value::I64(i as i64))
+                .unwrap();
+        }
+    });
+    let node = s.node(&p("/w")).unwrap();
+    let names: Vec<String> = node.child_names().iter().map(|n| n.to_string()).collect();
+    for probe in (0..4001u64)
+        .map(|i| format!("{i:05}"))
+        .chain(["!".to_owned(), "~".to_owned()])
+    {
+        let expected = names.binary_search(&probe);
+        assert_eq!(node.children.search(&probe), expected, "probe {probe}");
+    }
+}
