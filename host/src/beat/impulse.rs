@@ -168,7 +168,7 @@ impl Injector {
 
     /// Takes everything queued, in canonical order: by source, then by
     /// sequence number.
-    pub(crate) fn drain(&self) -> Vec<Impulse> {
+    pub(crate) fn drain(&self) -> Vec<Queued> {
         let by_source = {
             let mut q = self.lock();
             q.pending = 0;
@@ -179,7 +179,7 @@ impl Injector {
             if !list.is_sorted_by_key(|(seq, _)| *seq) {
                 list.sort_by_key(|(seq, _)| *seq);
             }
-            out.extend(list.into_iter().map(|(_, impulse)| impulse));
+            out.extend(list.into_iter().map(|(_, impulse)| Queued::new(impulse)));
         }
         out
     }

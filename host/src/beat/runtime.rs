@@ -122,6 +122,8 @@ struct Reclaimer {
 /// Snapshots waiting to be freed; when the reclaimer falls behind, the
 /// heartbeat thread frees them itself (back-pressure, bounded memory).
 const RECLAIM_QUEUE_MAX: usize = 4;
+/// Beats changing fewer cells than this free evicted snapshots inline.
+const RECLAIM_CHANGES_MIN: usize = 256;
 
 impl Reclaimer {
     fn new() -> Self {
@@ -279,8 +281,7 @@ impl Runtime {
     /// Capture: injected impulses by (source, sequence), then impulses
     /// emitted for this beat in emission order; then the agenda.
     fn capture(&mut self, beat: u64) -> BeatWork {
-        let mut impulses: Vec<Queued> =
-            self.injector.drain().into_iter().map(Queued::new).collect();
+        let mut impulses: Vec<Queued> = self.injector.drain();
         if let Some(emitted) = self.queue.remove(&beat) {
             impulses.extend(emitted);
         }
@@ -505,11 +506,16 @@ impl Runtime {
             self.halted = Some(reason);
         }
 
+        // Beats that changed little leave little to free: waking the
+        // reclaimer would cost more than dropping here.
+        let big_beat = tree.changes() >= RECLAIM_CHANGES_MIN;
         let snapshot = tree.commit(beat);
         let state_hash = snapshot.hash();
         self.current = snapshot.clone();
         if let Some(evicted) = self.history.push(snapshot) {
-            self.reclaimer.reclaim(evicted);
+            if big_beat {
+                self.reclaimer.reclaim(evicted);
+            }
         }
         BeatReport {
             beat,

@@ -136,7 +136,7 @@ pub struct WorkTree {
 
 /// Batches with at least this many changes rehash on two threads: below it
 /// the thread start-up costs more than it saves.
-const PARALLEL_REHASH_CHANGES_MIN: usize = 256;
+pub(crate) const PARALLEL_REHASH_CHANGES_MIN: usize = 256;
 
 impl WorkTree {
     pub fn new(base: &Snapshot) -> Self {
@@ -278,6 +278,11 @@ impl WorkTree {
             node.flags |= HOLDS_SEALED;
         }
         Ok(())
+    }
+
+    /// Cells changed so far in this batch.
+    pub fn changes(&self) -> usize {
+        self.changes
     }
 
     /// Rehashes what changed and returns the new snapshot for `beat`.
