@@ -20,8 +20,14 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn main() {
-    let name_bytes: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3).clamp(3, 22);
-    let name = |letter: char, i: usize| Name::new(&format!("{letter}{i:0width$}", width = name_bytes - 1)).unwrap();
+    let name_bytes: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3)
+        .clamp(3, 22);
+    let name = |letter: char, i: usize| {
+        Name::new(&format!("{letter}{i:0width$}", width = name_bytes - 1)).unwrap()
+    };
     let before = peak_rss_kib();
     let data = Path::parse("/data").unwrap();
     let mut tree = WorkTree::new(&Snapshot::empty());
@@ -33,7 +39,8 @@ fn main() {
             for c in 0..32 {
                 let pc = pb.child(name('c', c));
                 for d in 0..32 {
-                    tree.write(&pc.child(name('d', d)), Value::I64(d as i64)).unwrap();
+                    tree.write(&pc.child(name('d', d)), Value::I64(d as i64))
+                        .unwrap();
                 }
             }
         }

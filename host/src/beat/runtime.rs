@@ -59,6 +59,7 @@ pub enum RuntimeError {
 #[derive(Default)]
 struct Resolver {
     epoch: u64,
+    // determinism: lookup only, never iterated.
     cache: FxHashMap<(Path, ResolveKey), Arc<[EnzymeId]>>,
     last: Option<(Path, ResolveKey, Arc<[EnzymeId]>)>,
 }
@@ -346,6 +347,7 @@ impl Runtime {
         let mut tree = WorkTree::new(&work.snapshot);
         // Each fact with the agenda position that raised it (None: the host).
         let mut facts: Vec<(Fact, Option<u32>)> = Vec::new();
+        // determinism: lookup only, never iterated.
         let mut written: FxHashMap<Path, u32> = FxHashMap::default();
         let mut registry_ops: Vec<(u32, Op)> = Vec::new();
         let mut queue_full = false;
