@@ -87,7 +87,7 @@ impl Node {
         if parallel {
             if let Children::Wide(_) = &self.children {
                 self.children
-                    .rehash_parallel(&mut |entries: &mut [Entry]| rehash_entries(entries));
+                    .rehash_parallel(&|entries: &mut [Entry]| rehash_entries(entries));
             }
             if let Children::Flat(entries) = &mut self.children {
                 let stale = entries.iter().filter(|e| e.hash == STALE).count();
