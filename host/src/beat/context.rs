@@ -12,6 +12,7 @@ use super::impulse::Impulse;
 use crate::cei::{Fact, Severity};
 use crate::cell::{Node, Snapshot};
 use crate::enzyme::{Enzyme, EnzymeSpec};
+use crate::ops::{AwaitSpec, OpSpec, OpStatus, OpsIntent};
 
 /// One staged intent, tagged with the agenda position that produced it.
 pub(crate) struct Staged {
@@ -28,6 +29,7 @@ pub(crate) enum Op {
     Register(Box<(EnzymeDescriptor, Arc<dyn Enzyme>)>),
     Bind(Box<(Path, Name, bool)>),
     Unbind(Box<(Path, Name)>),
+    Ops(Box<OpsIntent>),
     /// The call asked to run again next beat.
     Retry,
     /// The call failed (returned fatal or panicked); the message says why.
@@ -54,6 +56,8 @@ pub struct EnzymeCx<'a> {
     pub(crate) spec: &'a EnzymeSpec,
     pub(crate) pos: u32,
     pub(crate) out: &'a mut Vec<Staged>,
+    /// Operations this call started, for their ids.
+    pub(crate) ops_started: u32,
 }
 
 impl<'a> EnzymeCx<'a> {
@@ -174,6 +178,73 @@ impl<'a> EnzymeCx<'a> {
 
     fn cei_fact(&mut self, fact: Fact) {
         self.stage(Op::Cei(Box::new(fact)));
+    }
+
+    /// Starts an operation; its dossier `/rt/ops/<oid>` exists from the next
+    /// beat on, in state `ist:run`. The id is derived from the beat, this
+    /// call's agenda position and a per-call count, so it is the same on every
+    /// executor.
+    pub fn op_start(&mut self, spec: OpSpec) -> Name {
+        self.op_start_in(spec, "ist:run")
+    }
+
+    pub(crate) fn op_start_in(&mut self, spec: OpSpec, state: &str) -> Name {
+        let oid = Name::new(&format!("{}-{}-{}", self.beat, self.pos, self.ops_started))
+            .expect("numbers and dashes form a valid name");
+        self.ops_started += 1;
+        let intent = OpsIntent::Start {
+            oid: oid.clone(),
+            spec,
+            state: state.to_owned(),
+        };
+        self.stage(Op::Ops(Box::new(intent)));
+        oid
+    }
+
+    /// Moves an operation to `state` (refused after close, at commit, with an
+    /// `ops:closed` usage fact).
+    pub fn op_state(&mut self, oid: &Name, state: &str) {
+        self.op_state_with(oid, state, 0, "");
+    }
+
+    /// [`EnzymeCx::op_state`] with a code and a note for the history entry.
+    pub fn op_state_with(&mut self, oid: &Name, state: &str, code: i64, note: &str) {
+        let intent = OpsIntent::State {
+            oid: oid.clone(),
+            state: state.to_owned(),
+            code,
+            note: note.to_owned(),
+        };
+        self.stage(Op::Ops(Box::new(intent)));
+    }
+
+    /// Arms a watcher on an operation's state.
+    pub fn op_await(&mut self, oid: &Name, spec: AwaitSpec) {
+        self.stage(Op::Ops(Box::new(OpsIntent::Await {
+            oid: oid.clone(),
+            spec,
+        })));
+    }
+
+    /// Closes an operation (again with the same status: accepted; with
+    /// another: refused with an `ops:close/conflict` usage fact).
+    pub fn op_close(&mut self, oid: &Name, status: OpStatus, summary: &str) {
+        let intent = OpsIntent::Close {
+            oid: oid.clone(),
+            status,
+            summary: summary.to_owned(),
+        };
+        self.stage(Op::Ops(Box::new(intent)));
+    }
+
+    /// Records a CEI fact about an operation: `crit` or `usage` closes it
+    /// `sts:fail`, `fatal` starts the shutdown.
+    pub fn cei_op(&mut self, oid: &Name, severity: Severity, topic: &str, note: &str) {
+        let fact = Fact::new(severity, topic, note)
+            .origin(self.spec.name.to_string())
+            .subject(Some(crate::ops::dossier(oid)))
+            .about_op(oid.clone());
+        self.cei_fact(fact);
     }
 
     /// Registers an enzyme; it takes part from the next beat on. A refused

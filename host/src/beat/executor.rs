@@ -58,6 +58,7 @@ pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
         spec: &registered.spec,
         pos: pos as u32,
         out,
+        ops_started: 0,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| registered.callback.call(&mut cx)));
     let failure = match outcome {

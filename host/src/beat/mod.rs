@@ -16,4 +16,6 @@ mod runtime;
 
 pub use context::{EnzymeCx, HostError};
 pub use impulse::{Impulse, InjectError, Injector};
-pub use runtime::{BeatReport, Runtime, RuntimeError};
+pub use runtime::{
+    BeatReport, Runtime, RuntimeError, BOOT_OID, BOOT_STATES, SHUTDOWN_OID, SHUTDOWN_STATES,
+};

@@ -15,6 +15,29 @@ use crate::cei::{self, Fact, Severity};
 use crate::cell::{hash, Hash, History, Snapshot, WorkTree};
 use crate::config::{Config, ExecutorKind};
 use crate::enzyme::{Enzyme, EnzymeId, RegisterError, Registry, ResolveKey};
+use crate::ops::{AwaitSpec, OpSpec, OpStatus, Ops, OpsIntent};
+
+/// The states `op/boot` walks through, one per beat from beat 0; the beat
+/// after the last it closes `sts:ok`.
+pub const BOOT_STATES: [&str; 4] = ["ist:run", "ist:kernel", "ist:store", "ist:plugins"];
+/// The states `op/shdn` walks through, one per beat once shutdown begins;
+/// the beat after the last it closes `sts:ok` and the runtime is down.
+pub const SHUTDOWN_STATES: [&str; 4] = ["ist:run", "ist:stop", "ist:flush", "ist:halt"];
+/// The dossier id of the boot operation (published at `/sys/state/boot_oid`).
+pub const BOOT_OID: &str = "boot";
+/// The dossier id of the shutdown operation.
+pub const SHUTDOWN_OID: &str = "shdn";
+
+/// Where the runtime is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The next commit applies boot step `n`.
+    Booting(usize),
+    Running,
+    /// The next commit applies shutdown step `n`.
+    ShuttingDown(usize),
+    Down,
+}
 
 /// Distinct (signal, binding context) pairs whose agenda is cached; the cache
 /// is cleared when full and whenever the registry changes.
@@ -53,6 +76,8 @@ pub enum RuntimeError {
     Halted { beat: u64, reason: String },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("the runtime has shut down (op/shdn closed at beat {beat})")]
+    ShutDown { beat: u64 },
 }
 
 /// Caches agendas by (signal, binding context).
@@ -110,6 +135,12 @@ pub struct Runtime {
     ledger_beats: VecDeque<u64>,
     halted: Option<String>,
     reclaimer: Reclaimer,
+    ops: Ops,
+    /// OPS intents from the embedding program, applied first at the next
+    /// commit.
+    host_ops: Vec<OpsIntent>,
+    host_op_seq: u64,
+    phase: Phase,
 }
 
 /// Frees snapshots that left the history window on a background thread:
@@ -182,6 +213,10 @@ impl Runtime {
             ledger_beats: VecDeque::new(),
             halted: None,
             reclaimer: Reclaimer::new(),
+            ops: Ops::default(),
+            host_ops: Vec::new(),
+            host_op_seq: 0,
+            phase: Phase::Booting(0),
             config,
         })
     }
@@ -244,14 +279,94 @@ impl Runtime {
         self.injector.inject(source, impulse)
     }
 
-    /// Whether anything is waiting to run: queued or injected impulses.
+    /// Whether anything is waiting to run: queued or injected impulses,
+    /// pending operation changes, or armed watchers.
     pub fn has_pending(&self) -> bool {
-        !self.queue.is_empty() || self.injector.pending() > 0
+        !self.queue.is_empty()
+            || self.injector.pending() > 0
+            || !self.host_ops.is_empty()
+            || self.ops.waiting() > 0
     }
 
     /// Refuses further injections. Later beats still run what is queued.
     pub fn close_inputs(&self) {
         self.injector.close();
+    }
+
+    /// Starts an operation from outside the beat; its dossier appears at the
+    /// next commit. Returns its id (`<beat>-h<seq>`).
+    pub fn op_start(&mut self, spec: OpSpec) -> Name {
+        let oid =
+            Name::new(&format!("{}-h{}", self.next_beat, self.host_op_seq)).expect("valid name");
+        self.host_op_seq += 1;
+        self.host_ops.push(OpsIntent::Start {
+            oid: oid.clone(),
+            spec,
+            state: "ist:run".to_owned(),
+        });
+        oid
+    }
+
+    /// Moves an operation to `state` at the next commit.
+    pub fn op_state(&mut self, oid: &Name, state: &str) {
+        self.host_ops.push(OpsIntent::State {
+            oid: oid.clone(),
+            state: state.to_owned(),
+            code: 0,
+            note: String::new(),
+        });
+    }
+
+    /// Arms a watcher at the next commit.
+    pub fn op_await(&mut self, oid: &Name, spec: AwaitSpec) {
+        self.host_ops.push(OpsIntent::Await {
+            oid: oid.clone(),
+            spec,
+        });
+    }
+
+    /// Closes an operation at the next commit.
+    pub fn op_close(&mut self, oid: &Name, status: OpStatus, summary: &str) {
+        self.host_ops.push(OpsIntent::Close {
+            oid: oid.clone(),
+            status,
+            summary: summary.to_owned(),
+        });
+    }
+
+    /// Whether `op/boot` has closed.
+    pub fn booted(&self) -> bool {
+        !matches!(self.phase, Phase::Booting(_))
+    }
+
+    /// Whether `op/shdn` has closed.
+    pub fn is_down(&self) -> bool {
+        self.phase == Phase::Down
+    }
+
+    /// Starts `op/shdn` at the next commit (no effect once started).
+    pub fn begin_shutdown(&mut self) {
+        if matches!(self.phase, Phase::Booting(_) | Phase::Running) {
+            self.phase = Phase::ShuttingDown(0);
+        }
+    }
+
+    /// Refuses further injections, then runs beats until `op/shdn` closes.
+    /// Returns the report of the last beat.
+    pub fn shutdown(&mut self) -> Result<BeatReport, RuntimeError> {
+        self.close_inputs();
+        self.begin_shutdown();
+        let mut last = None;
+        // Each shutdown state takes one beat; the bound is a safety net.
+        for _ in 0..=SHUTDOWN_STATES.len() + 1 {
+            if self.is_down() {
+                break;
+            }
+            last = Some(self.step()?);
+        }
+        last.ok_or(RuntimeError::ShutDown {
+            beat: self.next_beat.saturating_sub(1),
+        })
     }
 
     /// Runs `beats` beats; returns the report of the last one.
@@ -265,6 +380,11 @@ impl Runtime {
 
     /// Runs one beat: capture, compute, commit.
     pub fn step(&mut self) -> Result<BeatReport, RuntimeError> {
+        if self.phase == Phase::Down {
+            return Err(RuntimeError::ShutDown {
+                beat: self.next_beat.saturating_sub(1),
+            });
+        }
         if let Some(reason) = &self.halted {
             return Err(RuntimeError::Halted {
                 beat: self.next_beat.saturating_sub(1),
@@ -349,9 +469,15 @@ impl Runtime {
         let mut facts: Vec<(Fact, Option<u32>)> = Vec::new();
         // determinism: lookup only, never iterated.
         let mut written: FxHashMap<Path, u32> = FxHashMap::default();
+        written.reserve(staged.len());
         let mut registry_ops: Vec<(u32, Op)> = Vec::new();
         let mut queue_full = false;
         let mut conflicts = 0usize;
+        for intent in std::mem::take(&mut self.host_ops) {
+            if let Err(e) = self.ops.apply(&mut tree, beat, intent) {
+                facts.push((Fact::new(Severity::Usage, e.topic(), e.to_string()), None));
+            }
+        }
         let mut fatal: Option<String> = None;
 
         for Staged { pos, op } in staged {
@@ -431,6 +557,14 @@ impl Runtime {
                     ));
                     None
                 }
+                Op::Ops(intent) => {
+                    if let Err(e) = self.ops.apply(&mut tree, beat, *intent) {
+                        let fact = Fact::new(Severity::Usage, e.topic(), e.to_string())
+                            .origin(name_at(pos));
+                        facts.push((fact, Some(pos)));
+                    }
+                    None
+                }
                 op @ (Op::Register(_) | Op::Bind(_) | Op::Unbind(_)) => {
                     registry_ops.push((pos, op));
                     None
@@ -473,6 +607,19 @@ impl Runtime {
             facts.push((Fact::new(Severity::Warn, "cell:conflict", note), None));
         }
         self.apply_registry_ops(registry_ops, &name_at, &mut facts);
+        self.escalate(&mut tree, beat, &facts);
+        self.advance_lifecycle(&mut tree, beat, &mut facts);
+        for firing in self.ops.fire(&mut tree, beat) {
+            if let Some(fact) = firing.fact {
+                facts.push((fact, None));
+            }
+            self.enqueue(
+                beat + 1,
+                Queued::new(firing.impulse),
+                &mut facts,
+                &mut queue_full,
+            );
+        }
         self.write_ledger(&mut tree, work);
 
         let fact_count = facts.len();
@@ -527,6 +674,81 @@ impl Runtime {
             calls: work.agenda.len(),
             facts: fact_count,
         }
+    }
+
+    /// CEI escalation: a `crit` or `usage` fact about an operation closes it
+    /// `sts:fail`; a `fatal` fact starts the shutdown.
+    fn escalate(&mut self, tree: &mut WorkTree, beat: u64, facts: &[(Fact, Option<u32>)]) {
+        for (fact, _) in facts {
+            match (fact.severity, &fact.op) {
+                (Severity::Fatal, _) => self.begin_shutdown(),
+                (Severity::Crit | Severity::Usage, Some(oid)) => {
+                    let close = OpsIntent::Close {
+                        oid: oid.clone(),
+                        status: OpStatus::Fail,
+                        summary: format!("{}: {}", fact.topic, fact.note),
+                    };
+                    // Already closed, or gone: the fact is recorded anyway.
+                    let _ = self.ops.apply(tree, beat, close);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Advances `op/boot` or `op/shdn` by one state.
+    fn advance_lifecycle(
+        &mut self,
+        tree: &mut WorkTree,
+        beat: u64,
+        facts: &mut Vec<(Fact, Option<u32>)>,
+    ) {
+        let (oid, verb, states, step, next) = match self.phase {
+            Phase::Booting(step) => (BOOT_OID, "op/boot", &BOOT_STATES, step, Phase::Running),
+            Phase::ShuttingDown(step) => {
+                (SHUTDOWN_OID, "op/shdn", &SHUTDOWN_STATES, step, Phase::Down)
+            }
+            Phase::Running | Phase::Down => return,
+        };
+        let oid = Name::new(oid).expect("static name");
+        let intent = match step {
+            0 => OpsIntent::Start {
+                oid: oid.clone(),
+                spec: OpSpec::new(Path::parse(verb).expect("static path")),
+                state: states[0].to_owned(),
+            },
+            n if n < states.len() => OpsIntent::State {
+                oid: oid.clone(),
+                state: states[n].to_owned(),
+                code: 0,
+                note: String::new(),
+            },
+            _ => OpsIntent::Close {
+                oid: oid.clone(),
+                status: OpStatus::Ok,
+                summary: String::new(),
+            },
+        };
+        if let Err(e) = self.ops.apply(tree, beat, intent) {
+            facts.push((Fact::new(Severity::Crit, e.topic(), e.to_string()), None));
+        }
+        if step == 0 && oid.as_str() == BOOT_OID {
+            let at = Path::parse("/sys/state/boot_oid").expect("static path");
+            if let Err(e) = tree.write(&at, Value::text(BOOT_OID)) {
+                facts.push((
+                    Fact::new(Severity::Crit, "cell:sealed", e.to_string()),
+                    None,
+                ));
+            }
+        }
+        self.phase = if step >= states.len() {
+            next
+        } else {
+            match self.phase {
+                Phase::Booting(_) => Phase::Booting(step + 1),
+                _ => Phase::ShuttingDown(step + 1),
+            }
+        };
     }
 
     fn apply_registry_ops(

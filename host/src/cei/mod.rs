@@ -82,6 +82,9 @@ pub struct Fact {
     pub note: String,
     pub origin: String,
     pub subject: Option<Path>,
+    /// The operation the fact is about: a `crit` or `usage` fact closes it
+    /// `sts:fail`. Not stored in the fact's cells.
+    pub op: Option<Name>,
 }
 
 impl Fact {
@@ -92,7 +95,14 @@ impl Fact {
             note: note.into(),
             origin: "host".to_owned(),
             subject: None,
+            op: None,
         }
+    }
+
+    /// Attaches the fact to an operation (see [`Fact::op`]).
+    pub fn about_op(mut self, oid: Name) -> Self {
+        self.op = Some(oid);
+        self
     }
 
     pub fn origin(mut self, origin: impl Into<String>) -> Self {
@@ -175,6 +185,7 @@ pub fn facts(snapshot: &crate::cell::Snapshot) -> Vec<(Fact, u64)> {
                 note: text("note"),
                 origin: text("origin"),
                 subject: Path::parse(&subject).ok().filter(|_| !subject.is_empty()),
+                op: None,
             },
             beat as u64,
         ));

@@ -54,6 +54,11 @@ impl Node {
         self.children.find(name).map(|e| e.hash)
     }
 
+    /// The last child in name order.
+    pub fn last_child(&self) -> Option<&Node> {
+        self.children.last().map(|e| e.node.as_ref())
+    }
+
     /// The first child's name in name order.
     pub fn first_child_name(&self) -> Option<&Name> {
         (self.children.len() > 0).then(|| &self.children.at(0).name)

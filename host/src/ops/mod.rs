@@ -1,0 +1,446 @@
+//! OPS dossiers: the record of every long-lived operation in the tree.
+//!
+//! Owns the dossier layout under `/rt/ops/<oid>`, the state machine of one
+//! operation (start → states → close), its history, and its watchers. Every
+//! change arrives as an [`OpsIntent`] applied at commit in canonical order;
+//! watchers are evaluated at the end of every commit, after all intents.
+//!
+//! ```text
+//! /rt/ops/<oid>/envelope/   [sealed] verb, target, mode, ttl, issued, payload?
+//!              /state       "ist:…"
+//!              /history/<i> = "<state>"  with state, beat, code, note
+//!              /watchers/<w>             with want, cont, deadline, armed
+//!              /close/      [sealed] status, beat, summary
+//! ```
+//!
+//! Must not touch: what an operation *does* — enzymes and episodes drive it
+//! through intents; this module only keeps its record consistent.
+
+use std::collections::BTreeMap;
+
+use cep_sdk::{Name, Path, Value};
+
+use crate::beat::Impulse;
+use crate::cei::{Fact, Severity};
+use crate::cell::{Snapshot, TreeError, WorkTree};
+
+/// Where dossiers live.
+pub const OPS_ROOT: &str = "/rt/ops";
+/// The signal an expired watcher emits, targeted at its dossier.
+pub const TIMEOUT_SIGNAL: &str = "op/tmo";
+
+/// How an operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpStatus {
+    Ok,
+    Fail,
+    Cancel,
+}
+
+impl OpStatus {
+    /// `sts:ok`, `sts:fail`, `sts:cnl`.
+    pub fn sts(self) -> &'static str {
+        match self {
+            OpStatus::Ok => "sts:ok",
+            OpStatus::Fail => "sts:fail",
+            OpStatus::Cancel => "sts:cnl",
+        }
+    }
+
+    /// The final state a close sets: `ist:ok`, `ist:fail`, `ist:cxl`.
+    pub fn ist(self) -> &'static str {
+        match self {
+            OpStatus::Ok => "ist:ok",
+            OpStatus::Fail => "ist:fail",
+            OpStatus::Cancel => "ist:cxl",
+        }
+    }
+}
+
+/// What starts an operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpSpec {
+    /// What the operation is, as a signal-like path (`op/boot`, `op/ep`, …).
+    pub verb: Path,
+    pub target: Option<Path>,
+    /// Free text, e.g. `opm:states`.
+    pub mode: String,
+    pub payload: Option<Value>,
+    /// Beats the operation is expected to live; 0 = unbounded. Recorded only.
+    pub ttl_beats: u64,
+}
+
+impl OpSpec {
+    pub fn new(verb: Path) -> Self {
+        OpSpec {
+            verb,
+            target: None,
+            mode: "opm:states".to_owned(),
+            payload: None,
+            ttl_beats: 0,
+        }
+    }
+}
+
+/// A watcher: when the dossier's state equals `want`, `cont` is emitted at the
+/// dossier for the next beat; when `ttl_beats` pass first, `op/tmo` is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwaitSpec {
+    pub want: String,
+    /// 0 = never expires.
+    pub ttl_beats: u64,
+    pub cont: Path,
+    pub payload: Option<Value>,
+}
+
+/// One change to the dossiers, applied at commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpsIntent {
+    Start {
+        oid: Name,
+        spec: OpSpec,
+        state: String,
+    },
+    State {
+        oid: Name,
+        state: String,
+        code: i64,
+        note: String,
+    },
+    Await {
+        oid: Name,
+        spec: AwaitSpec,
+    },
+    Close {
+        oid: Name,
+        status: OpStatus,
+        summary: String,
+    },
+}
+
+/// Why an OPS intent was refused. Nothing of it was applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OpsError {
+    #[error("operation {oid} does not exist")]
+    Unknown { oid: Name },
+    #[error("operation {oid} already exists")]
+    Exists { oid: Name },
+    #[error("operation {oid} is closed ({status}); its state cannot change")]
+    Closed { oid: Name, status: String },
+    #[error("operation {oid} is already closed {had}; it cannot be closed {asked}")]
+    CloseConflict {
+        oid: Name,
+        had: String,
+        asked: String,
+    },
+    #[error("operation {oid}: {source}")]
+    Tree { oid: Name, source: TreeError },
+}
+
+impl OpsError {
+    /// The CEI topic a refused intent is reported under.
+    pub fn topic(&self) -> &'static str {
+        match self {
+            OpsError::Unknown { .. } => "ops:unknown",
+            OpsError::Exists { .. } => "ops:exists",
+            OpsError::Closed { .. } => "ops:closed",
+            OpsError::CloseConflict { .. } => "ops:close/conflict",
+            OpsError::Tree { .. } => "ops:tree",
+        }
+    }
+}
+
+fn name(text: &str) -> Name {
+    Name::new(text).expect("static field name")
+}
+
+/// `/rt/ops/<oid>`.
+pub fn dossier(oid: &Name) -> Path {
+    Path::parse(OPS_ROOT)
+        .expect("static path")
+        .child(oid.clone())
+}
+
+fn field(oid: &Name, parts: &[&str]) -> Path {
+    parts
+        .iter()
+        .fold(dossier(oid), |p, part| p.child(name(part)))
+}
+
+/// The current state of `oid` in a snapshot.
+pub fn state(snapshot: &Snapshot, oid: &Name) -> Option<String> {
+    snapshot
+        .read(&field(oid, &["state"]))
+        .and_then(Value::as_text)
+        .map(str::to_owned)
+}
+
+/// The history of `oid` as (state, beat) pairs, oldest first.
+pub fn history(snapshot: &Snapshot, oid: &Name) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    if let Some(node) = snapshot.node(&field(oid, &["history"])) {
+        node.for_each_child(&mut |_, entry| {
+            let state = entry
+                .child("state")
+                .and_then(|n| n.value())
+                .and_then(Value::as_text)
+                .unwrap_or_default();
+            let beat = entry
+                .child("beat")
+                .and_then(|n| n.value())
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            out.push((state.to_owned(), beat as u64));
+        });
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+struct Watcher {
+    want: String,
+    cont: Path,
+    /// The beat whose commit expires it; `None` never.
+    deadline: Option<u64>,
+    payload: Option<Value>,
+}
+
+/// A watcher that fired or expired at commit.
+pub(crate) struct Firing {
+    pub impulse: Impulse,
+    pub fact: Option<Fact>,
+}
+
+/// The live watchers, indexed (the tree holds the same data; this index only
+/// saves scanning every dossier at every commit). Ordered, so firing order is
+/// canonical: by dossier id, then watcher id.
+#[derive(Default, Clone)]
+pub(crate) struct Ops {
+    watchers: BTreeMap<(Name, Name), Watcher>,
+    next_watcher: u64,
+}
+
+fn tree_err(oid: &Name) -> impl Fn(TreeError) -> OpsError + '_ {
+    move |source| OpsError::Tree {
+        oid: oid.clone(),
+        source,
+    }
+}
+
+fn current_state(tree: &WorkTree, oid: &Name) -> Option<String> {
+    tree.read(&field(oid, &["state"]))
+        .and_then(Value::as_text)
+        .map(str::to_owned)
+}
+
+fn closed_status(tree: &WorkTree, oid: &Name) -> Option<String> {
+    tree.read(&field(oid, &["close", "status"]))
+        .and_then(Value::as_text)
+        .map(str::to_owned)
+}
+
+/// Appends a history entry, unless the last one has the same state and beat.
+fn record_history(
+    tree: &mut WorkTree,
+    oid: &Name,
+    state: &str,
+    beat: u64,
+    code: i64,
+    note: &str,
+) -> Result<(), TreeError> {
+    let history = field(oid, &["history"]);
+    if let Some(last) = tree.node(&history).and_then(|h| h.last_child()) {
+        let same_state = last
+            .child("state")
+            .and_then(|n| n.value())
+            .and_then(Value::as_text)
+            == Some(state);
+        let same_beat = last
+            .child("beat")
+            .and_then(|n| n.value())
+            .and_then(Value::as_i64)
+            == Some(beat as i64);
+        if same_state && same_beat {
+            return Ok(());
+        }
+    }
+    let entry = history.child(tree.append(&history, Value::text(state))?);
+    tree.write(&entry.child(name("state")), Value::text(state))?;
+    tree.write(&entry.child(name("beat")), Value::I64(beat as i64))?;
+    tree.write(&entry.child(name("code")), Value::I64(code))?;
+    tree.write(&entry.child(name("note")), Value::text(note))?;
+    Ok(())
+}
+
+impl Ops {
+    /// Applies one intent at the commit of `beat`.
+    pub(crate) fn apply(
+        &mut self,
+        tree: &mut WorkTree,
+        beat: u64,
+        intent: OpsIntent,
+    ) -> Result<(), OpsError> {
+        match intent {
+            OpsIntent::Start { oid, spec, state } => {
+                if tree.node(&dossier(&oid)).is_some() {
+                    return Err(OpsError::Exists { oid });
+                }
+                let err = tree_err(&oid);
+                let envelope = |f: &str| field(&oid, &["envelope", f]);
+                tree.write(&envelope("verb"), Value::from(spec.verb.to_string()))
+                    .map_err(&err)?;
+                let target = spec
+                    .target
+                    .as_ref()
+                    .map(Path::to_string)
+                    .unwrap_or_default();
+                tree.write(&envelope("target"), Value::from(target))
+                    .map_err(&err)?;
+                tree.write(&envelope("mode"), Value::from(spec.mode))
+                    .map_err(&err)?;
+                tree.write(&envelope("ttl"), Value::I64(spec.ttl_beats as i64))
+                    .map_err(&err)?;
+                tree.write(&envelope("issued"), Value::I64(beat as i64))
+                    .map_err(&err)?;
+                if let Some(payload) = spec.payload {
+                    tree.write(&envelope("payload"), payload).map_err(&err)?;
+                }
+                tree.seal(&field(&oid, &["envelope"])).map_err(&err)?;
+                tree.write(&field(&oid, &["state"]), Value::text(&state))
+                    .map_err(&err)?;
+                record_history(tree, &oid, &state, beat, 0, "").map_err(&err)
+            }
+            OpsIntent::State {
+                oid,
+                state,
+                code,
+                note,
+            } => {
+                if tree.node(&dossier(&oid)).is_none() {
+                    return Err(OpsError::Unknown { oid });
+                }
+                if let Some(status) = closed_status(tree, &oid) {
+                    return Err(OpsError::Closed { oid, status });
+                }
+                let err = tree_err(&oid);
+                tree.write(&field(&oid, &["state"]), Value::text(&state))
+                    .map_err(&err)?;
+                record_history(tree, &oid, &state, beat, code, &note).map_err(&err)
+            }
+            OpsIntent::Await { oid, spec } => {
+                if tree.node(&dossier(&oid)).is_none() {
+                    return Err(OpsError::Unknown { oid });
+                }
+                let wid = Name::from_index(self.next_watcher);
+                self.next_watcher += 1;
+                let armed = current_state(tree, &oid).as_deref() == Some(spec.want.as_str());
+                let deadline = (spec.ttl_beats > 0).then(|| beat + spec.ttl_beats);
+                let at = |f: &str| field(&oid, &["watchers", wid.as_str(), f]);
+                let err = tree_err(&oid);
+                tree.write(&at("want"), Value::text(&spec.want))
+                    .map_err(&err)?;
+                tree.write(&at("cont"), Value::from(spec.cont.to_string()))
+                    .map_err(&err)?;
+                tree.write(
+                    &at("deadline"),
+                    Value::I64(deadline.map_or(-1, |d| d as i64)),
+                )
+                .map_err(&err)?;
+                tree.write(&at("armed"), Value::Bool(armed)).map_err(&err)?;
+                let watcher = Watcher {
+                    want: spec.want,
+                    cont: spec.cont,
+                    deadline,
+                    payload: spec.payload,
+                };
+                drop(err);
+                self.watchers.insert((oid, wid), watcher);
+                Ok(())
+            }
+            OpsIntent::Close {
+                oid,
+                status,
+                summary,
+            } => {
+                if tree.node(&dossier(&oid)).is_none() {
+                    return Err(OpsError::Unknown { oid });
+                }
+                if let Some(had) = closed_status(tree, &oid) {
+                    return if had == status.sts() {
+                        Ok(())
+                    } else {
+                        Err(OpsError::CloseConflict {
+                            oid,
+                            had,
+                            asked: status.sts().to_owned(),
+                        })
+                    };
+                }
+                let err = tree_err(&oid);
+                tree.write(
+                    &field(&oid, &["close", "status"]),
+                    Value::text(status.sts()),
+                )
+                .map_err(&err)?;
+                tree.write(&field(&oid, &["close", "beat"]), Value::I64(beat as i64))
+                    .map_err(&err)?;
+                tree.write(&field(&oid, &["close", "summary"]), Value::from(summary))
+                    .map_err(&err)?;
+                tree.seal(&field(&oid, &["close"])).map_err(&err)?;
+                tree.write(&field(&oid, &["state"]), Value::text(status.ist()))
+                    .map_err(&err)?;
+                record_history(tree, &oid, status.ist(), beat, 0, "").map_err(&err)
+            }
+        }
+    }
+
+    /// Evaluates every watcher at the end of the commit of `beat`: a matched
+    /// one emits its continuation, an expired one `op/tmo` and a `warn` fact;
+    /// both are removed.
+    pub(crate) fn fire(&mut self, tree: &mut WorkTree, beat: u64) -> Vec<Firing> {
+        let mut firings = Vec::new();
+        let mut done = Vec::new();
+        for ((oid, wid), watcher) in &self.watchers {
+            let matched = current_state(tree, oid).as_deref() == Some(watcher.want.as_str());
+            let expired = watcher.deadline.is_some_and(|d| beat >= d);
+            if !matched && !expired {
+                continue;
+            }
+            let target = dossier(oid);
+            let firing = if matched {
+                let mut impulse = Impulse::targeted(watcher.cont.clone(), target);
+                impulse.payload = watcher.payload.clone();
+                Firing {
+                    impulse,
+                    fact: None,
+                }
+            } else {
+                let note = format!(
+                    "watcher {wid} on {oid} waiting for {} expired at beat {beat}",
+                    watcher.want
+                );
+                Firing {
+                    impulse: Impulse::targeted(
+                        Path::parse(TIMEOUT_SIGNAL).expect("static path"),
+                        target.clone(),
+                    ),
+                    fact: Some(
+                        Fact::new(Severity::Warn, "ops:await/timeout", note).subject(Some(target)),
+                    ),
+                }
+            };
+            firings.push(firing);
+            done.push((oid.clone(), wid.clone()));
+        }
+        for key in done {
+            self.watchers.remove(&key);
+            let _ = tree.delete(&field(&key.0, &["watchers", key.1.as_str()]));
+        }
+        firings
+    }
+
+    /// Watchers still waiting.
+    pub(crate) fn waiting(&self) -> usize {
+        self.watchers.len()
+    }
+}
