@@ -10,6 +10,7 @@ pub mod cell;
 pub mod cli;
 pub mod config;
 pub mod enzyme;
+pub mod episode;
 pub mod ops;
 
 pub use beat::{BeatReport, EnzymeCx, HostError, Impulse, Injector, Runtime, RuntimeError};
@@ -18,4 +19,5 @@ pub use cell::{Hash, Name, Path, Snapshot, Value, Word};
 pub use cep_sdk::{EnzymeDescriptor, EnzymeFlags, MatchKind};
 pub use config::{Config, ExecutorKind};
 pub use enzyme::{Enzyme, EnzymeId, Outcome};
+pub use episode::{Budgets, EpisodeSpec, Lease, Profile};
 pub use ops::{AwaitSpec, OpSpec, OpStatus};

@@ -14,6 +14,7 @@ fn await_spec(want: &str, ttl_beats: u64, cont: &str) -> AwaitSpec {
         ttl_beats,
         cont: p(cont),
         payload: None,
+        reply_to: None,
     }
 }
 
@@ -290,6 +291,7 @@ fn operations_started_by_enzymes_get_the_same_ids_and_hashes_on_every_executor()
                         ttl_beats: (n % 3) as u64,
                         cont: p("job/done"),
                         payload: Some(Value::I64(n)),
+                        reply_to: None,
                     },
                 );
                 cx.emit_after(

@@ -12,7 +12,40 @@ use super::impulse::Impulse;
 use crate::cei::{Fact, Severity};
 use crate::cell::{Node, Snapshot};
 use crate::enzyme::{Enzyme, EnzymeSpec};
+use crate::episode::{self, EpisodeSpec, GuardError, Lease, SliceEnd, SliceInfo};
 use crate::ops::{AwaitSpec, OpSpec, OpStatus, OpsIntent};
+
+/// An episode change, applied at commit.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum EpisodeOp {
+    Start {
+        eid: Name,
+        spec: EpisodeSpec,
+    },
+    /// A slice finished: how it asked to end, the IO it accounted, the CPU it
+    /// measured (when budgeted), whether it was cancelled, or why it failed.
+    SliceDone {
+        eid: Name,
+        end: Option<SliceEnd>,
+        io_bytes: u64,
+        cpu_ns: Option<u64>,
+        cancelled: bool,
+        failed: Option<String>,
+    },
+    Lease {
+        eid: Name,
+        lease: Lease,
+    },
+    Release {
+        eid: Name,
+        path: Path,
+    },
+    Cancel {
+        eid: Name,
+        topic: String,
+        reason: String,
+    },
+}
 
 /// One staged intent, tagged with the agenda position that produced it.
 pub(crate) struct Staged {
@@ -30,6 +63,7 @@ pub(crate) enum Op {
     Bind(Box<(Path, Name, bool)>),
     Unbind(Box<(Path, Name)>),
     Ops(Box<OpsIntent>),
+    Episode(Box<EpisodeOp>),
     /// The call asked to run again next beat.
     Retry,
     /// The call failed (returned fatal or panicked); the message says why.
@@ -58,6 +92,8 @@ pub struct EnzymeCx<'a> {
     pub(crate) out: &'a mut Vec<Staged>,
     /// Operations this call started, for their ids.
     pub(crate) ops_started: u32,
+    /// Set when this call is a slice of an episode.
+    pub(crate) slice: Option<&'a SliceInfo>,
 }
 
 impl<'a> EnzymeCx<'a> {
@@ -245,6 +281,84 @@ impl<'a> EnzymeCx<'a> {
             .subject(Some(crate::ops::dossier(oid)))
             .about_op(oid.clone());
         self.cei_fact(fact);
+    }
+
+    /// Starts an episode; its dossier appears at commit (`ist:plan`) and its
+    /// first slice runs the beat after.
+    pub fn ep_start(&mut self, spec: EpisodeSpec) -> Name {
+        let eid = Name::new(&format!("{}-{}-{}", self.beat, self.pos, self.ops_started))
+            .expect("valid name");
+        self.ops_started += 1;
+        self.stage(Op::Episode(Box::new(EpisodeOp::Start {
+            eid: eid.clone(),
+            spec,
+        })));
+        eid
+    }
+
+    /// The episode this call is a slice of.
+    pub fn episode(&self) -> Option<&Name> {
+        self.slice.map(|s| &s.eid)
+    }
+
+    fn slice_eid(&self) -> Result<Name, GuardError> {
+        self.slice
+            .map(|s| s.eid.clone())
+            .ok_or(GuardError::NoEpisode)
+    }
+
+    /// Ends this slice; the next one runs next beat.
+    pub fn ep_yield(&mut self) -> Result<(), GuardError> {
+        episode::set_end(SliceEnd::Yield)
+    }
+
+    /// Ends this slice; the next one runs when `oid` reaches `want`, and the
+    /// episode is cancelled if `ttl_beats` pass first (0 = never).
+    pub fn ep_await(&mut self, oid: &Name, want: &str, ttl_beats: u64) -> Result<(), GuardError> {
+        episode::set_end(SliceEnd::Await {
+            oid: oid.clone(),
+            want: want.to_owned(),
+            ttl_beats,
+        })
+    }
+
+    /// Ends the episode with `status`.
+    pub fn ep_close(&mut self, status: OpStatus, summary: &str) -> Result<(), GuardError> {
+        episode::set_end(SliceEnd::Close(status, summary.to_owned()))
+    }
+
+    /// Requests a lease for this slice's episode, granted at commit unless
+    /// another episode holds an overlapping one (then an `ep:lease/busy`
+    /// fact). An RW episode may change cells only under its leases.
+    pub fn ep_request_lease(&mut self, lease: Lease) -> Result<(), GuardError> {
+        let eid = self.slice_eid()?;
+        self.stage(Op::Episode(Box::new(EpisodeOp::Lease { eid, lease })));
+        Ok(())
+    }
+
+    /// Releases this episode's lease on `path` at commit.
+    pub fn ep_release_lease(&mut self, path: &Path) -> Result<(), GuardError> {
+        let eid = self.slice_eid()?;
+        self.stage(Op::Episode(Box::new(EpisodeOp::Release {
+            eid,
+            path: path.clone(),
+        })));
+        Ok(())
+    }
+
+    /// Whether this slice should stop (cancelled, or over its IO budget).
+    pub fn check_cancel(&self) -> bool {
+        episode::check_cancel()
+    }
+
+    /// Accounts IO to this slice's episode (see [`episode::account_io`]).
+    pub fn account_io(&mut self, bytes: u64) -> Result<(), GuardError> {
+        episode::account_io(bytes)
+    }
+
+    /// Fails unless this call is a slice of an RW episode.
+    pub fn require_rw(&self) -> Result<(), GuardError> {
+        episode::require_rw()
     }
 
     /// Registers an enzyme; it takes part from the next beat on. A refused

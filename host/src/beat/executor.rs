@@ -17,10 +17,11 @@ use std::thread::JoinHandle;
 
 use crossbeam::channel::{self, Receiver, Sender};
 
-use super::context::{EnzymeCx, Op, Staged};
+use super::context::{EnzymeCx, EpisodeOp, Op, Staged};
 use super::impulse::Queued;
 use crate::cell::Snapshot;
 use crate::enzyme::{EnzymeId, Outcome, Registry};
+use crate::episode::{self, Profile, SliceEnd, SliceInfo};
 
 /// One agenda entry: an impulse and an enzyme to run for it.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +32,8 @@ pub(crate) struct Slot {
 
 /// Everything the compute phase of one beat reads. Immutable while it runs.
 pub(crate) struct BeatWork {
+    /// Agenda positions that are episode slices, with their context.
+    pub slices: std::collections::BTreeMap<u32, SliceInfo>,
     pub beat: u64,
     pub snapshot: Snapshot,
     pub impulses: Vec<Queued>,
@@ -46,10 +49,13 @@ const PARALLEL_SLOTS_MIN: usize = 64;
 const TASKS_PER_WORKER: usize = 8;
 
 /// Runs the call at agenda position `pos`, appending its intents (or its
-/// retry / fatal record) to `out`. A panic becomes a fatal outcome.
+/// retry / fatal record) to `out`. A panic becomes a fatal outcome. A slice
+/// runs inside its episode's thread-local context and ends with a
+/// `SliceDone` record.
 pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
     let slot = work.agenda[pos];
     let registered = work.registry.get(slot.enzyme);
+    let slice = work.slices.get(&(pos as u32));
     let mark = out.len();
     let mut cx = EnzymeCx {
         beat: work.beat,
@@ -59,18 +65,68 @@ pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
         pos: pos as u32,
         out,
         ops_started: 0,
+        slice,
     };
-    let outcome = catch_unwind(AssertUnwindSafe(|| registered.callback.call(&mut cx)));
-    let failure = match outcome {
-        Ok(Outcome::Ok) => return,
-        Ok(Outcome::Retry) => Op::Retry,
-        Ok(Outcome::Fatal(message)) => Op::Fatal(message.into()),
-        Err(panic) => Op::Fatal(format!("panicked: {}", panic_message(panic.as_ref())).into()),
+    let Some(info) = slice else {
+        let outcome = catch_unwind(AssertUnwindSafe(|| registered.callback.call(&mut cx)));
+        let failure = match outcome {
+            Ok(Outcome::Ok) => return,
+            Ok(Outcome::Retry) => Op::Retry,
+            Ok(Outcome::Fatal(message)) => Op::Fatal(message.into()),
+            Err(panic) => Op::Fatal(format!("panicked: {}", panic_message(panic.as_ref())).into()),
+        };
+        out.truncate(mark);
+        out.push(Staged {
+            pos: pos as u32,
+            op: failure,
+        });
+        return;
     };
-    out.truncate(mark);
+    let measured = episode::measure_if(info.cpu_left_ns.is_some(), || {
+        episode::with_slice(info, || {
+            catch_unwind(AssertUnwindSafe(|| registered.callback.call(&mut cx)))
+        })
+    });
+    let ((outcome, end, io_bytes, facts), cpu_ns) = measured;
+    // A slice that asks to retry simply runs again next beat.
+    let end = match outcome {
+        Ok(Outcome::Retry) => end.or(Some(SliceEnd::Yield)),
+        _ => end,
+    };
+    let failed = match outcome {
+        Ok(Outcome::Ok | Outcome::Retry) => None,
+        Ok(Outcome::Fatal(message)) => Some(message),
+        Err(panic) => {
+            episode::clear_slice();
+            Some(format!("panicked: {}", panic_message(panic.as_ref())))
+        }
+    };
+    if let Some(message) = &failed {
+        out.truncate(mark);
+        out.push(Staged {
+            pos: pos as u32,
+            op: Op::Fatal(message.clone().into()),
+        });
+    }
+    for fact in facts {
+        let fact = fact.origin(registered.spec.name.to_string());
+        out.push(Staged {
+            pos: pos as u32,
+            op: Op::Cei(Box::new(fact)),
+        });
+    }
+    let budget = info.io_budget;
+    let cancelled = budget > 0 && info.io_used + io_bytes > budget;
     out.push(Staged {
         pos: pos as u32,
-        op: failure,
+        op: Op::Episode(Box::new(EpisodeOp::SliceDone {
+            eid: info.eid.clone(),
+            end,
+            io_bytes,
+            cpu_ns,
+            cancelled,
+            failed,
+        })),
     });
 }
 
@@ -86,6 +142,13 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 fn is_stateful(work: &BeatWork, pos: usize) -> bool {
     work.registry.spec(work.agenda[pos].enzyme).flags.stateful
+}
+
+/// RW slices run on the heartbeat thread only.
+fn is_heartbeat_only(work: &BeatWork, pos: usize) -> bool {
+    work.slices
+        .get(&(pos as u32))
+        .is_some_and(|s| s.profile == Profile::Rw)
 }
 
 enum Task {
@@ -113,7 +176,7 @@ impl Batch {
             match task {
                 Task::Range(start, end) => {
                     for pos in *start..*end {
-                        if !is_stateful(&self.work, pos) {
+                        if !is_stateful(&self.work, pos) && !is_heartbeat_only(&self.work, pos) {
                             run_slot(&self.work, pos, &mut out);
                         }
                     }
@@ -172,8 +235,11 @@ impl Pool {
             return compute_inline(work);
         }
         let mut lanes: std::collections::BTreeMap<EnzymeId, Vec<u32>> = Default::default();
+        let mut heartbeat_only = Vec::new();
         for pos in 0..n {
-            if is_stateful(work, pos) {
+            if is_heartbeat_only(work, pos) {
+                heartbeat_only.push(pos);
+            } else if is_stateful(work, pos) {
                 lanes
                     .entry(work.agenda[pos].enzyme)
                     .or_default()
@@ -182,9 +248,9 @@ impl Pool {
         }
         let chunk = n
             .div_ceil(workers * TASKS_PER_WORKER)
-            .max(PARALLEL_SLOTS_MIN / 2);
+            .max(PARALLEL_SLOTS_MIN / 4);
         let mut tasks: Vec<Task> = lanes.into_values().map(Task::Lane).collect();
-        let has_lanes = !tasks.is_empty();
+        let has_lanes = !tasks.is_empty() || !heartbeat_only.is_empty();
         tasks.extend(
             (0..n)
                 .step_by(chunk)
@@ -210,8 +276,13 @@ impl Pool {
             let (index, out) = received.recv().expect("every task reports exactly once");
             outputs[index] = Some(out);
         }
-        let outputs: Vec<Vec<Staged>> =
+        let mut outputs: Vec<Vec<Staged>> =
             outputs.into_iter().map(Option::unwrap_or_default).collect();
+        let mut own = Vec::new();
+        for pos in heartbeat_only {
+            run_slot(work, pos, &mut own);
+        }
+        outputs.push(own);
         if has_lanes {
             merge_by_position(outputs)
         } else {

@@ -8,14 +8,17 @@ use rustc_hash::FxHashMap;
 
 use cep_sdk::{EnzymeDescriptor, Name, Path, Value, Word};
 
-use super::context::{Op, Staged};
+use super::context::{EpisodeOp, Op, Staged};
 use super::executor::{BeatWork, Executor, Pool, Slot};
 use super::impulse::{Impulse, InjectError, Injector, Queued};
 use crate::cei::{self, Fact, Severity};
 use crate::cell::{hash, Hash, History, Snapshot, WorkTree};
 use crate::config::{Config, ExecutorKind};
 use crate::enzyme::{Enzyme, EnzymeId, RegisterError, Registry, ResolveKey};
-use crate::ops::{AwaitSpec, OpSpec, OpStatus, Ops, OpsIntent};
+use crate::episode::{
+    self, Decision, DecisionKind, Episode, EpisodeSpec, Episodes, LeaseRefusal, SliceEnd,
+};
+use crate::ops::{self, AwaitSpec, OpSpec, OpStatus, Ops, OpsIntent};
 
 /// The states `op/boot` walks through, one per beat from beat 0; the beat
 /// after the last it closes `sts:ok`.
@@ -90,32 +93,42 @@ struct Resolver {
 }
 
 impl Resolver {
-    fn agenda_for(&mut self, registry: &Registry, impulse: &Impulse) -> Arc<[EnzymeId]> {
+    /// Appends the agenda entries of impulse number `index` to `agenda`.
+    fn extend_agenda(
+        &mut self,
+        registry: &Registry,
+        impulse: &Impulse,
+        index: u32,
+        agenda: &mut Vec<Slot>,
+    ) {
         if self.epoch != registry.epoch() {
             self.cache.clear();
             self.last = None;
             self.epoch = registry.epoch();
         }
         let key = registry.resolve_key(impulse.target.as_ref());
-        if let Some((signal, last_key, ids)) = &self.last {
-            if *last_key == key && *signal == impulse.signal {
-                return ids.clone();
+        let hit = matches!(&self.last, Some((signal, last_key, _)) if *last_key == key && *signal == impulse.signal);
+        if !hit {
+            if self.cache.len() >= RESOLVE_CACHE_MAX {
+                self.cache.clear();
             }
+            let ids = self
+                .cache
+                .entry((impulse.signal.clone(), key))
+                .or_insert_with(|| {
+                    registry
+                        .resolve(&impulse.signal, impulse.target.as_ref())
+                        .into()
+                })
+                .clone();
+            self.last = Some((impulse.signal.clone(), key, ids));
         }
-        if self.cache.len() >= RESOLVE_CACHE_MAX {
-            self.cache.clear();
+        if let Some((_, _, ids)) = &self.last {
+            agenda.extend(ids.iter().map(|&enzyme| Slot {
+                impulse: index,
+                enzyme,
+            }));
         }
-        let ids = self
-            .cache
-            .entry((impulse.signal.clone(), key))
-            .or_insert_with(|| {
-                registry
-                    .resolve(&impulse.signal, impulse.target.as_ref())
-                    .into()
-            })
-            .clone();
-        self.last = Some((impulse.signal.clone(), key, ids.clone()));
-        ids
     }
 }
 
@@ -141,6 +154,14 @@ pub struct Runtime {
     host_ops: Vec<OpsIntent>,
     host_op_seq: u64,
     phase: Phase,
+    episodes: Episodes,
+    /// Episode changes decided outside any enzyme call (timeouts, host
+    /// cancellations, callbacks gone), applied first at the next commit.
+    pending_episode_ops: Vec<EpisodeOp>,
+    /// Every nondeterministic decision taken so far, in order.
+    decisions: Vec<Decision>,
+    /// When replaying: the recorded decisions to apply instead of measuring.
+    replay: Option<Vec<Decision>>,
 }
 
 /// Frees snapshots that left the history window on a background thread:
@@ -217,6 +238,10 @@ impl Runtime {
             host_ops: Vec::new(),
             host_op_seq: 0,
             phase: Phase::Booting(0),
+            episodes: Episodes::default(),
+            pending_episode_ops: Vec::new(),
+            decisions: Vec::new(),
+            replay: None,
             config,
         })
     }
@@ -286,6 +311,8 @@ impl Runtime {
             || self.injector.pending() > 0
             || !self.host_ops.is_empty()
             || self.ops.waiting() > 0
+            || !self.episodes.live.is_empty()
+            || !self.pending_episode_ops.is_empty()
     }
 
     /// Refuses further injections. Later beats still run what is queued.
@@ -332,6 +359,45 @@ impl Runtime {
             status,
             summary: summary.to_owned(),
         });
+    }
+
+    /// Starts an episode from outside the beat (applied at the next commit);
+    /// returns its id.
+    pub fn ep_start(&mut self, spec: EpisodeSpec) -> Name {
+        let eid =
+            Name::new(&format!("{}-h{}", self.next_beat, self.host_op_seq)).expect("valid name");
+        self.host_op_seq += 1;
+        self.pending_episode_ops.push(EpisodeOp::Start {
+            eid: eid.clone(),
+            spec,
+        });
+        eid
+    }
+
+    /// Cancels an episode at the next commit (`sts:cnl`, leases released).
+    pub fn ep_cancel(&mut self, eid: &Name) {
+        self.pending_episode_ops.push(EpisodeOp::Cancel {
+            eid: eid.clone(),
+            topic: "ep:cancel".to_owned(),
+            reason: "cancelled from outside".to_owned(),
+        });
+    }
+
+    /// Live episodes.
+    pub fn episodes_live(&self) -> usize {
+        self.episodes.live.len()
+    }
+
+    /// The nondeterministic decisions taken so far (CPU-budget
+    /// cancellations), in the order they were applied.
+    pub fn decisions(&self) -> &[Decision] {
+        &self.decisions
+    }
+
+    /// Replays `decisions` instead of measuring: from now on a CPU-budget
+    /// cancellation happens exactly where the record says, and nowhere else.
+    pub fn replay_decisions(&mut self, decisions: Vec<Decision>) {
+        self.replay = Some(decisions);
     }
 
     /// Whether `op/boot` has closed.
@@ -400,13 +466,16 @@ impl Runtime {
     }
 
     /// Capture: injected impulses by (source, sequence), then impulses
-    /// emitted for this beat in emission order; then the agenda.
+    /// emitted for this beat in emission order; then the agenda. An
+    /// `ep/cont` impulse targeted at a live episode's dossier becomes one
+    /// slice of that episode (its callback enzyme, nothing else).
     fn capture(&mut self, beat: u64) -> BeatWork {
         let mut impulses: Vec<Queued> = self.injector.drain();
         if let Some(emitted) = self.queue.remove(&beat) {
             impulses.extend(emitted);
         }
         let mut agenda = Vec::with_capacity(impulses.len());
+        let mut slices = BTreeMap::new();
         for (index, queued) in impulses.iter().enumerate() {
             let index = index as u32;
             if let Some(only) = queued.only {
@@ -416,19 +485,77 @@ impl Runtime {
                 });
                 continue;
             }
-            let ids = self.resolver.agenda_for(&self.registry, &queued.impulse);
-            agenda.extend(ids.iter().map(|&enzyme| Slot {
-                impulse: index,
-                enzyme,
-            }));
+            if let Some(eid) = self.episode_target(&queued.impulse, episode::CONT_SIGNAL) {
+                if let Some(enzyme) = self.slice_enzyme(&eid, beat) {
+                    if let Some(info) = self.episodes.slice_info(&eid, false) {
+                        slices.insert(agenda.len() as u32, info);
+                        agenda.push(Slot {
+                            impulse: index,
+                            enzyme,
+                        });
+                    }
+                }
+                continue;
+            }
+            if let Some(eid) = self.episode_target(&queued.impulse, ops::TIMEOUT_SIGNAL) {
+                self.pending_episode_ops.push(EpisodeOp::Cancel {
+                    eid,
+                    topic: "ep:await/timeout".to_owned(),
+                    reason: "the awaited operation did not reach its state in time".to_owned(),
+                });
+            }
+            self.resolver
+                .extend_agenda(&self.registry, &queued.impulse, index, &mut agenda);
         }
         BeatWork {
+            slices,
             beat,
             snapshot: self.current.clone(),
             impulses,
             agenda,
             registry: self.registry.clone(),
         }
+    }
+
+    /// The live episode an impulse with `signal` targets, if any.
+    fn episode_target(&self, impulse: &Impulse, signal: &str) -> Option<Name> {
+        let target = impulse.target.as_ref()?;
+        let names = target.names();
+        let is_signal = impulse.signal.to_string().trim_start_matches('/') == signal;
+        let under_ops = names.len() == 3 && names[0].as_str() == "rt" && names[1].as_str() == "ops";
+        if !is_signal || !under_ops {
+            return None;
+        }
+        let eid = &names[2];
+        self.episodes.live.contains_key(eid).then(|| eid.clone())
+    }
+
+    /// The callback to run as the next slice of `eid`, or `None` (and a
+    /// cancellation queued) when the episode cannot run one.
+    fn slice_enzyme(&mut self, eid: &Name, beat: u64) -> Option<EnzymeId> {
+        let ep = self.episodes.live.get(eid)?;
+        let (topic, reason) = if ep.spec.max_beats > 0 && beat - ep.started > ep.spec.max_beats {
+            (
+                "ep:max/beats",
+                format!("episode {eid} ran past max_beats = {}", ep.spec.max_beats),
+            )
+        } else if let Some(id) = self.registry.id(ep.spec.callback.as_str()) {
+            return Some(id);
+        } else {
+            (
+                "ep:callback",
+                format!(
+                    "episode {eid}: callback enzyme {} is not registered",
+                    ep.spec.callback
+                ),
+            )
+        };
+        self.pending_episode_ops.push(EpisodeOp::Cancel {
+            eid: eid.clone(),
+            topic: topic.to_owned(),
+            reason,
+        });
+        None
     }
 
     fn enqueue(
@@ -479,9 +606,38 @@ impl Runtime {
             }
         }
         let mut fatal: Option<String> = None;
+        for op in std::mem::take(&mut self.pending_episode_ops) {
+            self.apply_episode_op(&mut tree, beat, op, "host", &mut facts, &mut queue_full);
+        }
+        // Slices already reported for a lease violation (one fact per slice).
+        let mut lease_reported: std::collections::BTreeSet<u32> = Default::default();
 
         for Staged { pos, op } in staged {
             let change = match op {
+                Op::Write(path, _)
+                    if self.lease_refused(
+                        work,
+                        pos,
+                        &path,
+                        false,
+                        &mut lease_reported,
+                        &mut facts,
+                    ) =>
+                {
+                    None
+                }
+                Op::Delete(path) | Op::Append(path, _)
+                    if self.lease_refused(
+                        work,
+                        pos,
+                        &path,
+                        true,
+                        &mut lease_reported,
+                        &mut facts,
+                    ) =>
+                {
+                    None
+                }
                 Op::Write(path, value) => Some((tree.write(&path, value), path)),
                 Op::Delete(path) => Some((tree.delete(&path).map(|_| ()), path)),
                 Op::Append(path, value) => {
@@ -555,6 +711,18 @@ impl Runtime {
                             .subject(impulse.target.clone()),
                         Some(pos),
                     ));
+                    None
+                }
+                Op::Episode(op) => {
+                    let origin = name_at(pos);
+                    self.apply_episode_op(
+                        &mut tree,
+                        beat,
+                        *op,
+                        &origin,
+                        &mut facts,
+                        &mut queue_full,
+                    );
                     None
                 }
                 Op::Ops(intent) => {
@@ -674,6 +842,302 @@ impl Runtime {
             calls: work.agenda.len(),
             facts: fact_count,
         }
+    }
+
+    /// Refuses a change that breaks a lease (see `Episodes::check_change`),
+    /// with one `ep:lease/missing` fact per offending slice.
+    fn lease_refused(
+        &self,
+        work: &BeatWork,
+        pos: u32,
+        path: &Path,
+        structural: bool,
+        reported: &mut std::collections::BTreeSet<u32>,
+        facts: &mut Vec<(Fact, Option<u32>)>,
+    ) -> bool {
+        if self.episodes.live.is_empty() {
+            return false;
+        }
+        let writer = work.slices.get(&pos).map(|s| (&s.eid, s.profile));
+        let Err(refusal) = self.episodes.check_change(path, writer, structural) else {
+            return false;
+        };
+        if reported.insert(pos) {
+            let who = work
+                .registry
+                .spec(work.agenda[pos as usize].enzyme)
+                .name
+                .to_string();
+            let note = match refusal {
+                LeaseRefusal::HeldBy(owner) => format!("{who} may not change {path}: episode {owner} holds a lease over it"),
+                LeaseRefusal::NotLeased => format!("{who} (an ep:rw slice) may not change {path}: its episode holds no lease over it"),
+            };
+            facts.push((
+                Fact::new(Severity::Usage, "ep:lease/missing", note)
+                    .origin(who)
+                    .subject(Some(path.clone())),
+                Some(pos),
+            ));
+        }
+        true
+    }
+
+    /// Applies one episode change at the commit of `beat`.
+    fn apply_episode_op(
+        &mut self,
+        tree: &mut WorkTree,
+        beat: u64,
+        op: EpisodeOp,
+        origin: &str,
+        facts: &mut Vec<(Fact, Option<u32>)>,
+        queue_full: &mut bool,
+    ) {
+        let usage = |topic: &str, note: String| {
+            (Fact::new(Severity::Usage, topic, note).origin(origin), None)
+        };
+        match op {
+            EpisodeOp::Start { eid, spec } => {
+                let mut op_spec = OpSpec::new(Path::parse("op/ep").expect("static path"));
+                op_spec.target = spec.target.clone();
+                op_spec.mode = spec.profile.as_str().to_owned();
+                let start = OpsIntent::Start {
+                    oid: eid.clone(),
+                    spec: op_spec,
+                    state: "ist:plan".to_owned(),
+                };
+                if let Err(e) = self.ops.apply(tree, beat, start) {
+                    facts.push(usage(e.topic(), e.to_string()));
+                    return;
+                }
+                let record = ops::dossier(&eid).child(Name::new("episode").expect("static name"));
+                let fields = [
+                    ("callback", Value::text(spec.callback.as_str())),
+                    ("signal", Value::from(spec.signal.to_string())),
+                    ("max_beats", Value::I64(spec.max_beats as i64)),
+                    ("io_budget", Value::I64(spec.budgets.io_budget_bytes as i64)),
+                    (
+                        "cpu_budget_ns",
+                        Value::I64(spec.budgets.cpu_budget_ns as i64),
+                    ),
+                    ("io_used", Value::I64(0)),
+                ];
+                for (field, value) in fields {
+                    let _ =
+                        tree.write(&record.child(Name::new(field).expect("static name")), value);
+                }
+                self.episodes.live.insert(
+                    eid.clone(),
+                    Episode {
+                        spec,
+                        started: beat,
+                        io_used: 0,
+                        cpu_used_ns: 0,
+                        leases: Vec::new(),
+                    },
+                );
+                let cont = Impulse::targeted(
+                    Path::parse(episode::CONT_SIGNAL).expect("static path"),
+                    ops::dossier(&eid),
+                );
+                self.enqueue(beat + 1, Queued::new(cont), facts, queue_full);
+            }
+            EpisodeOp::SliceDone {
+                eid,
+                end,
+                io_bytes,
+                cpu_ns,
+                cancelled,
+                failed,
+            } => {
+                let Some(ep) = self.episodes.live.get_mut(&eid) else {
+                    return;
+                };
+                ep.io_used += io_bytes;
+                let io_used = ep.io_used;
+                let cpu_budget = ep.spec.budgets.cpu_budget_ns;
+                if let Some(ns) = cpu_ns {
+                    ep.cpu_used_ns = ep.cpu_used_ns.saturating_add(ns);
+                }
+                let cpu_used = ep.cpu_used_ns;
+                let io_at = ops::dossier(&eid)
+                    .child(Name::new("episode").expect("static name"))
+                    .child(Name::new("io_used").expect("static name"));
+                let _ = tree.write(&io_at, Value::I64(io_used as i64));
+                let run = OpsIntent::State {
+                    oid: eid.clone(),
+                    state: "ist:run".to_owned(),
+                    code: 0,
+                    note: String::new(),
+                };
+                let _ = self.ops.apply(tree, beat, run);
+                let over_cpu = cpu_budget > 0 && cpu_used > cpu_budget;
+                if let Some(message) = failed {
+                    self.finish_episode(tree, beat, &eid, OpStatus::Fail, &message, facts);
+                } else if cancelled {
+                    self.finish_episode(
+                        tree,
+                        beat,
+                        &eid,
+                        OpStatus::Cancel,
+                        "over its IO budget",
+                        facts,
+                    );
+                } else if self.cpu_decision(beat, &eid, over_cpu, cpu_used) {
+                    let note = format!(
+                        "episode {eid} used more CPU time than its budget of {cpu_budget} ns"
+                    );
+                    facts.push((
+                        Fact::new(Severity::Usage, "ep:bud/cpu", note)
+                            .subject(Some(ops::dossier(&eid))),
+                        None,
+                    ));
+                    self.finish_episode(
+                        tree,
+                        beat,
+                        &eid,
+                        OpStatus::Cancel,
+                        "over its CPU budget",
+                        facts,
+                    );
+                } else {
+                    match end {
+                        None => self.finish_episode(tree, beat, &eid, OpStatus::Ok, "", facts),
+                        Some(SliceEnd::Close(status, summary)) => {
+                            self.finish_episode(tree, beat, &eid, status, &summary, facts)
+                        }
+                        Some(SliceEnd::Yield) => {
+                            let state = OpsIntent::State {
+                                oid: eid.clone(),
+                                state: "ist:yield".to_owned(),
+                                code: 0,
+                                note: String::new(),
+                            };
+                            let _ = self.ops.apply(tree, beat, state);
+                            let cont = Impulse::targeted(
+                                Path::parse(episode::CONT_SIGNAL).expect("static path"),
+                                ops::dossier(&eid),
+                            );
+                            self.enqueue(beat + 1, Queued::new(cont), facts, queue_full);
+                        }
+                        Some(SliceEnd::Await {
+                            oid,
+                            want,
+                            ttl_beats,
+                        }) => {
+                            let state = OpsIntent::State {
+                                oid: eid.clone(),
+                                state: "ist:await".to_owned(),
+                                code: 0,
+                                note: format!("awaiting {want} on {oid}"),
+                            };
+                            let _ = self.ops.apply(tree, beat, state);
+                            let watch = OpsIntent::Await {
+                                oid,
+                                spec: AwaitSpec {
+                                    want,
+                                    ttl_beats,
+                                    cont: Path::parse(episode::CONT_SIGNAL).expect("static path"),
+                                    payload: None,
+                                    reply_to: Some(ops::dossier(&eid)),
+                                },
+                            };
+                            if let Err(e) = self.ops.apply(tree, beat, watch) {
+                                facts.push(usage(e.topic(), e.to_string()));
+                                self.finish_episode(
+                                    tree,
+                                    beat,
+                                    &eid,
+                                    OpStatus::Fail,
+                                    &e.to_string(),
+                                    facts,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            EpisodeOp::Lease { eid, lease } => {
+                if !self.episodes.live.contains_key(&eid) {
+                    return;
+                }
+                match self.episodes.grant(&eid, lease.clone()) {
+                    Err(owner) => facts.push(usage(
+                        "ep:lease/busy",
+                        format!(
+                            "episode {eid} cannot lease {}: episode {owner} holds it",
+                            lease.path
+                        ),
+                    )),
+                    Ok(()) => self.record_leases(tree, &eid),
+                }
+            }
+            EpisodeOp::Release { eid, path } => {
+                self.episodes.release(&eid, &path);
+                self.record_leases(tree, &eid);
+            }
+            EpisodeOp::Cancel { eid, topic, reason } => {
+                if self.episodes.live.contains_key(&eid) {
+                    facts.push((
+                        Fact::new(Severity::Warn, &topic, format!("episode {eid}: {reason}"))
+                            .origin(origin)
+                            .subject(Some(ops::dossier(&eid))),
+                        None,
+                    ));
+                    self.finish_episode(tree, beat, &eid, OpStatus::Cancel, &reason, facts);
+                }
+            }
+        }
+    }
+
+    /// Whether the episode is cancelled for CPU time at this beat: measured
+    /// in a live run (and recorded), read from the record in a replay.
+    fn cpu_decision(&mut self, beat: u64, eid: &Name, measured_over: bool, used_ns: u64) -> bool {
+        let recorded = match &self.replay {
+            Some(record) => record.iter().find(|d| d.beat == beat && matches!(&d.kind, DecisionKind::CancelEpisodeCpu { eid: e, .. } if e == eid)).cloned(),
+            None => measured_over.then(|| Decision {
+                beat,
+                kind: DecisionKind::CancelEpisodeCpu { eid: eid.clone(), used_ns },
+            }),
+        };
+        match recorded {
+            Some(decision) => {
+                self.decisions.push(decision);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn record_leases(&self, tree: &mut WorkTree, eid: &Name) {
+        let leases = self
+            .episodes
+            .live
+            .get(eid)
+            .map(|e| e.leases.clone())
+            .unwrap_or_default();
+        let _ = episode::record_leases(tree, eid, &leases);
+    }
+
+    /// Closes an episode's dossier and releases its leases.
+    fn finish_episode(
+        &mut self,
+        tree: &mut WorkTree,
+        beat: u64,
+        eid: &Name,
+        status: OpStatus,
+        summary: &str,
+        facts: &mut Vec<(Fact, Option<u32>)>,
+    ) {
+        let close = OpsIntent::Close {
+            oid: eid.clone(),
+            status,
+            summary: summary.to_owned(),
+        };
+        if let Err(e) = self.ops.apply(tree, beat, close) {
+            facts.push((Fact::new(Severity::Usage, e.topic(), e.to_string()), None));
+        }
+        self.episodes.live.remove(eid);
+        let _ = episode::record_leases(tree, eid, &[]);
     }
 
     /// CEI escalation: a `crit` or `usage` fact about an operation closes it

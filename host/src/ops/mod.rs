@@ -91,6 +91,9 @@ pub struct AwaitSpec {
     pub ttl_beats: u64,
     pub cont: Path,
     pub payload: Option<Value>,
+    /// Where `cont` (or `op/tmo`) is targeted; `None`: the watched dossier.
+    /// Episodes awaiting another dossier are woken at their own.
+    pub reply_to: Option<Path>,
 }
 
 /// One change to the dossiers, applied at commit.
@@ -200,6 +203,7 @@ pub fn history(snapshot: &Snapshot, oid: &Name) -> Vec<(String, u64)> {
 struct Watcher {
     want: String,
     cont: Path,
+    reply_to: Option<Path>,
     /// The beat whose commit expires it; `None` never.
     deadline: Option<u64>,
     payload: Option<Value>,
@@ -350,6 +354,7 @@ impl Ops {
                 let watcher = Watcher {
                     want: spec.want,
                     cont: spec.cont,
+                    reply_to: spec.reply_to,
                     deadline,
                     payload: spec.payload,
                 };
@@ -406,7 +411,7 @@ impl Ops {
             if !matched && !expired {
                 continue;
             }
-            let target = dossier(oid);
+            let target = watcher.reply_to.clone().unwrap_or_else(|| dossier(oid));
             let firing = if matched {
                 let mut impulse = Impulse::targeted(watcher.cont.clone(), target);
                 impulse.payload = watcher.payload.clone();

@@ -1,0 +1,372 @@
+//! E3 episodes: long-running operations executed in slices across beats.
+//!
+//! Owns: the live-episode table, leases, budgets, the per-slice execution
+//! context (thread-local, so guards work without passing state), and the
+//! record of nondeterministic decisions (CPU-budget cancellations).
+//!
+//! An episode is an `op/ep` dossier (see [`crate::ops`]) with
+//! `ist:plan → ist:run ↔ ist:yield | ist:await → ist:ok | ist:fail | ist:cxl`.
+//! Each slice is one call of the episode's callback enzyme, dispatched by an
+//! `ep/cont` impulse targeted at the dossier. Must not touch: the tree layout
+//! of dossiers (ops does that) or the order of the agenda (the heartbeat).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use cep_sdk::{Name, Path, Value};
+
+use crate::cei::{Fact, Severity};
+use crate::cell::{TreeError, WorkTree};
+use crate::ops::OpStatus;
+
+/// The continuation signal that runs an episode's next slice.
+pub const CONT_SIGNAL: &str = "ep/cont";
+
+/// What a slice may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Reads the snapshot and stages intents; may run on worker threads.
+    Ro,
+    /// Mutates only under leases; runs on the heartbeat thread.
+    Rw,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Ro => "ep:ro",
+            Profile::Rw => "ep:rw",
+        }
+    }
+}
+
+/// Budgets of one episode; 0 means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Budgets {
+    /// CPU time over all slices, measured (and recorded as a decision).
+    pub cpu_budget_ns: u64,
+    /// Bytes accounted with `account_io` over all slices (deterministic).
+    pub io_budget_bytes: u64,
+}
+
+/// What starts an episode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodeSpec {
+    pub signal: Path,
+    pub target: Option<Path>,
+    /// The enzyme whose calls are the slices.
+    pub callback: Name,
+    pub profile: Profile,
+    pub budgets: Budgets,
+    /// Beats the episode may live; past it, it is cancelled. 0 = unlimited.
+    pub max_beats: u64,
+}
+
+impl EpisodeSpec {
+    pub fn new(callback: &str, profile: Profile) -> Self {
+        EpisodeSpec {
+            signal: Path::parse("ep/run").expect("static path"),
+            target: None,
+            callback: Name::new(callback)
+                .unwrap_or_else(|_| Name::new("invalid-callback").expect("static name")),
+            profile,
+            budgets: Budgets::default(),
+            max_beats: 0,
+        }
+    }
+}
+
+/// A lease: exclusive ownership of a subtree across beats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub path: Path,
+    /// Locks the structure (creating and deleting cells).
+    pub lock_store: bool,
+    /// Locks the values.
+    pub lock_data: bool,
+    pub include_descendants: bool,
+}
+
+impl Lease {
+    fn covers(&self, path: &Path) -> bool {
+        if self.include_descendants {
+            path.starts_with(&self.path)
+        } else {
+            path == &self.path
+        }
+    }
+}
+
+/// How a slice ended, as the callback asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SliceEnd {
+    /// Run again next beat.
+    Yield,
+    /// Resume when `oid` reaches `want`; cancelled if `ttl_beats` pass first.
+    Await {
+        oid: Name,
+        want: String,
+        ttl_beats: u64,
+    },
+    Close(OpStatus, String),
+}
+
+/// A nondeterministic decision, recorded so that a replay applies it instead
+/// of measuring again. The journal persists these.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Decision {
+    /// The beat whose commit applies it.
+    pub beat: u64,
+    pub kind: DecisionKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DecisionKind {
+    /// The episode exceeded its CPU budget and is cancelled.
+    CancelEpisodeCpu { eid: Name, used_ns: u64 },
+}
+
+pub(crate) struct Episode {
+    pub spec: EpisodeSpec,
+    pub started: u64,
+    pub io_used: u64,
+    /// Measured, never hashed.
+    pub cpu_used_ns: u64,
+    pub leases: Vec<Lease>,
+}
+
+/// What a slice call knows about its episode (frozen at capture).
+#[derive(Debug, Clone)]
+pub(crate) struct SliceInfo {
+    pub eid: Name,
+    pub profile: Profile,
+    pub io_used: u64,
+    pub io_budget: u64,
+    pub cpu_left_ns: Option<u64>,
+    pub cancel_requested: bool,
+}
+
+/// The live episodes and their leases, in canonical (id) order.
+#[derive(Default)]
+pub(crate) struct Episodes {
+    pub live: BTreeMap<Name, Episode>,
+}
+
+/// Why a change was refused by the lease rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LeaseRefusal {
+    /// Another episode holds a lease over the path.
+    HeldBy(Name),
+    /// An RW slice changed a path outside its own leases.
+    NotLeased,
+}
+
+impl Episodes {
+    /// The slice context for `eid`, if it is live.
+    pub fn slice_info(&self, eid: &Name, cancel_requested: bool) -> Option<SliceInfo> {
+        let ep = self.live.get(eid)?;
+        Some(SliceInfo {
+            eid: eid.clone(),
+            profile: ep.spec.profile,
+            io_used: ep.io_used,
+            io_budget: ep.spec.budgets.io_budget_bytes,
+            cpu_left_ns: (ep.spec.budgets.cpu_budget_ns > 0)
+                .then(|| ep.spec.budgets.cpu_budget_ns.saturating_sub(ep.cpu_used_ns)),
+            cancel_requested,
+        })
+    }
+
+    /// Checks a change at `path` by `writer` (the episode of the slice that
+    /// staged it, if any). `structural` is a create/delete/append.
+    pub fn check_change(
+        &self,
+        path: &Path,
+        writer: Option<(&Name, Profile)>,
+        structural: bool,
+    ) -> Result<(), LeaseRefusal> {
+        for (eid, ep) in &self.live {
+            for lease in &ep.leases {
+                let locks = if structural {
+                    lease.lock_store || lease.lock_data
+                } else {
+                    lease.lock_data
+                };
+                if locks && lease.covers(path) && writer.map(|(w, _)| w) != Some(eid) {
+                    return Err(LeaseRefusal::HeldBy(eid.clone()));
+                }
+            }
+        }
+        if let Some((eid, Profile::Rw)) = writer {
+            let own = self
+                .live
+                .get(eid)
+                .is_some_and(|ep| ep.leases.iter().any(|l| l.covers(path)));
+            if !own {
+                return Err(LeaseRefusal::NotLeased);
+            }
+        }
+        Ok(())
+    }
+
+    /// Grants `lease` to `eid` unless another episode holds an overlapping one.
+    pub fn grant(&mut self, eid: &Name, lease: Lease) -> Result<(), Name> {
+        for (other, ep) in &self.live {
+            if other == eid {
+                continue;
+            }
+            let overlaps = ep
+                .leases
+                .iter()
+                .any(|l| l.covers(&lease.path) || lease.covers(&l.path));
+            if overlaps {
+                return Err(other.clone());
+            }
+        }
+        if let Some(ep) = self.live.get_mut(eid) {
+            if !ep.leases.contains(&lease) {
+                ep.leases.push(lease);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn release(&mut self, eid: &Name, path: &Path) {
+        if let Some(ep) = self.live.get_mut(eid) {
+            ep.leases.retain(|l| &l.path != path);
+        }
+    }
+}
+
+/// Mirrors an episode's leases into its dossier (`leases/<i>` = path).
+pub(crate) fn record_leases(
+    tree: &mut WorkTree,
+    eid: &Name,
+    leases: &[Lease],
+) -> Result<(), TreeError> {
+    let at = crate::ops::dossier(eid).child(Name::new("leases").expect("static name"));
+    if tree.node(&at).is_some() {
+        tree.delete(&at)?;
+    }
+    for lease in leases {
+        tree.append(&at, Value::from(lease.path.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Runs `f`, timing it when `timed`. CPU time is not deterministic: the
+/// figure only feeds a budget decision, which is recorded as an input so a
+/// replay applies the decision instead of measuring.
+pub(crate) fn measure_if<R>(timed: bool, f: impl FnOnce() -> R) -> (R, Option<u64>) {
+    if !timed {
+        return (f(), None);
+    }
+    // determinism: recorded decision
+    let started = std::time::Instant::now();
+    let result = f();
+    (result, Some(started.elapsed().as_nanos() as u64))
+}
+
+// ---- the per-slice thread-local context and its guards ----
+
+/// The state of the slice running on this thread.
+struct SliceState {
+    info: SliceInfo,
+    io_used: u64,
+    cancel: bool,
+    io_reported: bool,
+    facts: Vec<Fact>,
+    end: Option<SliceEnd>,
+}
+
+thread_local! {
+    static SLICE: RefCell<Option<SliceState>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `info` as this thread's slice context; returns its result,
+/// the slice's requested end, the IO it accounted and the facts it raised.
+pub(crate) fn with_slice<R>(
+    info: &SliceInfo,
+    f: impl FnOnce() -> R,
+) -> (R, Option<SliceEnd>, u64, Vec<Fact>) {
+    SLICE.with(|s| {
+        *s.borrow_mut() = Some(SliceState {
+            info: info.clone(),
+            io_used: info.io_used,
+            cancel: info.cancel_requested,
+            io_reported: false,
+            facts: Vec::new(),
+            end: None,
+        })
+    });
+    let result = f();
+    let state = SLICE.with(|s| s.borrow_mut().take());
+    match state {
+        Some(st) => (result, st.end, st.io_used - info.io_used, st.facts),
+        None => (result, None, 0, Vec::new()),
+    }
+}
+
+/// Clears this thread's slice context (after a panic unwound through it).
+pub(crate) fn clear_slice() {
+    SLICE.with(|s| s.borrow_mut().take());
+}
+
+fn with_state<R>(f: impl FnOnce(&mut SliceState) -> R) -> Option<R> {
+    SLICE.with(|s| s.borrow_mut().as_mut().map(f))
+}
+
+/// Why a guard refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuardError {
+    #[error("not inside an episode slice")]
+    NoEpisode,
+    #[error("episode {eid} runs with the read-only profile; this needs ep:rw")]
+    ReadOnly { eid: Name },
+}
+
+/// Whether the running slice should stop: its episode was cancelled or it
+/// overran its IO budget. Outside a slice: false.
+pub fn check_cancel() -> bool {
+    with_state(|s| s.cancel).unwrap_or(false)
+}
+
+/// Accounts `bytes` of IO to the running slice's episode. Crossing the
+/// episode's IO budget raises `ep:bud/io` (once) and sets the cancel flag.
+pub fn account_io(bytes: u64) -> Result<(), GuardError> {
+    with_state(|s| {
+        s.io_used = s.io_used.saturating_add(bytes);
+        if s.info.io_budget > 0 && s.io_used > s.info.io_budget && !s.io_reported {
+            s.io_reported = true;
+            s.cancel = true;
+            let note = format!(
+                "episode {} used {} bytes of IO, over its budget of {}",
+                s.info.eid, s.io_used, s.info.io_budget
+            );
+            s.facts.push(
+                Fact::new(Severity::Usage, "ep:bud/io", note)
+                    .subject(Some(crate::ops::dossier(&s.info.eid))),
+            );
+        }
+    })
+    .ok_or(GuardError::NoEpisode)
+}
+
+/// Fails unless the running slice has the RW profile.
+pub fn require_rw() -> Result<(), GuardError> {
+    with_state(|s| match s.info.profile {
+        Profile::Rw => Ok(()),
+        Profile::Ro => Err(GuardError::ReadOnly {
+            eid: s.info.eid.clone(),
+        }),
+    })
+    .unwrap_or(Err(GuardError::NoEpisode))
+}
+
+/// The id of the episode whose slice runs on this thread.
+pub fn current_episode() -> Option<Name> {
+    with_state(|s| s.info.eid.clone())
+}
+
+pub(crate) fn set_end(end: SliceEnd) -> Result<(), GuardError> {
+    with_state(|s| s.end = Some(end)).ok_or(GuardError::NoEpisode)
+}

@@ -1,0 +1,447 @@
+//! E3 episodes (issue "OPS dossiers, the episodic engine (E3) and the
+//! executor backends", acceptance 5–8).
+
+use cep_host::episode::{DecisionKind, Lease};
+use cep_host::ops::{self, dossier};
+use cep_host::{
+    Budgets, Config, EnzymeCx, EnzymeDescriptor, EpisodeSpec, Hash, Impulse, Name, OpSpec,
+    OpStatus, Outcome, Profile, Runtime, Value, Word,
+};
+use cep_tests::{backends, facts, p, runtime, CallLog};
+
+/// How many times the slice's own episode has yielded so far (read from its
+/// dossier in the previous snapshot).
+fn yields(cx: &EnzymeCx<'_>) -> usize {
+    let eid = cx.episode().expect("a slice").clone();
+    ops::history(cx.snapshot(), &eid)
+        .iter()
+        .filter(|(s, _)| s == "ist:yield")
+        .count()
+}
+
+fn close_field(rt: &Runtime, eid: &Name, field: &str) -> Option<Value> {
+    rt.snapshot()
+        .read(&p(&format!("{}/close/{field}", dossier(eid))))
+        .cloned()
+}
+
+#[test]
+fn an_episode_that_yields_five_times_closes_ok_on_the_sixth_beat() {
+    let mut rt = runtime();
+    rt.register(
+        &EnzymeDescriptor::new("five", "ep/cb/five"),
+        |cx: &mut EnzymeCx<'_>| {
+            if yields(cx) < 5 {
+                cx.ep_yield().unwrap();
+            }
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let eid = rt.ep_start(EpisodeSpec::new("five", Profile::Ro));
+    rt.run(10).unwrap();
+    let history = ops::history(rt.snapshot(), &eid);
+    let states: Vec<&str> = history.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(states.first(), Some(&"ist:plan"));
+    assert_eq!(states.iter().filter(|s| **s == "ist:yield").count(), 5);
+    assert_eq!(states.last(), Some(&"ist:ok"));
+    assert_eq!(
+        close_field(&rt, &eid, "status"),
+        Some(Value::text("sts:ok"))
+    );
+    assert_eq!(
+        close_field(&rt, &eid, "beat"),
+        Some(Value::I64(6)),
+        "started at beat 0, closed at beat 6"
+    );
+    assert_eq!(rt.episodes_live(), 0);
+}
+
+#[test]
+fn an_episode_awaiting_with_ttl_1_is_cancelled() {
+    let mut rt = runtime();
+    let other = rt.op_start(OpSpec::new(p("op/slow")));
+    let target = other.clone();
+    rt.register(
+        &EnzymeDescriptor::new("waits", "ep/cb/waits"),
+        move |cx: &mut EnzymeCx<'_>| {
+            cx.ep_await(&target, "ist:done", 1).unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let eid = rt.ep_start(EpisodeSpec::new("waits", Profile::Ro));
+    rt.run(8).unwrap();
+    assert_eq!(ops::state(rt.snapshot(), &eid).as_deref(), Some("ist:cxl"));
+    assert_eq!(
+        close_field(&rt, &eid, "status"),
+        Some(Value::text("sts:cnl"))
+    );
+    let states: Vec<String> = ops::history(rt.snapshot(), &eid)
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert!(states.contains(&"ist:await".to_owned()), "{states:?}");
+}
+
+#[test]
+fn an_episode_resumes_when_the_awaited_operation_reaches_its_state() {
+    let mut rt = runtime();
+    let other = rt.op_start(OpSpec::new(p("op/job")));
+    let target = other.clone();
+    let log = CallLog::default();
+    let seen = log.clone();
+    rt.register(
+        &EnzymeDescriptor::new("resumes", "ep/cb/resumes"),
+        move |cx: &mut EnzymeCx<'_>| {
+            let waited = ops::history(cx.snapshot(), cx.episode().unwrap())
+                .iter()
+                .any(|(s, _)| s == "ist:await");
+            seen.push(cx.beat(), if waited { "resumed" } else { "first" });
+            if !waited {
+                cx.ep_await(&target, "ist:done", 0).unwrap();
+            }
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let eid = rt.ep_start(EpisodeSpec::new("resumes", Profile::Ro));
+    rt.run(4).unwrap();
+    assert_eq!(log.labels(), ["first"]);
+    rt.op_state(&other, "ist:done");
+    rt.run(4).unwrap();
+    assert_eq!(log.labels(), ["first", "resumed"]);
+    assert_eq!(
+        close_field(&rt, &eid, "status"),
+        Some(Value::text("sts:ok"))
+    );
+}
+
+#[test]
+fn an_rw_episode_changes_cells_only_under_its_lease() {
+    let mut rt = runtime();
+    rt.register(
+        &EnzymeDescriptor::new("rw", "ep/cb/rw"),
+        |cx: &mut EnzymeCx<'_>| {
+            cx.require_rw().unwrap();
+            let x = p("/data/rw/x");
+            match yields(cx) {
+                0 => {
+                    cx.write(&x, 0).unwrap();
+                    cx.write(&p("/data/rw/z"), 0).unwrap();
+                }
+                1 => cx
+                    .ep_request_lease(Lease {
+                        path: p("/data/rw"),
+                        lock_store: true,
+                        lock_data: true,
+                        include_descendants: true,
+                    })
+                    .unwrap(),
+                2 => cx.write(&x, 1).unwrap(),
+                3 => cx.ep_release_lease(&p("/data/rw")).unwrap(),
+                _ => {
+                    cx.write(&x, 2).unwrap();
+                    return Outcome::Ok;
+                }
+            }
+            cx.ep_yield().unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    rt.register(
+        &EnzymeDescriptor::new("intruder", "intrude"),
+        |cx: &mut EnzymeCx<'_>| {
+            cx.write(&p("/data/rw/y"), 9).unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let eid = rt.ep_start(EpisodeSpec::new("rw", Profile::Rw));
+    rt.run(3).unwrap(); // beat 0: plan; 1: unleased writes; 2: lease granted
+    assert_eq!(
+        facts(&rt, "ep:lease/missing").len(),
+        1,
+        "one fact for the offending slice, however many writes"
+    );
+    assert_eq!(rt.snapshot().read(&p("/data/rw/x")), None);
+    rt.inject(&Word::new("t").unwrap(), Impulse::signal(p("intrude")))
+        .unwrap();
+    rt.step().unwrap(); // beat 3: the episode writes under its lease; the intruder is refused
+    assert_eq!(rt.snapshot().read(&p("/data/rw/x")), Some(&Value::I64(1)));
+    assert_eq!(
+        rt.snapshot().read(&p("/data/rw/y")),
+        None,
+        "another writer inside the lease is refused"
+    );
+    assert_eq!(facts(&rt, "ep:lease/missing").len(), 2);
+    let leases = rt
+        .snapshot()
+        .children(&p(&format!("{}/leases", dossier(&eid))));
+    assert_eq!(leases.len(), 1, "the lease is recorded in the dossier");
+    rt.run(4).unwrap(); // release, then a write without the lease
+    assert_eq!(
+        rt.snapshot().read(&p("/data/rw/x")),
+        Some(&Value::I64(1)),
+        "refused again after release"
+    );
+    assert_eq!(facts(&rt, "ep:lease/missing").len(), 3);
+    assert_eq!(
+        close_field(&rt, &eid, "status"),
+        Some(Value::text("sts:ok"))
+    );
+}
+
+#[test]
+fn leases_unwind_when_an_episode_is_cancelled() {
+    let mut rt = runtime();
+    rt.register(
+        &EnzymeDescriptor::new("holder", "ep/cb/holder"),
+        |cx: &mut EnzymeCx<'_>| {
+            if yields(cx) == 0 {
+                let lease = Lease {
+                    path: p("/data/held"),
+                    lock_store: true,
+                    lock_data: true,
+                    include_descendants: true,
+                };
+                cx.ep_request_lease(lease).unwrap();
+            }
+            cx.ep_yield().unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    rt.register(
+        &EnzymeDescriptor::new("writer", "write"),
+        |cx: &mut EnzymeCx<'_>| {
+            cx.write(&p("/data/held/v"), cx.beat() as i64).unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let eid = rt.ep_start(EpisodeSpec::new("holder", Profile::Rw));
+    rt.run(3).unwrap();
+    rt.inject(&Word::new("t").unwrap(), Impulse::signal(p("write")))
+        .unwrap();
+    rt.step().unwrap();
+    assert_eq!(rt.snapshot().read(&p("/data/held/v")), None);
+    rt.ep_cancel(&eid);
+    rt.step().unwrap();
+    assert_eq!(
+        close_field(&rt, &eid, "status"),
+        Some(Value::text("sts:cnl"))
+    );
+    rt.inject(&Word::new("t").unwrap(), Impulse::signal(p("write")))
+        .unwrap();
+    rt.step().unwrap();
+    assert!(
+        rt.snapshot().read(&p("/data/held/v")).is_some(),
+        "the lease went with the episode"
+    );
+}
+
+#[test]
+fn a_slice_over_its_io_budget_is_cancelled_at_its_next_check() {
+    let mut rt = runtime();
+    let log = CallLog::default();
+    let seen = log.clone();
+    rt.register(
+        &EnzymeDescriptor::new("reader", "ep/cb/reader"),
+        move |cx: &mut EnzymeCx<'_>| {
+            cx.account_io(60).unwrap();
+            if cx.check_cancel() {
+                seen.push(cx.beat(), "saw cancel");
+                return Outcome::Ok;
+            }
+            seen.push(cx.beat(), "went on");
+            cx.ep_yield().unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let mut spec = EpisodeSpec::new("reader", Profile::Ro);
+    spec.budgets = Budgets {
+        io_budget_bytes: 100,
+        cpu_budget_ns: 0,
+    };
+    let eid = rt.ep_start(spec);
+    rt.run(6).unwrap();
+    assert_eq!(log.labels(), ["went on", "saw cancel"]);
+    assert_eq!(
+        close_field(&rt, &eid, "status"),
+        Some(Value::text("sts:cnl"))
+    );
+    let io = facts(&rt, "ep:bud/io");
+    assert_eq!(io.len(), 1);
+    assert!(
+        io[0].note.contains("120") && io[0].note.contains("100"),
+        "{}",
+        io[0].note
+    );
+    assert_eq!(
+        rt.snapshot()
+            .read(&p(&format!("{}/episode/io_used", dossier(&eid)))),
+        Some(&Value::I64(120))
+    );
+}
+
+#[test]
+fn max_beats_cancels_an_episode_that_runs_too_long() {
+    let mut rt = runtime();
+    rt.register(
+        &EnzymeDescriptor::new("forever", "ep/cb/forever"),
+        |cx: &mut EnzymeCx<'_>| {
+            cx.ep_yield().unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let mut spec = EpisodeSpec::new("forever", Profile::Ro);
+    spec.max_beats = 3;
+    let eid = rt.ep_start(spec);
+    rt.run(10).unwrap();
+    assert_eq!(
+        close_field(&rt, &eid, "status"),
+        Some(Value::text("sts:cnl"))
+    );
+    assert_eq!(facts(&rt, "ep:max/beats").len(), 1);
+}
+
+#[test]
+fn a_panicking_slice_fails_its_episode_and_the_host_goes_on() {
+    cep_tests::quiet_deliberate_panics();
+    let mut rt = runtime();
+    rt.register(
+        &EnzymeDescriptor::new("fragile", "ep/cb/fragile"),
+        |_: &mut EnzymeCx<'_>| -> Outcome { panic!("deliberate slice failure") },
+    )
+    .unwrap();
+    let eid = rt.ep_start(EpisodeSpec::new("fragile", Profile::Rw));
+    rt.run(4).unwrap();
+    assert_eq!(
+        close_field(&rt, &eid, "status"),
+        Some(Value::text("sts:fail"))
+    );
+    assert!(close_field(&rt, &eid, "summary")
+        .unwrap()
+        .to_string()
+        .contains("deliberate slice failure"));
+}
+
+/// A suite of episodes mixing yields, awaits (met and timed out), leases,
+/// IO budgets, cancellations and a CPU budget that is always exceeded.
+fn scenario(
+    config: Config,
+    replay: Option<Vec<cep_host::episode::Decision>>,
+) -> (Vec<Hash>, Vec<cep_host::episode::Decision>) {
+    let mut rt = Runtime::new(config).unwrap();
+    if let Some(decisions) = replay {
+        rt.replay_decisions(decisions);
+    }
+    let gate = rt.op_start(OpSpec::new(p("op/gate")));
+    let g = gate.clone();
+    rt.register(
+        &EnzymeDescriptor::new("mixed", "ep/cb/mixed"),
+        move |cx: &mut EnzymeCx<'_>| {
+            let eid = cx.episode().unwrap().clone();
+            let n: usize = eid.as_str().bytes().map(|b| b as usize).sum();
+            let round = yields(cx);
+            let cell = p("/data/ep").child(Name::from_index((n % 7) as u64));
+            if n.is_multiple_of(5) && round == 0 {
+                let lease = Lease {
+                    path: cell.clone(),
+                    lock_store: true,
+                    lock_data: true,
+                    include_descendants: true,
+                };
+                cx.ep_request_lease(lease).unwrap();
+            }
+            cx.write(&cell, (n + round) as i64).ok();
+            cx.account_io((n % 40) as u64).unwrap();
+            if cx.check_cancel() {
+                return Outcome::Ok;
+            }
+            match (n + round) % 6 {
+                0 if round > 2 => cx.ep_close(OpStatus::Ok, "done").unwrap(),
+                1 => cx.ep_await(&g, "ist:open", (n % 4) as u64).unwrap(),
+                2 if round > 4 => cx.ep_close(OpStatus::Fail, "gave up").unwrap(),
+                _ => cx.ep_yield().unwrap(),
+            }
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let mut eids = Vec::new();
+    for i in 0..24u64 {
+        let mut spec =
+            EpisodeSpec::new("mixed", if i % 3 == 0 { Profile::Rw } else { Profile::Ro });
+        spec.budgets.io_budget_bytes = 150 + i * 10;
+        spec.max_beats = 12 + i % 5;
+        if i == 7 {
+            spec.budgets.cpu_budget_ns = 1; // exceeded by any slice
+        }
+        eids.push(rt.ep_start(spec));
+    }
+    let mut hashes = Vec::new();
+    for beat in 0..30 {
+        if beat == 6 {
+            rt.op_state(&gate, "ist:open");
+        }
+        if beat == 9 {
+            rt.ep_cancel(&eids[4]);
+        }
+        hashes.push(rt.step().unwrap().state_hash);
+    }
+    (hashes, rt.decisions().to_vec())
+}
+
+fn decided(decisions: &[cep_host::episode::Decision]) -> Vec<(u64, Name)> {
+    decisions
+        .iter()
+        .map(|d| match &d.kind {
+            DecisionKind::CancelEpisodeCpu { eid, .. } => (d.beat, eid.clone()),
+        })
+        .collect()
+}
+
+#[test]
+fn an_episode_suite_is_identical_on_every_executor_and_when_replayed_from_recorded_decisions() {
+    let mut reference: Option<(Vec<Hash>, Vec<cep_host::episode::Decision>)> = None;
+    for (label, config) in backends() {
+        let (hashes, decisions) = scenario(config, None);
+        assert_eq!(
+            decisions.len(),
+            1,
+            "{label}: the CPU-budget cancellation is recorded"
+        );
+        assert!(matches!(
+            decisions[0].kind,
+            DecisionKind::CancelEpisodeCpu { .. }
+        ));
+        match &reference {
+            None => reference = Some((hashes, decisions)),
+            Some((expected, expected_decisions)) => {
+                assert_eq!(&hashes, expected, "{label}");
+                // The measured nanoseconds differ run to run; what was decided may not.
+                assert_eq!(decided(&decisions), decided(expected_decisions), "{label}");
+            }
+        }
+    }
+    let (hashes, decisions) = reference.unwrap();
+    let (replayed, replayed_decisions) = scenario(Config::default(), Some(decisions.clone()));
+    assert_eq!(
+        replayed, hashes,
+        "a replay given the recorded decisions reproduces every hash"
+    );
+    assert_eq!(
+        replayed_decisions, decisions,
+        "a replay records the decisions it applied"
+    );
+    let (without, _) = scenario(Config::default(), Some(Vec::new()));
+    assert_ne!(
+        without, hashes,
+        "a replay applies the record, it does not measure"
+    );
+}
