@@ -445,3 +445,128 @@ fn an_episode_suite_is_identical_on_every_executor_and_when_replayed_from_record
         "a replay applies the record, it does not measure"
     );
 }
+
+fn lease(path: &str) -> Lease {
+    Lease {
+        path: p(path),
+        lock_store: true,
+        lock_data: true,
+        include_descendants: true,
+    }
+}
+
+#[test]
+fn resume_rw_cancels_the_episode_when_another_took_its_lease_while_suspended() {
+    let mut rt = runtime();
+    // "first": leases /data/s, suspends dropping it, tries to write, resumes.
+    rt.register(
+        &EnzymeDescriptor::new("first", "ep/cb/first"),
+        |cx: &mut EnzymeCx<'_>| {
+            match yields(cx) {
+                0 => cx.ep_request_lease(lease("/data/s")).unwrap(),
+                1 => cx.suspend_rw(true).unwrap(),
+                2 => {
+                    assert!(cx.require_rw().is_err(), "suspended: the RW guard refuses");
+                    cx.write(&p("/data/s/v"), 1).unwrap();
+                    cx.resume_rw().unwrap();
+                }
+                _ => return Outcome::Ok,
+            }
+            cx.ep_yield().unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    // "second": starts later and takes the lease while "first" is suspended.
+    rt.register(
+        &EnzymeDescriptor::new("second", "ep/cb/second"),
+        |cx: &mut EnzymeCx<'_>| {
+            if yields(cx) == 0 {
+                cx.ep_request_lease(lease("/data/s")).unwrap();
+            }
+            cx.ep_yield().unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let first = rt.ep_start(EpisodeSpec::new("first", Profile::Rw));
+    rt.run(2).unwrap(); // beat 1: first leases
+    let second = rt.ep_start(EpisodeSpec::new("second", Profile::Rw));
+    rt.run(5).unwrap();
+    assert_eq!(
+        rt.snapshot().read(&p("/data/s/v")),
+        None,
+        "a suspended episode cannot write"
+    );
+    assert_eq!(
+        close_field(&rt, &first, "status"),
+        Some(Value::text("sts:cnl"))
+    );
+    assert_eq!(facts(&rt, "ep:lease/lost").len(), 1);
+    assert_eq!(
+        ops::state(rt.snapshot(), &second).as_deref(),
+        Some("ist:yield"),
+        "the new owner keeps going"
+    );
+}
+
+#[test]
+fn resume_rw_gets_the_leases_back_when_nobody_took_them() {
+    let mut rt = runtime();
+    rt.register(
+        &EnzymeDescriptor::new("pauser", "ep/cb/pauser"),
+        |cx: &mut EnzymeCx<'_>| {
+            match yields(cx) {
+                0 => cx.ep_request_lease(lease("/data/p")).unwrap(),
+                1 => cx.suspend_rw(true).unwrap(),
+                2 => cx.resume_rw().unwrap(),
+                _ => {
+                    cx.write(&p("/data/p/v"), 7).unwrap();
+                    return Outcome::Ok;
+                }
+            }
+            cx.ep_yield().unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let eid = rt.ep_start(EpisodeSpec::new("pauser", Profile::Rw));
+    rt.run(8).unwrap();
+    assert_eq!(rt.snapshot().read(&p("/data/p/v")), Some(&Value::I64(7)));
+    assert_eq!(
+        close_field(&rt, &eid, "status"),
+        Some(Value::text("sts:ok"))
+    );
+}
+
+#[test]
+fn a_slice_running_when_its_episode_is_cancelled_sees_check_cancel() {
+    let mut rt = runtime();
+    let log = CallLog::default();
+    let seen = log.clone();
+    rt.register(
+        &EnzymeDescriptor::new("polite", "ep/cb/polite"),
+        move |cx: &mut EnzymeCx<'_>| {
+            seen.push(
+                cx.beat(),
+                if cx.check_cancel() {
+                    "cancelled"
+                } else {
+                    "running"
+                },
+            );
+            cx.ep_yield().unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let eid = rt.ep_start(EpisodeSpec::new("polite", Profile::Ro));
+    rt.run(3).unwrap();
+    rt.ep_cancel(&eid);
+    rt.run(3).unwrap();
+    assert_eq!(log.labels(), ["running", "running", "cancelled"]);
+    assert_eq!(
+        close_field(&rt, &eid, "status"),
+        Some(Value::text("sts:cnl"))
+    );
+}

@@ -40,6 +40,13 @@ pub(crate) enum EpisodeOp {
         eid: Name,
         path: Path,
     },
+    Suspend {
+        eid: Name,
+        drop_leases: bool,
+    },
+    Resume {
+        eid: Name,
+    },
     Cancel {
         eid: Name,
         topic: String,
@@ -343,6 +350,26 @@ impl<'a> EnzymeCx<'a> {
             eid,
             path: path.clone(),
         })));
+        Ok(())
+    }
+
+    /// Stops this RW episode mutating (from the next commit on), optionally
+    /// releasing its leases so others may take them meanwhile.
+    pub fn suspend_rw(&mut self, drop_leases: bool) -> Result<(), GuardError> {
+        let eid = self.slice_eid()?;
+        self.stage(Op::Episode(Box::new(EpisodeOp::Suspend {
+            eid,
+            drop_leases,
+        })));
+        Ok(())
+    }
+
+    /// Resumes mutating at the next commit, re-acquiring the leases
+    /// `suspend_rw` dropped, in their original order; if another episode
+    /// took one meanwhile, this episode is cancelled (`ep:lease/lost`).
+    pub fn resume_rw(&mut self) -> Result<(), GuardError> {
+        let eid = self.slice_eid()?;
+        self.stage(Op::Episode(Box::new(EpisodeOp::Resume { eid })));
         Ok(())
     }
 

@@ -487,7 +487,11 @@ impl Runtime {
             }
             if let Some(eid) = self.episode_target(&queued.impulse, episode::CONT_SIGNAL) {
                 if let Some(enzyme) = self.slice_enzyme(&eid, beat) {
-                    if let Some(info) = self.episodes.slice_info(&eid, false) {
+                    let cancel_requested = self
+                        .pending_episode_ops
+                        .iter()
+                        .any(|op| matches!(op, EpisodeOp::Cancel { eid: e, .. } if *e == eid));
+                    if let Some(info) = self.episodes.slice_info(&eid, cancel_requested) {
                         slices.insert(agenda.len() as u32, info);
                         agenda.push(Slot {
                             impulse: index,
@@ -933,6 +937,7 @@ impl Runtime {
                         io_used: 0,
                         cpu_used_ns: 0,
                         leases: Vec::new(),
+                        suspended: None,
                     },
                 );
                 let cont = Impulse::targeted(
@@ -1075,6 +1080,30 @@ impl Runtime {
                 self.episodes.release(&eid, &path);
                 self.record_leases(tree, &eid);
             }
+            EpisodeOp::Suspend { eid, drop_leases } => {
+                self.episodes.suspend(&eid, drop_leases);
+                self.record_leases(tree, &eid);
+            }
+            EpisodeOp::Resume { eid } => match self.episodes.resume(&eid) {
+                Ok(()) => self.record_leases(tree, &eid),
+                Err(owner) => {
+                    let note = format!("episode {eid} cannot resume: episode {owner} took one of its leases meanwhile");
+                    facts.push((
+                        Fact::new(Severity::Usage, "ep:lease/lost", note)
+                            .origin(origin)
+                            .subject(Some(ops::dossier(&eid))),
+                        None,
+                    ));
+                    self.finish_episode(
+                        tree,
+                        beat,
+                        &eid,
+                        OpStatus::Cancel,
+                        "a lease was taken while suspended",
+                        facts,
+                    );
+                }
+            },
             EpisodeOp::Cancel { eid, topic, reason } => {
                 if self.episodes.live.contains_key(&eid) {
                     facts.push((

@@ -133,6 +133,8 @@ pub(crate) struct Episode {
     /// Measured, never hashed.
     pub cpu_used_ns: u64,
     pub leases: Vec<Lease>,
+    /// Leases given up by `suspend_rw`, re-acquired by `resume_rw`.
+    pub suspended: Option<Vec<Lease>>,
 }
 
 /// What a slice call knows about its episode (frozen at capture).
@@ -144,6 +146,8 @@ pub(crate) struct SliceInfo {
     pub io_budget: u64,
     pub cpu_left_ns: Option<u64>,
     pub cancel_requested: bool,
+    /// The RW episode called `suspend_rw` and has not resumed.
+    pub suspended: bool,
 }
 
 /// The live episodes and their leases, in canonical (id) order.
@@ -173,6 +177,7 @@ impl Episodes {
             cpu_left_ns: (ep.spec.budgets.cpu_budget_ns > 0)
                 .then(|| ep.spec.budgets.cpu_budget_ns.saturating_sub(ep.cpu_used_ns)),
             cancel_requested,
+            suspended: ep.suspended.is_some(),
         })
     }
 
@@ -197,10 +202,9 @@ impl Episodes {
             }
         }
         if let Some((eid, Profile::Rw)) = writer {
-            let own = self
-                .live
-                .get(eid)
-                .is_some_and(|ep| ep.leases.iter().any(|l| l.covers(path)));
+            let own = self.live.get(eid).is_some_and(|ep| {
+                ep.suspended.is_none() && ep.leases.iter().any(|l| l.covers(path))
+            });
             if !own {
                 return Err(LeaseRefusal::NotLeased);
             }
@@ -226,6 +230,33 @@ impl Episodes {
             if !ep.leases.contains(&lease) {
                 ep.leases.push(lease);
             }
+        }
+        Ok(())
+    }
+
+    /// `suspend_rw`: the episode stops mutating; with `drop_leases` its
+    /// leases are released and remembered for `resume_rw`.
+    pub fn suspend(&mut self, eid: &Name, drop_leases: bool) {
+        if let Some(ep) = self.live.get_mut(eid) {
+            if ep.suspended.is_none() {
+                ep.suspended = Some(if drop_leases {
+                    std::mem::take(&mut ep.leases)
+                } else {
+                    Vec::new()
+                });
+            }
+        }
+    }
+
+    /// `resume_rw`: re-acquires the dropped leases in their original order.
+    /// Returns the episode that took one meanwhile, if any (then the caller
+    /// cancels this episode).
+    pub fn resume(&mut self, eid: &Name) -> Result<(), Name> {
+        let Some(dropped) = self.live.get_mut(eid).and_then(|ep| ep.suspended.take()) else {
+            return Ok(());
+        };
+        for lease in dropped {
+            self.grant(eid, lease)?;
         }
         Ok(())
     }
@@ -322,6 +353,8 @@ pub enum GuardError {
     NoEpisode,
     #[error("episode {eid} runs with the read-only profile; this needs ep:rw")]
     ReadOnly { eid: Name },
+    #[error("episode {eid} is suspended (suspend_rw); call resume_rw first")]
+    Suspended { eid: Name },
 }
 
 /// Whether the running slice should stop: its episode was cancelled or it
@@ -354,6 +387,9 @@ pub fn account_io(bytes: u64) -> Result<(), GuardError> {
 /// Fails unless the running slice has the RW profile.
 pub fn require_rw() -> Result<(), GuardError> {
     with_state(|s| match s.info.profile {
+        Profile::Rw if s.info.suspended => Err(GuardError::Suspended {
+            eid: s.info.eid.clone(),
+        }),
         Profile::Rw => Ok(()),
         Profile::Ro => Err(GuardError::ReadOnly {
             eid: s.info.eid.clone(),
