@@ -58,6 +58,9 @@ pub struct Config {
     /// Whether each CEI fact emits `sig_cei/<sev>` for the next beat.
     /// Default true.
     pub cei_signal: bool,
+    /// History entries kept per OPS dossier (the oldest are dropped; the
+    /// journal keeps the whole record). Default 32.
+    pub ops_history_max: usize,
     /// `cell:conflict` facts recorded per beat; further conflicts of the
     /// beat are counted in one summary fact. Default 16.
     pub conflict_facts_max: usize,
@@ -127,6 +130,7 @@ impl Default for Config {
             history_snapshots: 16,
             cei_facts_max: 1024,
             cei_signal: true,
+            ops_history_max: 32,
             conflict_facts_max: 16,
             impulses_per_beat_max: 1 << 22,
             inject_queue_max: 1 << 20,

@@ -1,8 +1,9 @@
 //! `cargo run -p xtask -- <task>`: builds cep and runs the demo.
 //!
 //! Tasks:
-//! - `demo [--beats N]`: builds the `cep` binary in release mode and runs the
-//!   demo world, then prints part of its final state.
+//! - `demo [--beats N]`: builds the `cep` binary in release mode, runs the
+//!   demo world on both executors, then prints part of its final state and
+//!   the dossier of its episode.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -62,5 +63,9 @@ fn demo(args: &[String]) -> Result<()> {
     status(Command::new(&cep).args(["run", "--beats", &beats, "--workers", "2"]))?;
     println!("== cep inspect /data/demo --beats {beats}");
     status(Command::new(&cep).args(["inspect", "/data/demo", "--beats", &beats]))?;
+    // The demo's episode (started first after the gate operation, so its id
+    // is 0-h1): it yields, awaits the gate, and closes.
+    println!("== the demo episode's dossier: cep inspect /rt/ops/0-h1 --beats {beats}");
+    status(Command::new(&cep).args(["inspect", "/rt/ops/0-h1", "--beats", &beats]))?;
     Ok(())
 }

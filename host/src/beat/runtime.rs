@@ -234,7 +234,7 @@ impl Runtime {
             ledger_beats: VecDeque::new(),
             halted: None,
             reclaimer: Reclaimer::new(),
-            ops: Ops::default(),
+            ops: Ops::new(config.ops_history_max),
             host_ops: Vec::new(),
             host_op_seq: 0,
             phase: Phase::Booting(0),
@@ -523,11 +523,13 @@ impl Runtime {
 
     /// The live episode an impulse with `signal` targets, if any.
     fn episode_target(&self, impulse: &Impulse, signal: &str) -> Option<Name> {
+        if self.episodes.live.is_empty() {
+            return None;
+        }
         let target = impulse.target.as_ref()?;
         let names = target.names();
-        let is_signal = impulse.signal.to_string().trim_start_matches('/') == signal;
         let under_ops = names.len() == 3 && names[0].as_str() == "rt" && names[1].as_str() == "ops";
-        if !is_signal || !under_ops {
+        if !under_ops || !signal_is(&impulse.signal, signal) {
             return None;
         }
         let eid = &names[2];
@@ -967,7 +969,9 @@ impl Runtime {
                 let io_at = ops::dossier(&eid)
                     .child(Name::new("episode").expect("static name"))
                     .child(Name::new("io_used").expect("static name"));
-                let _ = tree.write(&io_at, Value::I64(io_used as i64));
+                if io_bytes > 0 {
+                    let _ = tree.write(&io_at, Value::I64(io_used as i64));
+                }
                 let run = OpsIntent::State {
                     oid: eid.clone(),
                     state: "ist:run".to_owned(),
@@ -1327,6 +1331,16 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Whether `signal` is the path written `text` (`a/b`), without allocating.
+fn signal_is(signal: &Path, text: &str) -> bool {
+    let mut parts = text.split('/');
+    signal
+        .names()
+        .iter()
+        .all(|n| parts.next() == Some(n.as_str()))
+        && parts.next().is_none()
 }
 
 /// `/rt/beat/<N>`.

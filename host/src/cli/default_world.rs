@@ -8,6 +8,8 @@ use cep_sdk::{EnzymeDescriptor, Name, Path, Value, Word};
 
 use crate::beat::{EnzymeCx, Impulse, Runtime};
 use crate::enzyme::Outcome;
+use crate::episode::{EpisodeSpec, Profile};
+use crate::ops::{self, OpSpec, OpStatus};
 
 fn path(text: &str) -> Path {
     Path::parse(text).expect("static path")
@@ -24,14 +26,33 @@ fn counter(cx: &EnzymeCx<'_>, at: &Path) -> i64 {
     cx.read(at).and_then(Value::as_i64).unwrap_or(0)
 }
 
-/// Registers the default world's enzymes and seeds its first impulse.
+/// The beat at which the clock opens the gate the demo episode awaits.
+const GATE_OPENS_AT: u64 = 20;
+
+/// How many times the demo episode has reached `state` (from its dossier).
+fn times_in(cx: &EnzymeCx<'_>, state: &str) -> usize {
+    let Some(eid) = cx.episode() else { return 0 };
+    ops::history(cx.snapshot(), eid)
+        .iter()
+        .filter(|(s, _)| s == state)
+        .count()
+}
+
+/// Registers the default world's enzymes, starts its episode and seeds its
+/// first impulse.
 pub fn install(runtime: &mut Runtime) -> anyhow::Result<()> {
+    // An operation the demo episode awaits; the clock opens it.
+    let gate = runtime.op_start(OpSpec::new(path("demo/gate")));
+    let gate_for_clock = gate.clone();
     // clock: counts beats and drives everything else.
     runtime.register(
         &EnzymeDescriptor::new("clock", "demo/tick").label("beat counter"),
-        |cx: &mut EnzymeCx<'_>| {
+        move |cx: &mut EnzymeCx<'_>| {
             let clock = path("/data/demo/clock");
             let now = counter(cx, &clock);
+            if cx.beat() == GATE_OPENS_AT {
+                cx.op_state(&gate_for_clock, "ist:open");
+            }
             cx.write(&clock, now + 1).ok();
             cx.emit(Impulse::signal(path("demo/tick")));
             let cells = path("/data/demo/cells");
@@ -96,6 +117,26 @@ pub fn install(runtime: &mut Runtime) -> anyhow::Result<()> {
             Outcome::Ok
         },
     )?;
+    // pipeline: an episode that yields three times, awaits the gate, then
+    // records its result and closes.
+    runtime.register(
+        &EnzymeDescriptor::new("pipeline", "demo/pipeline/slice"),
+        move |cx: &mut EnzymeCx<'_>| {
+            let step = path("/data/demo/pipeline/steps");
+            cx.append(&step, cx.beat() as i64).ok();
+            if times_in(cx, "ist:yield") < 3 {
+                cx.ep_yield().ok();
+            } else if times_in(cx, "ist:await") == 0 {
+                cx.ep_await(&gate, "ist:open", 0).ok();
+            } else {
+                cx.write(&path("/data/demo/pipeline/result"), "gate passed")
+                    .ok();
+                cx.ep_close(OpStatus::Ok, "pipeline finished").ok();
+            }
+            Outcome::Ok
+        },
+    )?;
+    runtime.ep_start(EpisodeSpec::new("pipeline", Profile::Ro));
     let cells = path("/data/demo/cells");
     runtime.bind(&cells, &Name::new("worker")?, true);
     runtime.bind(&cells, &Name::new("tally")?, true);

@@ -159,15 +159,18 @@ fn name(text: &str) -> Name {
 
 /// `/rt/ops/<oid>`.
 pub fn dossier(oid: &Name) -> Path {
-    Path::parse(OPS_ROOT)
-        .expect("static path")
-        .child(oid.clone())
+    field(oid, &[])
 }
 
+/// `/rt/ops/<oid>/<parts…>`, built in one allocation.
 fn field(oid: &Name, parts: &[&str]) -> Path {
-    parts
-        .iter()
-        .fold(dossier(oid), |p, part| p.child(name(part)))
+    static ROOT: std::sync::OnceLock<[Name; 2]> = std::sync::OnceLock::new();
+    let root = ROOT.get_or_init(|| [name("rt"), name("ops")]);
+    let mut names = Vec::with_capacity(3 + parts.len());
+    names.extend(root.iter().cloned());
+    names.push(oid.clone());
+    names.extend(parts.iter().map(|p| name(p)));
+    Path::from_names(names)
 }
 
 /// The current state of `oid` in a snapshot.
@@ -218,10 +221,11 @@ pub(crate) struct Firing {
 /// The live watchers, indexed (the tree holds the same data; this index only
 /// saves scanning every dossier at every commit). Ordered, so firing order is
 /// canonical: by dossier id, then watcher id.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub(crate) struct Ops {
     watchers: BTreeMap<(Name, Name), Watcher>,
     next_watcher: u64,
+    history_max: usize,
 }
 
 fn tree_err(oid: &Name) -> impl Fn(TreeError) -> OpsError + '_ {
@@ -251,6 +255,7 @@ fn record_history(
     beat: u64,
     code: i64,
     note: &str,
+    history_max: usize,
 ) -> Result<(), TreeError> {
     let history = field(oid, &["history"]);
     if let Some(last) = tree.node(&history).and_then(|h| h.last_child()) {
@@ -273,10 +278,30 @@ fn record_history(
     tree.write(&entry.child(name("beat")), Value::I64(beat as i64))?;
     tree.write(&entry.child(name("code")), Value::I64(code))?;
     tree.write(&entry.child(name("note")), Value::text(note))?;
+    // Keep the newest `history_max` entries: the tree holds a recent window,
+    // the journal and the execution documents hold the whole record.
+    while let Some(node) = tree.node(&history) {
+        if node.child_count() <= history_max.max(1) {
+            break;
+        }
+        let Some(oldest) = node.first_child_name().cloned() else {
+            break;
+        };
+        tree.delete(&history.child(oldest))?;
+    }
     Ok(())
 }
 
 impl Ops {
+    /// `history_max`: history entries kept per dossier.
+    pub(crate) fn new(history_max: usize) -> Self {
+        Ops {
+            watchers: BTreeMap::new(),
+            next_watcher: 0,
+            history_max,
+        }
+    }
+
     /// Applies one intent at the commit of `beat`.
     pub(crate) fn apply(
         &mut self,
@@ -312,7 +337,7 @@ impl Ops {
                 tree.seal(&field(&oid, &["envelope"])).map_err(&err)?;
                 tree.write(&field(&oid, &["state"]), Value::text(&state))
                     .map_err(&err)?;
-                record_history(tree, &oid, &state, beat, 0, "").map_err(&err)
+                record_history(tree, &oid, &state, beat, 0, "", self.history_max).map_err(&err)
             }
             OpsIntent::State {
                 oid,
@@ -329,7 +354,8 @@ impl Ops {
                 let err = tree_err(&oid);
                 tree.write(&field(&oid, &["state"]), Value::text(&state))
                     .map_err(&err)?;
-                record_history(tree, &oid, &state, beat, code, &note).map_err(&err)
+                record_history(tree, &oid, &state, beat, code, &note, self.history_max)
+                    .map_err(&err)
             }
             OpsIntent::Await { oid, spec } => {
                 if tree.node(&dossier(&oid)).is_none() {
@@ -394,7 +420,8 @@ impl Ops {
                 tree.seal(&field(&oid, &["close"])).map_err(&err)?;
                 tree.write(&field(&oid, &["state"]), Value::text(status.ist()))
                     .map_err(&err)?;
-                record_history(tree, &oid, status.ist(), beat, 0, "").map_err(&err)
+                record_history(tree, &oid, status.ist(), beat, 0, "", self.history_max)
+                    .map_err(&err)
             }
         }
     }

@@ -1,0 +1,126 @@
+//! OPS and E3 benchmarks: slice overhead, `op_state` + commit with 100k live
+//! dossiers, and CPU-bound RO slices on 1 and 2 workers. Figures:
+//! docs/BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use cep_host::{
+    Config, EnzymeCx, EnzymeDescriptor, EpisodeSpec, ExecutorKind, Name, OpSpec, Outcome, Path,
+    Profile, Runtime,
+};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn config() -> Config {
+    Config {
+        ledger_beats: 0,
+        cei_signal: false,
+        ..Config::default()
+    }
+}
+
+/// A runtime past its boot beats, with `episodes` live episodes whose slices
+/// run `body` and yield.
+fn with_episodes(config: Config, episodes: usize, body: fn(&mut EnzymeCx<'_>)) -> Runtime {
+    let mut rt = Runtime::new(config).unwrap();
+    rt.register(
+        &EnzymeDescriptor::new("slice", "ep/cb/bench"),
+        move |cx: &mut EnzymeCx<'_>| {
+            body(cx);
+            cx.ep_yield().unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    for _ in 0..episodes {
+        rt.ep_start(EpisodeSpec::new("slice", Profile::Ro));
+    }
+    rt.run(8).unwrap();
+    assert_eq!(rt.episodes_live(), episodes);
+    rt
+}
+
+fn slice_overhead(c: &mut Criterion) {
+    let mut group = c.benchmark_group("episode/slice_overhead");
+    group.sample_size(20);
+    for episodes in [1_000usize, 10_000] {
+        let mut rt = with_episodes(config(), episodes, |_| {});
+        group.throughput(Throughput::Elements(episodes as u64));
+        group.bench_function(format!("cooperative/{episodes}"), |b| {
+            b.iter(|| black_box(rt.step().unwrap()))
+        });
+    }
+    group.finish();
+}
+
+fn op_state_commit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ops/op_state_commit_100k_live");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
+    let mut rt = Runtime::new(config()).unwrap();
+    let oids: Vec<Name> = (0..100_000)
+        .map(|_| rt.op_start(OpSpec::new(Path::parse("op/bench").unwrap())))
+        .collect();
+    rt.run(8).unwrap();
+    let mut round = 0u64;
+    group.throughput(Throughput::Elements(oids.len() as u64));
+    group.bench_function("op_state_all_then_step", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                let state = format!("ist:s{}", round % 4);
+                let start = Instant::now();
+                for oid in &oids {
+                    rt.op_state(oid, &state);
+                }
+                black_box(rt.step().unwrap());
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+/// About 50 µs of CPU work (hash rounds), the same on every run.
+fn heavy(cx: &mut EnzymeCx<'_>) {
+    let seed = cx.episode().map(|e| e.as_str().len()).unwrap_or(0) as u64 + cx.beat();
+    let mut state = blake3::hash(&seed.to_le_bytes());
+    for _ in 0..560 {
+        state = blake3::hash(state.as_bytes());
+    }
+    black_box(state);
+}
+
+fn parallel_slices(c: &mut Criterion) {
+    let mut group = c.benchmark_group("episode/ro_slices_50us");
+    group.sample_size(10);
+    let episodes = 128;
+    group.throughput(Throughput::Elements(episodes as u64));
+    let mut hashes = Vec::new();
+    for workers in [1usize, 2] {
+        let cfg = Config {
+            executor: ExecutorKind::Threaded,
+            workers,
+            ..config()
+        };
+        let mut rt = with_episodes(cfg, episodes, heavy);
+        group.bench_function(format!("threaded_{workers}"), |b| {
+            b.iter(|| black_box(rt.step().unwrap()))
+        });
+        let cfg = Config {
+            executor: ExecutorKind::Threaded,
+            workers,
+            ..config()
+        };
+        let mut check = with_episodes(cfg, episodes, heavy);
+        hashes.push(check.run(5).unwrap().unwrap().state_hash);
+    }
+    assert_eq!(hashes[0], hashes[1], "1 and 2 workers must agree");
+    group.finish();
+}
+
+criterion_group!(benches, slice_overhead, op_state_commit, parallel_slices);
+criterion_main!(benches);
