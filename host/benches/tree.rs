@@ -10,38 +10,10 @@ use cep_host::cell::{Snapshot, WorkTree};
 use cep_host::{Name, Path, Value};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
-/// A tree `/data/aNN/bNN/...` with `fanout` children per level and `levels`
-/// levels below `/data`, leaves holding an i64. Returns it with its leaves.
-fn build(fanout: usize, levels: usize) -> (Snapshot, Vec<Path>) {
-    let mut leaves = vec![Path::parse("/data").unwrap()];
-    for level in 0..levels {
-        let letter = (b'a' + level as u8) as char;
-        leaves = leaves
-            .iter()
-            .flat_map(|parent| {
-                (0..fanout)
-                    .map(move |i| parent.child(Name::new(&format!("{letter}{i:02}")).unwrap()))
-            })
-            .collect();
-    }
-    let mut tree = WorkTree::new(&Snapshot::empty());
-    for (i, leaf) in leaves.iter().enumerate() {
-        tree.write(leaf, Value::I64(i as i64)).unwrap();
-    }
-    (tree.commit(0), leaves)
-}
+#[path = "../examples/support/mod.rs"]
+mod support;
 
-/// A small deterministic generator (xorshift64*), so every run writes the
-/// same cells.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
-    }
-}
+use support::{fanout_tree as build, Xorshift as Lcg};
 
 fn commit_rehash(c: &mut Criterion) {
     let mut group = c.benchmark_group("commit_1000_writes");
@@ -64,7 +36,7 @@ fn commit_rehash(c: &mut Criterion) {
                 for _ in 0..iters {
                     round += 1;
                     let batch: Vec<Path> = (0..1000)
-                        .map(|_| leaves[rng.next(leaves.len())].clone())
+                        .map(|_| leaves[rng.below(leaves.len())].clone())
                         .collect();
                     // `current` stays alive during the commit: it really copies.
                     let start = Instant::now();
@@ -99,7 +71,7 @@ fn wide_write(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 round += 1;
-                let path = parent.child(Name::from_index(rng.next(100_000) as u64));
+                let path = parent.child(Name::from_index(rng.below(100_000) as u64));
                 let start = Instant::now();
                 let mut tree = WorkTree::new(&current);
                 tree.write(&path, Value::I64(round)).unwrap();
@@ -121,7 +93,7 @@ fn reads(c: &mut Criterion) {
     });
     let mut rng = Lcg(11);
     let random: Vec<Path> = (0..4096)
-        .map(|_| leaves[rng.next(leaves.len())].clone())
+        .map(|_| leaves[rng.below(leaves.len())].clone())
         .collect();
     let mut i = 0;
     group.bench_function("random", |b| {

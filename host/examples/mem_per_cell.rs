@@ -10,14 +10,8 @@
 use cep_host::cell::{Snapshot, WorkTree};
 use cep_host::{Name, Path, Value};
 
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
+#[path = "support/mod.rs"]
+mod support;
 
 fn main() {
     let name_bytes: usize = std::env::args()
@@ -28,7 +22,7 @@ fn main() {
     let name = |letter: char, i: usize| {
         Name::new(&format!("{letter}{i:0width$}", width = name_bytes - 1)).unwrap()
     };
-    let before = peak_rss_kib();
+    let before = support::peak_rss_kib();
     let data = Path::parse("/data").unwrap();
     let mut tree = WorkTree::new(&Snapshot::empty());
     let mut cells = 1u64; // /data
@@ -47,7 +41,7 @@ fn main() {
     }
     cells += 32 + 32 * 32 + 32 * 32 * 32 + 32 * 32 * 32 * 32;
     let snapshot = tree.commit(0);
-    let after = peak_rss_kib();
+    let after = support::peak_rss_kib();
     let per_cell = (after - before) as f64 * 1024.0 / cells as f64;
     println!("cells={cells} name_bytes={name_bytes} peak_rss_growth_mib={:.1} bytes_per_cell={per_cell:.1} hash={}", (after - before) as f64 / 1024.0, snapshot.hash_hex());
 }

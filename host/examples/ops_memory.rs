@@ -7,14 +7,8 @@
 
 use cep_host::{Config, OpSpec, Path, Runtime};
 
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
+#[path = "support/mod.rs"]
+mod support;
 
 fn main() {
     let dossiers = 100_000u64;
@@ -25,7 +19,7 @@ fn main() {
     };
     let mut rt = Runtime::new(config).expect("valid configuration");
     rt.run(6).expect("boot");
-    let before = peak_rss_kib();
+    let before = support::peak_rss_kib();
     for _ in 0..dossiers {
         rt.op_start(OpSpec::new(Path::parse("op/job").expect("static path")));
     }
@@ -34,7 +28,7 @@ fn main() {
         .snapshot()
         .node(&Path::parse("/rt/ops").expect("static path"))
         .map_or(0, |n| n.child_count());
-    let after = peak_rss_kib();
+    let after = support::peak_rss_kib();
     println!(
         "dossiers={cells} peak_rss_growth_mib={:.1} bytes_per_dossier={:.0} beat={} hash={}",
         (after - before) as f64 / 1024.0,

@@ -995,19 +995,8 @@ impl Runtime {
                     let note = format!(
                         "episode {eid} used more CPU time than its budget of {cpu_budget} ns"
                     );
-                    facts.push((
-                        Fact::new(Severity::Usage, "ep:bud/cpu", note)
-                            .subject(Some(ops::dossier(&eid))),
-                        None,
-                    ));
-                    self.finish_episode(
-                        tree,
-                        beat,
-                        &eid,
-                        OpStatus::Cancel,
-                        "over its CPU budget",
-                        facts,
-                    );
+                    let fact = Fact::new(Severity::Usage, "ep:bud/cpu", note);
+                    self.cancel_episode(tree, beat, &eid, fact, "over its CPU budget", facts);
                 } else {
                     match end {
                         None => self.finish_episode(tree, beat, &eid, OpStatus::Ok, "", facts),
@@ -1092,17 +1081,12 @@ impl Runtime {
                 Ok(()) => self.record_leases(tree, &eid),
                 Err(owner) => {
                     let note = format!("episode {eid} cannot resume: episode {owner} took one of its leases meanwhile");
-                    facts.push((
-                        Fact::new(Severity::Usage, "ep:lease/lost", note)
-                            .origin(origin)
-                            .subject(Some(ops::dossier(&eid))),
-                        None,
-                    ));
-                    self.finish_episode(
+                    let fact = Fact::new(Severity::Usage, "ep:lease/lost", note).origin(origin);
+                    self.cancel_episode(
                         tree,
                         beat,
                         &eid,
-                        OpStatus::Cancel,
+                        fact,
                         "a lease was taken while suspended",
                         facts,
                     );
@@ -1110,13 +1094,10 @@ impl Runtime {
             },
             EpisodeOp::Cancel { eid, topic, reason } => {
                 if self.episodes.live.contains_key(&eid) {
-                    facts.push((
+                    let fact =
                         Fact::new(Severity::Warn, &topic, format!("episode {eid}: {reason}"))
-                            .origin(origin)
-                            .subject(Some(ops::dossier(&eid))),
-                        None,
-                    ));
-                    self.finish_episode(tree, beat, &eid, OpStatus::Cancel, &reason, facts);
+                            .origin(origin);
+                    self.cancel_episode(tree, beat, &eid, fact, &reason, facts);
                 }
             }
         }
@@ -1149,6 +1130,20 @@ impl Runtime {
             .map(|e| e.leases.clone())
             .unwrap_or_default();
         let _ = episode::record_leases(tree, eid, &leases);
+    }
+
+    /// Records `fact` about the episode and cancels it (`sts:cnl`).
+    fn cancel_episode(
+        &mut self,
+        tree: &mut WorkTree,
+        beat: u64,
+        eid: &Name,
+        fact: Fact,
+        reason: &str,
+        facts: &mut Vec<(Fact, Option<u32>)>,
+    ) {
+        facts.push((fact.subject(Some(ops::dossier(eid))), None));
+        self.finish_episode(tree, beat, eid, OpStatus::Cancel, reason, facts);
     }
 
     /// Closes an episode's dossier and releases its leases.

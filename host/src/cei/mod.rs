@@ -139,15 +139,7 @@ pub(crate) fn record(
         .unwrap_or_default();
     tree.write(&field("subject"), Value::from(subject))?;
     tree.write(&field("beat"), Value::I64(beat as i64))?;
-    while let Some(node) = tree.node(&mailbox) {
-        if node.child_count() <= facts_max.max(1) {
-            break;
-        }
-        let Some(oldest) = node.first_child_name().cloned() else {
-            break;
-        };
-        tree.delete(&mailbox.child(oldest))?;
-    }
+    tree.keep_newest(&mailbox, facts_max)?;
     Ok(at)
 }
 

@@ -149,6 +149,17 @@ impl Children {
         }
     }
 
+    /// The index of child `name`, inserting an empty child when absent.
+    pub fn find_or_insert(&mut self, name: &Name) -> usize {
+        match self.search(name.as_str()) {
+            Ok(index) => index,
+            Err(index) => {
+                self.insert(index, Entry::new(name.clone()));
+                index
+            }
+        }
+    }
+
     pub fn insert(&mut self, index: usize, entry: Entry) {
         self.flatten().insert(index, entry);
     }

@@ -175,13 +175,7 @@ impl WorkTree {
             if node.is_sealed() {
                 return Err(sealed_error(path, depth));
             }
-            let index = match node.children.search(name.as_str()) {
-                Ok(index) => index,
-                Err(index) => {
-                    node.children.insert(index, Entry::new(name.clone()));
-                    index
-                }
-            };
+            let index = node.children.find_or_insert(name);
             let entry = node.children.at_mut(index);
             entry.hash = STALE;
             node = Arc::make_mut(&mut entry.node);
@@ -257,13 +251,7 @@ impl WorkTree {
             .and_then(|e| e.name.as_str().parse::<u64>().ok())
             .map_or(0, |n| n + 1);
         let name = Name::from_index(next);
-        let index = match node.children.search(name.as_str()) {
-            Ok(index) => index,
-            Err(index) => {
-                node.children.insert(index, Entry::new(name.clone()));
-                index
-            }
-        };
+        let index = node.children.find_or_insert(&name);
         let entry = node.children.at_mut(index);
         Arc::make_mut(&mut entry.node).value = Some(value);
         Ok(name)
@@ -288,6 +276,21 @@ impl WorkTree {
     /// Cells changed so far in this batch.
     pub fn changes(&self) -> usize {
         self.changes
+    }
+
+    /// Deletes the first children of `path` (in name order) until at most
+    /// `keep` remain (at least 1): the retention of index-named logs.
+    pub fn keep_newest(&mut self, path: &Path, keep: usize) -> Result<(), TreeError> {
+        while let Some(node) = self.node(path) {
+            if node.child_count() <= keep.max(1) {
+                break;
+            }
+            let Some(oldest) = node.first_child_name().cloned() else {
+                break;
+            };
+            self.delete(&path.child(oldest))?;
+        }
+        Ok(())
     }
 
     /// Rehashes what changed and returns the new snapshot for `beat`.

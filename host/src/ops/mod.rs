@@ -280,16 +280,7 @@ fn record_history(
     tree.write(&entry.child(name("note")), Value::text(note))?;
     // Keep the newest `history_max` entries: the tree holds a recent window,
     // the journal and the execution documents hold the whole record.
-    while let Some(node) = tree.node(&history) {
-        if node.child_count() <= history_max.max(1) {
-            break;
-        }
-        let Some(oldest) = node.first_child_name().cloned() else {
-            break;
-        };
-        tree.delete(&history.child(oldest))?;
-    }
-    Ok(())
+    tree.keep_newest(&history, history_max)
 }
 
 impl Ops {
