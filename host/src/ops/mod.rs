@@ -8,7 +8,7 @@
 //! ```text
 //! /rt/ops/<oid>/envelope/   [sealed] verb, target, mode, ttl, issued, payload?
 //!              /state       "ist:…"
-//!              /history/<i> = "<state>"  with state, beat, code, note
+//!              /history/<i> = "<state>"  with beat; code, note when set
 //!              /watchers/<w>             with want, cont, deadline, armed
 //!              /close/      [sealed] status, beat, summary
 //! ```
@@ -186,11 +186,7 @@ pub fn history(snapshot: &Snapshot, oid: &Name) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     if let Some(node) = snapshot.node(&field(oid, &["history"])) {
         node.for_each_child(&mut |_, entry| {
-            let state = entry
-                .child("state")
-                .and_then(|n| n.value())
-                .and_then(Value::as_text)
-                .unwrap_or_default();
+            let state = entry.value().and_then(Value::as_text).unwrap_or_default();
             let beat = entry
                 .child("beat")
                 .and_then(|n| n.value())
@@ -248,6 +244,9 @@ fn closed_status(tree: &WorkTree, oid: &Name) -> Option<String> {
 }
 
 /// Appends a history entry, unless the last one has the same state and beat.
+/// An entry's value is the state; it holds `beat`, and `code` and `note`
+/// only when they are set (0 and "" otherwise), so a transition costs two
+/// cells.
 fn record_history(
     tree: &mut WorkTree,
     oid: &Name,
@@ -259,11 +258,7 @@ fn record_history(
 ) -> Result<(), TreeError> {
     let history = field(oid, &["history"]);
     if let Some(last) = tree.node(&history).and_then(|h| h.last_child()) {
-        let same_state = last
-            .child("state")
-            .and_then(|n| n.value())
-            .and_then(Value::as_text)
-            == Some(state);
+        let same_state = last.value().and_then(Value::as_text) == Some(state);
         let same_beat = last
             .child("beat")
             .and_then(|n| n.value())
@@ -274,10 +269,13 @@ fn record_history(
         }
     }
     let entry = history.child(tree.append(&history, Value::text(state))?);
-    tree.write(&entry.child(name("state")), Value::text(state))?;
     tree.write(&entry.child(name("beat")), Value::I64(beat as i64))?;
-    tree.write(&entry.child(name("code")), Value::I64(code))?;
-    tree.write(&entry.child(name("note")), Value::text(note))?;
+    if code != 0 {
+        tree.write(&entry.child(name("code")), Value::I64(code))?;
+    }
+    if !note.is_empty() {
+        tree.write(&entry.child(name("note")), Value::text(note))?;
+    }
     // Keep the newest `history_max` entries: the tree holds a recent window,
     // the journal and the execution documents hold the whole record.
     tree.keep_newest(&history, history_max)
