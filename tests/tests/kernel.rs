@@ -918,3 +918,37 @@ fn a_batch_injection_keeps_its_order_and_is_refused_whole_when_the_queue_is_full
         .inject(&word("b"), Impulse::signal(p("s")))
         .is_err());
 }
+
+#[test]
+fn explicitly_numbered_injections_run_in_sequence_order_whatever_the_arrival_order() {
+    let mut rt = runtime();
+    let log = CallLog::default();
+    let seen = log.clone();
+    rt.register(
+        &EnzymeDescriptor::new("rec", "s"),
+        move |cx: &mut EnzymeCx<'_>| {
+            seen.push(cx.beat(), &cx.payload().unwrap().to_string());
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let injector = rt.injector();
+    for seq in [5u64, 1, 3, 2, 4] {
+        let impulse = Impulse::signal(p("s")).with_payload(Value::I64(seq as i64));
+        injector
+            .inject_with_seq(&word("adc"), seq, impulse)
+            .unwrap();
+    }
+    injector
+        .inject(
+            &word("adc"),
+            Impulse::signal(p("s")).with_payload(Value::I64(6)),
+        )
+        .unwrap();
+    rt.step().unwrap();
+    assert_eq!(
+        log.labels(),
+        ["1", "2", "3", "4", "5", "6"],
+        "numbering continues after the highest given"
+    );
+}

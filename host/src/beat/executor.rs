@@ -55,7 +55,11 @@ const TASKS_PER_WORKER: usize = 8;
 pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
     let slot = work.agenda[pos];
     let registered = work.registry.get(slot.enzyme);
-    let slice = work.slices.get(&(pos as u32));
+    let slice = if work.slices.is_empty() {
+        None
+    } else {
+        work.slices.get(&(pos as u32))
+    };
     let mark = out.len();
     let mut cx = EnzymeCx {
         beat: work.beat,
@@ -146,9 +150,11 @@ fn is_stateful(work: &BeatWork, pos: usize) -> bool {
 
 /// RW slices run on the heartbeat thread only.
 fn is_heartbeat_only(work: &BeatWork, pos: usize) -> bool {
-    work.slices
-        .get(&(pos as u32))
-        .is_some_and(|s| s.profile == Profile::Rw)
+    !work.slices.is_empty()
+        && work
+            .slices
+            .get(&(pos as u32))
+            .is_some_and(|s| s.profile == Profile::Rw)
 }
 
 enum Task {

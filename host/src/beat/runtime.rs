@@ -472,41 +472,48 @@ impl Runtime {
     fn capture(&mut self, beat: u64) -> BeatWork {
         let mut impulses: Vec<Queued> = self.injector.drain();
         if let Some(emitted) = self.queue.remove(&beat) {
-            impulses.extend(emitted);
+            if impulses.is_empty() {
+                impulses = emitted;
+            } else {
+                impulses.extend(emitted);
+            }
         }
         let mut agenda = Vec::with_capacity(impulses.len());
         let mut slices = BTreeMap::new();
         for (index, queued) in impulses.iter().enumerate() {
             let index = index as u32;
-            if let Some(only) = queued.only {
+            if let Some(only) = queued.only() {
                 agenda.push(Slot {
                     impulse: index,
                     enzyme: only,
                 });
                 continue;
             }
-            if let Some(eid) = self.episode_target(&queued.impulse, episode::CONT_SIGNAL) {
-                if let Some(enzyme) = self.slice_enzyme(&eid, beat) {
-                    let cancel_requested = self
-                        .pending_episode_ops
-                        .iter()
-                        .any(|op| matches!(op, EpisodeOp::Cancel { eid: e, .. } if *e == eid));
-                    if let Some(info) = self.episodes.slice_info(&eid, cancel_requested) {
-                        slices.insert(agenda.len() as u32, info);
-                        agenda.push(Slot {
-                            impulse: index,
-                            enzyme,
-                        });
+            // Episode impulses need a live episode: skip the checks without one.
+            if !self.episodes.live.is_empty() {
+                if let Some(eid) = self.episode_target(&queued.impulse, episode::CONT_SIGNAL) {
+                    if let Some(enzyme) = self.slice_enzyme(&eid, beat) {
+                        let cancel_requested = self
+                            .pending_episode_ops
+                            .iter()
+                            .any(|op| matches!(op, EpisodeOp::Cancel { eid: e, .. } if *e == eid));
+                        if let Some(info) = self.episodes.slice_info(&eid, cancel_requested) {
+                            slices.insert(agenda.len() as u32, info);
+                            agenda.push(Slot {
+                                impulse: index,
+                                enzyme,
+                            });
+                        }
                     }
+                    continue;
                 }
-                continue;
-            }
-            if let Some(eid) = self.episode_target(&queued.impulse, ops::TIMEOUT_SIGNAL) {
-                self.pending_episode_ops.push(EpisodeOp::Cancel {
-                    eid,
-                    topic: "ep:await/timeout".to_owned(),
-                    reason: "the awaited operation did not reach its state in time".to_owned(),
-                });
+                if let Some(eid) = self.episode_target(&queued.impulse, ops::TIMEOUT_SIGNAL) {
+                    self.pending_episode_ops.push(EpisodeOp::Cancel {
+                        eid,
+                        topic: "ep:await/timeout".to_owned(),
+                        reason: "the awaited operation did not reach its state in time".to_owned(),
+                    });
+                }
             }
             self.resolver
                 .extend_agenda(&self.registry, &queued.impulse, index, &mut agenda);
@@ -693,11 +700,7 @@ impl Runtime {
                             Some(pos),
                         ));
                     } else {
-                        let retry = Queued {
-                            impulse: queued.impulse.clone(),
-                            only: Some(slot.enzyme),
-                            attempt,
-                        };
+                        let retry = Queued::retry(queued.impulse.clone(), slot.enzyme, attempt);
                         self.enqueue(beat + 1, retry, &mut facts, &mut queue_full);
                     }
                     None
