@@ -168,7 +168,9 @@ struct Batch {
     work: Arc<BeatWork>,
     tasks: Vec<Task>,
     next: AtomicUsize,
-    results: Sender<(usize, Vec<Staged>)>,
+    /// Each task's output, or the message of a panic in host code (enzyme
+    /// panics are caught per call and never get here).
+    results: Sender<(usize, Result<Vec<Staged>, String>)>,
 }
 
 impl Batch {
@@ -178,23 +180,30 @@ impl Batch {
             let Some(task) = self.tasks.get(index) else {
                 return;
             };
-            let mut out = Vec::new();
-            match task {
-                Task::Range(start, end) => {
-                    for pos in *start..*end {
-                        if !is_stateful(&self.work, pos) && !is_heartbeat_only(&self.work, pos) {
-                            run_slot(&self.work, pos, &mut out);
+            // Every task reports, even if host code panics, so the heartbeat
+            // thread never waits for a task that died.
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                let mut out = Vec::new();
+                match task {
+                    Task::Range(start, end) => {
+                        for pos in *start..*end {
+                            if !is_stateful(&self.work, pos) && !is_heartbeat_only(&self.work, pos)
+                            {
+                                run_slot(&self.work, pos, &mut out);
+                            }
+                        }
+                    }
+                    Task::Lane(positions) => {
+                        for &pos in positions {
+                            run_slot(&self.work, pos as usize, &mut out);
                         }
                     }
                 }
-                Task::Lane(positions) => {
-                    for &pos in positions {
-                        run_slot(&self.work, pos as usize, &mut out);
-                    }
-                }
-            }
+                out
+            }))
+            .map_err(|panic| panic_message(panic.as_ref()));
             // The receiver outlives every batch it is waiting for.
-            let _ = self.results.send((index, out));
+            let _ = self.results.send((index, result));
         }
     }
 }
@@ -279,8 +288,13 @@ impl Pool {
         drop(batch);
         let mut outputs: Vec<Option<Vec<Staged>>> = (0..task_count).map(|_| None).collect();
         for _ in 0..task_count {
-            let (index, out) = received.recv().expect("every task reports exactly once");
-            outputs[index] = Some(out);
+            let (index, result) = received.recv().expect("every task reports exactly once");
+            match result {
+                Ok(out) => outputs[index] = Some(out),
+                // A bug in the host, not in a plugin: fail loudly on the
+                // heartbeat thread rather than commit a partial beat.
+                Err(message) => panic!("a compute task panicked in host code: {message}"),
+            }
         }
         let mut outputs: Vec<Vec<Staged>> =
             outputs.into_iter().map(Option::unwrap_or_default).collect();
