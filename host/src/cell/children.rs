@@ -164,6 +164,12 @@ impl Children {
         self.flatten().insert(index, entry);
     }
 
+        /// Removes the first `count` children.
+    pub fn remove_front(&mut self, count: usize) {
+        let entries = self.flatten();
+        entries.drain(..count.min(entries.len()));
+    }
+
     pub fn remove(&mut self, index: usize) -> Entry {
         self.flatten().remove(index)
     }

@@ -279,17 +279,26 @@ impl WorkTree {
     }
 
     /// Deletes the first children of `path` (in name order) until at most
-    /// `keep` remain (at least 1): the retention of index-named logs.
+    /// `keep` remain (at least 1): the retention of index-named logs. One walk
+    /// down, whatever the number removed. Children holding sealed cells are
+    /// never removed (the call fails, nothing changed).
     pub fn keep_newest(&mut self, path: &Path, keep: usize) -> Result<(), TreeError> {
-        while let Some(node) = self.node(path) {
-            if node.child_count() <= keep.max(1) {
-                break;
-            }
-            let Some(oldest) = node.first_child_name().cloned() else {
-                break;
-            };
-            self.delete(&path.child(oldest))?;
+        let Some(node) = self.node(path) else {
+            return Ok(());
+        };
+        let excess = node.child_count().saturating_sub(keep.max(1));
+        if excess == 0 {
+            return Ok(());
         }
+        for i in 0..excess {
+            let entry = node.children.at(i);
+            if entry.node.flags & (SEALED | HOLDS_SEALED) != 0 {
+                return Err(TreeError::HoldsSealed {
+                    path: path.child(entry.name.clone()),
+                });
+            }
+        }
+        self.node_mut(path)?.children.remove_front(excess);
         Ok(())
     }
 

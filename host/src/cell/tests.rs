@@ -287,3 +287,22 @@ fn wide_node_search_finds_every_name_and_every_insertion_point() {
         assert_eq!(node.children.search(&probe), expected, "probe {probe}");
     }
 }
+
+#[test]
+fn keep_newest_trims_the_oldest_children_but_never_sealed_ones() {
+    let s = commit(&Snapshot::empty(), 0, |t| {
+        for i in 0..40 {
+            t.append(&p("/log"), Value::I64(i)).unwrap();
+        }
+        t.keep_newest(&p("/log"), 10).unwrap();
+    });
+    let names = s.children(&p("/log"));
+    assert_eq!(names.len(), 10);
+    assert_eq!(names[0].as_str(), "0000000030");
+    assert_eq!(s.hash(), s.recompute_hash());
+    let mut t = WorkTree::new(&s);
+    t.seal(&p("/log/0000000031")).unwrap();
+    let err = t.keep_newest(&p("/log"), 5).unwrap_err();
+    assert_eq!(err, TreeError::HoldsSealed { path: p("/log/0000000031") });
+    assert_eq!(t.node(&p("/log")).unwrap().child_count(), 10, "nothing removed");
+}
