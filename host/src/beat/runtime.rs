@@ -155,6 +155,10 @@ pub struct Runtime {
     host_op_seq: u64,
     phase: Phase,
     episodes: Episodes,
+    /// Which agenda position changed each cell this beat (conflict
+    /// detection); kept between beats only for its allocation.
+    // determinism: lookup only, never iterated.
+    written: FxHashMap<Path, u32>,
     /// Episode changes decided outside any enzyme call (timeouts, host
     /// cancellations, callbacks gone), applied first at the next commit.
     pending_episode_ops: Vec<EpisodeOp>,
@@ -239,6 +243,7 @@ impl Runtime {
             host_op_seq: 0,
             phase: Phase::Booting(0),
             episodes: Episodes::default(),
+            written: Default::default(),
             pending_episode_ops: Vec::new(),
             decisions: Vec::new(),
             replay: None,
@@ -607,13 +612,15 @@ impl Runtime {
         let mut tree = WorkTree::new(&work.snapshot);
         // Each fact with the agenda position that raised it (None: the host).
         let mut facts: Vec<(Fact, Option<u32>)> = Vec::new();
-        // determinism: lookup only, never iterated.
-        let mut written: FxHashMap<Path, u32> = FxHashMap::default();
-        written.reserve(staged.len());
+        // Reused across beats: a fresh table per beat meant fresh pages
+        // (mapped, zeroed by the kernel, unmapped) for every large beat.
+        let mut written = std::mem::take(&mut self.written);
+        written.clear();
         let mut registry_ops: Vec<(u32, Op)> = Vec::new();
         let mut queue_full = false;
         let mut conflicts = 0usize;
-        for intent in std::mem::take(&mut self.host_ops) {
+        // Drained in place: the list keeps its allocation for the next beat.
+        for intent in self.host_ops.drain(..) {
             if let Err(e) = self.ops.apply(&mut tree, beat, intent) {
                 facts.push((Fact::new(Severity::Usage, e.topic(), e.to_string()), None));
             }
@@ -775,6 +782,7 @@ impl Runtime {
             }
         }
 
+        self.written = written;
         if conflicts > self.config.conflict_facts_max {
             let note = format!(
                 "{} more same-cell conflicts in beat {beat} were not recorded one by one (conflict_facts_max = {})",

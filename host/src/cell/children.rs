@@ -164,7 +164,7 @@ impl Children {
         self.flatten().insert(index, entry);
     }
 
-        /// Removes the first `count` children.
+    /// Removes the first `count` children.
     pub fn remove_front(&mut self, count: usize) {
         let entries = self.flatten();
         entries.drain(..count.min(entries.len()));

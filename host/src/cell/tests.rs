@@ -303,6 +303,15 @@ fn keep_newest_trims_the_oldest_children_but_never_sealed_ones() {
     let mut t = WorkTree::new(&s);
     t.seal(&p("/log/0000000031")).unwrap();
     let err = t.keep_newest(&p("/log"), 5).unwrap_err();
-    assert_eq!(err, TreeError::HoldsSealed { path: p("/log/0000000031") });
-    assert_eq!(t.node(&p("/log")).unwrap().child_count(), 10, "nothing removed");
+    assert_eq!(
+        err,
+        TreeError::HoldsSealed {
+            path: p("/log/0000000031")
+        }
+    );
+    assert_eq!(
+        t.node(&p("/log")).unwrap().child_count(),
+        10,
+        "nothing removed"
+    );
 }
