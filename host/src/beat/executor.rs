@@ -243,11 +243,11 @@ impl Pool {
         self.handles.len() + 1
     }
 
-    fn compute(&self, work: &Arc<BeatWork>) -> Vec<Staged> {
+    fn compute(&self, work: &Arc<BeatWork>, buf: Vec<Staged>) -> Vec<Staged> {
         let n = work.agenda.len();
         let workers = self.workers();
         if n < PARALLEL_SLOTS_MIN {
-            return compute_inline(work);
+            return compute_inline(work, buf);
         }
         let mut lanes: std::collections::BTreeMap<EnzymeId, Vec<u32>> = Default::default();
         let mut heartbeat_only = Vec::new();
@@ -332,8 +332,10 @@ fn merge_by_position(outputs: Vec<Vec<Staged>>) -> Vec<Staged> {
     all
 }
 
-fn compute_inline(work: &BeatWork) -> Vec<Staged> {
-    let mut out = Vec::new();
+/// Runs the whole agenda on this thread into `out` (cleared first; passing
+/// last beat's buffer keeps its allocation).
+fn compute_inline(work: &BeatWork, mut out: Vec<Staged>) -> Vec<Staged> {
+    out.clear();
     for pos in 0..work.agenda.len() {
         run_slot(work, pos, &mut out);
     }
@@ -347,10 +349,11 @@ pub(crate) enum Executor {
 }
 
 impl Executor {
-    pub fn compute(&self, work: &Arc<BeatWork>) -> Vec<Staged> {
+    /// Computes the beat; `buf` is a buffer to reuse for the result.
+    pub fn compute(&self, work: &Arc<BeatWork>, buf: Vec<Staged>) -> Vec<Staged> {
         match self {
-            Executor::Cooperative => compute_inline(work),
-            Executor::Threaded(pool) => pool.compute(work),
+            Executor::Cooperative => compute_inline(work, buf),
+            Executor::Threaded(pool) => pool.compute(work, buf),
         }
     }
 }

@@ -155,6 +155,9 @@ pub struct Runtime {
     host_op_seq: u64,
     phase: Phase,
     episodes: Episodes,
+    /// Buffers reused from beat to beat for their allocations only.
+    staged_buf: Vec<Staged>,
+    agenda_buf: Vec<Slot>,
     /// Which agenda position changed each cell this beat (conflict
     /// detection); kept between beats only for its allocation.
     // determinism: lookup only, never iterated.
@@ -244,6 +247,8 @@ impl Runtime {
             phase: Phase::Booting(0),
             episodes: Episodes::default(),
             written: Default::default(),
+            staged_buf: Vec::new(),
+            agenda_buf: Vec::new(),
             pending_episode_ops: Vec::new(),
             decisions: Vec::new(),
             replay: None,
@@ -464,8 +469,15 @@ impl Runtime {
         }
         let beat = self.next_beat;
         let work = Arc::new(self.capture(beat));
-        let staged = self.executor.compute(&work);
+        let staged = self
+            .executor
+            .compute(&work, std::mem::take(&mut self.staged_buf));
         let report = self.commit(&work, staged);
+        // Keep the agenda's allocation for the next beat when no worker still
+        // holds the beat (large beats otherwise map fresh pages every beat).
+        if let Ok(work) = Arc::try_unwrap(work) {
+            self.agenda_buf = work.agenda;
+        }
         self.next_beat += 1;
         Ok(report)
     }
@@ -483,7 +495,9 @@ impl Runtime {
                 impulses.extend(emitted);
             }
         }
-        let mut agenda = Vec::with_capacity(impulses.len());
+        let mut agenda = std::mem::take(&mut self.agenda_buf);
+        agenda.clear();
+        agenda.reserve(impulses.len());
         let mut slices = BTreeMap::new();
         for (index, queued) in impulses.iter().enumerate() {
             let index = index as u32;
@@ -600,7 +614,7 @@ impl Runtime {
 
     /// Commit: apply intents in agenda order, record the ledger and the CEI
     /// facts, rehash.
-    fn commit(&mut self, work: &BeatWork, staged: Vec<Staged>) -> BeatReport {
+    fn commit(&mut self, work: &BeatWork, mut staged: Vec<Staged>) -> BeatReport {
         let beat = work.beat;
         let registry = work.registry.clone();
         let name_at = |pos: u32| {
@@ -632,7 +646,7 @@ impl Runtime {
         // Slices already reported for a lease violation (one fact per slice).
         let mut lease_reported: std::collections::BTreeSet<u32> = Default::default();
 
-        for Staged { pos, op } in staged {
+        for Staged { pos, op } in staged.drain(..) {
             let change = match op {
                 Op::Write(path, _)
                     if self.lease_refused(
@@ -783,6 +797,7 @@ impl Runtime {
         }
 
         self.written = written;
+        self.staged_buf = staged;
         if conflicts > self.config.conflict_facts_max {
             let note = format!(
                 "{} more same-cell conflicts in beat {beat} were not recorded one by one (conflict_facts_max = {})",
