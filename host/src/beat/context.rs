@@ -223,6 +223,15 @@ impl<'a> EnzymeCx<'a> {
         self.stage(Op::Cei(Box::new(fact)));
     }
 
+    /// The id of the next operation or episode this call starts:
+    /// `<beat>-<agenda position>-<n>`, the same on every executor.
+    fn next_id(&mut self) -> Name {
+        let id = Name::new(&format!("{}-{}-{}", self.beat, self.pos, self.ops_started))
+            .expect("digits and dashes form a valid name");
+        self.ops_started += 1;
+        id
+    }
+
     /// Starts an operation; its dossier `/rt/ops/<oid>` exists from the next
     /// beat on, in state `ist:run`. The id is derived from the beat, this
     /// call's agenda position and a per-call count, so it is the same on every
@@ -232,9 +241,7 @@ impl<'a> EnzymeCx<'a> {
     }
 
     pub(crate) fn op_start_in(&mut self, spec: OpSpec, state: &str) -> Name {
-        let oid = Name::new(&format!("{}-{}-{}", self.beat, self.pos, self.ops_started))
-            .expect("numbers and dashes form a valid name");
-        self.ops_started += 1;
+        let oid = self.next_id();
         let intent = OpsIntent::Start {
             oid: oid.clone(),
             spec,
@@ -293,9 +300,7 @@ impl<'a> EnzymeCx<'a> {
     /// Starts an episode; its dossier appears at commit (`ist:plan`) and its
     /// first slice runs the beat after.
     pub fn ep_start(&mut self, spec: EpisodeSpec) -> Name {
-        let eid = Name::new(&format!("{}-{}-{}", self.beat, self.pos, self.ops_started))
-            .expect("valid name");
-        self.ops_started += 1;
+        let eid = self.next_id();
         self.stage(Op::Episode(Box::new(EpisodeOp::Start {
             eid: eid.clone(),
             spec,

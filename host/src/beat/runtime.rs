@@ -330,12 +330,19 @@ impl Runtime {
         self.injector.close();
     }
 
+    /// The id of the next operation or episode started from outside the
+    /// beat: `<next beat>-h<seq>`.
+    fn next_host_id(&mut self) -> Name {
+        let id = Name::new(&format!("{}-h{}", self.next_beat, self.host_op_seq))
+            .expect("digits, dash and h form a valid name");
+        self.host_op_seq += 1;
+        id
+    }
+
     /// Starts an operation from outside the beat; its dossier appears at the
     /// next commit. Returns its id (`<beat>-h<seq>`).
     pub fn op_start(&mut self, spec: OpSpec) -> Name {
-        let oid =
-            Name::new(&format!("{}-h{}", self.next_beat, self.host_op_seq)).expect("valid name");
-        self.host_op_seq += 1;
+        let oid = self.next_host_id();
         self.host_ops.push(OpsIntent::Start {
             oid: oid.clone(),
             spec,
@@ -374,9 +381,7 @@ impl Runtime {
     /// Starts an episode from outside the beat (applied at the next commit);
     /// returns its id.
     pub fn ep_start(&mut self, spec: EpisodeSpec) -> Name {
-        let eid =
-            Name::new(&format!("{}-h{}", self.next_beat, self.host_op_seq)).expect("valid name");
-        self.host_op_seq += 1;
+        let eid = self.next_host_id();
         self.pending_episode_ops.push(EpisodeOp::Start {
             eid: eid.clone(),
             spec,
