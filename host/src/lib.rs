@@ -12,6 +12,8 @@ pub mod config;
 pub mod enzyme;
 pub mod episode;
 pub mod ops;
+pub mod organ;
+pub mod plugin;
 
 pub use beat::{BeatReport, EnzymeCx, HostError, Impulse, Injector, Runtime, RuntimeError};
 pub use cei::{Fact, Severity};

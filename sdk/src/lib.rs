@@ -5,10 +5,20 @@
 //! rules that make them valid. It must not depend on the host: a plugin author
 //! links this crate and nothing else.
 
+pub mod abi;
+#[doc(hidden)]
+pub use abi_stable;
 pub mod descriptor;
 pub mod name;
+pub mod native;
+pub mod outcome;
+pub mod plugin;
 pub mod value;
 
-pub use descriptor::{EnzymeDescriptor, EnzymeFlags, MatchKind};
+pub use descriptor::{
+    AbiVersion, AdapterDescriptor, EnzymeDescriptor, EnzymeFlags, MatchKind, OrganDescriptor,
+    PluginDescriptor, PluginKind, TransportDescriptor,
+};
 pub use name::{Name, NameError, Path, Word};
+pub use outcome::{Outcome, Severity};
 pub use value::Value;

@@ -378,6 +378,16 @@ impl<'a> EnzymeCx<'a> {
         Ok(())
     }
 
+    /// Cancels episode `eid` at commit (`sts:cnl`, with `reason` in its
+    /// history and an `ep:cancel` fact).
+    pub fn ep_cancel(&mut self, eid: &Name, reason: &str) {
+        self.stage(Op::Episode(Box::new(EpisodeOp::Cancel {
+            eid: eid.clone(),
+            topic: "ep:cancel".to_owned(),
+            reason: reason.to_owned(),
+        })));
+    }
+
     /// Whether this slice should stop (cancelled, or over its IO budget).
     pub fn check_cancel(&self) -> bool {
         episode::check_cancel()

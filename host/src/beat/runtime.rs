@@ -19,6 +19,11 @@ use crate::episode::{
     self, Decision, DecisionKind, Episode, EpisodeSpec, Episodes, LeaseRefusal, SliceEnd,
 };
 use crate::ops::{self, AwaitSpec, OpSpec, OpStatus, Ops, OpsIntent};
+use crate::organ::{self, Organs};
+
+mod lifecycle;
+
+use lifecycle::{PendingCall, Publication};
 
 /// The states `op/boot` walks through, one per beat from beat 0; the beat
 /// after the last it closes `sts:ok`.
@@ -169,6 +174,15 @@ pub struct Runtime {
     decisions: Vec<Decision>,
     /// When replaying: the recorded decisions to apply instead of measuring.
     replay: Option<Vec<Decision>>,
+    organs: Organs,
+    /// The organs' dependency levels, computed when boot first needs them.
+    organ_levels: Option<(Vec<Vec<organ::OrganKey>>, Vec<(organ::OrganKey, String)>)>,
+    /// Lifecycle calls queued and not yet settled.
+    lifecycle_pending: Vec<PendingCall>,
+    /// Cells the host publishes at the next commit.
+    publications: Vec<Publication>,
+    /// Called after every commit with the beat's report and snapshot.
+    observers: Vec<Box<dyn FnMut(&BeatReport, &Snapshot) + Send>>,
 }
 
 /// Frees snapshots that left the history window on a background thread:
@@ -252,6 +266,11 @@ impl Runtime {
             pending_episode_ops: Vec::new(),
             decisions: Vec::new(),
             replay: None,
+            organs: Organs::default(),
+            organ_levels: None,
+            lifecycle_pending: Vec::new(),
+            publications: Vec::new(),
+            observers: Vec::new(),
             config,
         })
     }
@@ -415,6 +434,13 @@ impl Runtime {
         self.replay = Some(decisions);
     }
 
+    /// Calls `observer` after every commit, on the heartbeat thread, with
+    /// the beat's report and the snapshot it committed (adapters observe
+    /// state this way).
+    pub fn on_commit(&mut self, observer: impl FnMut(&BeatReport, &Snapshot) + Send + 'static) {
+        self.observers.push(Box::new(observer));
+    }
+
     /// Whether `op/boot` has closed.
     pub fn booted(&self) -> bool {
         !matches!(self.phase, Phase::Booting(_))
@@ -478,6 +504,9 @@ impl Runtime {
             .executor
             .compute(&work, std::mem::take(&mut self.staged_buf));
         let report = self.commit(&work, staged);
+        for observer in &mut self.observers {
+            observer(&report, &self.current);
+        }
         // Keep the agenda's allocation for the next beat when no worker still
         // holds the beat (large beats otherwise map fresh pages every beat).
         if let Ok(work) = Arc::try_unwrap(work) {
@@ -638,6 +667,10 @@ impl Runtime {
         let mut registry_ops: Vec<(u32, Op)> = Vec::new();
         let mut queue_full = false;
         let mut conflicts = 0usize;
+        self.apply_publications(&mut tree, &mut facts);
+        // Lifecycle calls that failed, and those that ran, this beat.
+        let lifecycle_beat = !self.lifecycle_pending.is_empty();
+        let mut lifecycle_failed: Vec<(organ::OrganKey, organ::Stage, String)> = Vec::new();
         // Drained in place: the list keeps its allocation for the next beat.
         for intent in self.host_ops.drain(..) {
             if let Err(e) = self.ops.apply(&mut tree, beat, intent) {
@@ -709,7 +742,13 @@ impl Runtime {
                     let slot = work.agenda[pos as usize];
                     let queued = &work.impulses[slot.impulse as usize];
                     let attempt = queued.attempt + 1;
-                    if attempt > self.config.retry_max {
+                    let lifecycle = lifecycle_beat
+                        .then(|| organ::lifecycle_of(&queued.impulse))
+                        .flatten();
+                    if let Some((key, stage)) = lifecycle {
+                        let message = "asked to retry; lifecycle calls run once".to_owned();
+                        lifecycle_failed.push((key, stage, message));
+                    } else if attempt > self.config.retry_max {
                         facts.push((
                             Fact::new(
                                 Severity::Crit,
@@ -739,6 +778,11 @@ impl Runtime {
                         name_at(pos),
                         impulse.signal
                     );
+                    if lifecycle_beat {
+                        if let Some((key, stage)) = organ::lifecycle_of(impulse) {
+                            lifecycle_failed.push((key, stage, message.to_string()));
+                        }
+                    }
                     fatal.get_or_insert_with(|| note.clone());
                     facts.push((
                         Fact::new(Severity::Crit, "enzyme:fatal", note)
@@ -812,6 +856,18 @@ impl Runtime {
             facts.push((Fact::new(Severity::Warn, "cell:conflict", note), None));
         }
         self.apply_registry_ops(registry_ops, &name_at, &mut facts);
+        if lifecycle_beat {
+            let ran: Vec<(organ::OrganKey, organ::Stage)> = work
+                .agenda
+                .iter()
+                .filter_map(|slot| {
+                    let queued = &work.impulses[slot.impulse as usize];
+                    queued.only()?;
+                    organ::lifecycle_of(&queued.impulse)
+                })
+                .collect();
+            self.settle_lifecycle(&mut tree, beat, &lifecycle_failed, &ran, &mut facts);
+        }
         self.escalate(&mut tree, beat, &facts);
         self.advance_lifecycle(&mut tree, beat, &mut facts);
         for firing in self.ops.fire(&mut tree, beat) {
@@ -1217,61 +1273,6 @@ impl Runtime {
                 _ => {}
             }
         }
-    }
-
-    /// Advances `op/boot` or `op/shdn` by one state.
-    fn advance_lifecycle(
-        &mut self,
-        tree: &mut WorkTree,
-        beat: u64,
-        facts: &mut Vec<(Fact, Option<u32>)>,
-    ) {
-        let (oid, verb, states, step, next) = match self.phase {
-            Phase::Booting(step) => (BOOT_OID, "op/boot", &BOOT_STATES, step, Phase::Running),
-            Phase::ShuttingDown(step) => {
-                (SHUTDOWN_OID, "op/shdn", &SHUTDOWN_STATES, step, Phase::Down)
-            }
-            Phase::Running | Phase::Down => return,
-        };
-        let oid = Name::new(oid).expect("static name");
-        let intent = match step {
-            0 => OpsIntent::Start {
-                oid: oid.clone(),
-                spec: OpSpec::new(Path::parse(verb).expect("static path")),
-                state: states[0].to_owned(),
-            },
-            n if n < states.len() => OpsIntent::State {
-                oid: oid.clone(),
-                state: states[n].to_owned(),
-                code: 0,
-                note: String::new(),
-            },
-            _ => OpsIntent::Close {
-                oid: oid.clone(),
-                status: OpStatus::Ok,
-                summary: String::new(),
-            },
-        };
-        if let Err(e) = self.ops.apply(tree, beat, intent) {
-            facts.push((Fact::new(Severity::Crit, e.topic(), e.to_string()), None));
-        }
-        if step == 0 && oid.as_str() == BOOT_OID {
-            let at = Path::parse("/sys/state/boot_oid").expect("static path");
-            if let Err(e) = tree.write(&at, Value::text(BOOT_OID)) {
-                facts.push((
-                    Fact::new(Severity::Crit, "cell:sealed", e.to_string()),
-                    None,
-                ));
-            }
-        }
-        self.phase = if step >= states.len() {
-            next
-        } else {
-            match self.phase {
-                Phase::Booting(_) => Phase::Booting(step + 1),
-                _ => Phase::ShuttingDown(step + 1),
-            }
-        };
     }
 
     fn apply_registry_ops(

@@ -18,61 +18,13 @@
 //! beat, so enzymes can react. Must not touch: what counts as a failure — the
 //! callers decide that.
 
-use std::fmt;
-use std::str::FromStr;
-
+pub use cep_sdk::Severity;
 use cep_sdk::{Name, Path, Value};
 
 use crate::cell::{TreeError, WorkTree};
 
 /// The mailbox path.
 pub const MAILBOX: &str = "/data/mailbox/cei";
-
-/// How bad a fact is, most severe first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Fatal,
-    Crit,
-    Usage,
-    Warn,
-    Debug,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Fatal => "fatal",
-            Severity::Crit => "crit",
-            Severity::Usage => "usage",
-            Severity::Warn => "warn",
-            Severity::Debug => "debug",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Severity {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s.strip_prefix("sev:").unwrap_or(s) {
-            "fatal" => Severity::Fatal,
-            "crit" => Severity::Crit,
-            "usage" => Severity::Usage,
-            "warn" => Severity::Warn,
-            "debug" => Severity::Debug,
-            other => {
-                return Err(format!(
-                    "unknown severity {other:?}: expected fatal, crit, usage, warn or debug"
-                ))
-            }
-        })
-    }
-}
 
 /// One diagnostic.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,17 +13,7 @@ use crate::beat::EnzymeCx;
 pub use pattern::SignalPattern;
 pub use registry::{Binding, EnzymeId, EnzymeSpec, RegisterError, Registry, ResolveKey};
 
-/// What one enzyme call ended with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Done; its staged intents are committed.
-    Ok,
-    /// Not now: its intents are dropped and it runs again for the same
-    /// impulse next beat, up to the configured retry limit.
-    Retry,
-    /// Failed: its intents are dropped and a `crit` CEI fact records why.
-    Fatal(String),
-}
+pub use cep_sdk::Outcome;
 
 /// The callback behind an enzyme. It reads the committed snapshot of the
 /// previous beat through `cx` and stages intents; it never sees other

@@ -1,0 +1,407 @@
+//! The host API, implemented once: every plugin binding (native Rust, C,
+//! wasm, Lua) converts its arguments to plain Rust data and calls these
+//! methods, so parsing, capability checks and errors are the same whatever
+//! the plugin is written in.
+//!
+//! A [`Call`] wraps the kernel's [`EnzymeCx`] for one call of one plugin's
+//! enzyme, with that plugin's [`Grants`]. A refusal is an [`ApiError`]; a
+//! refusal for lack of a capability also records a CEI `usage` fact naming
+//! the plugin and the capability.
+
+use cep_sdk::{Name, Path, Value};
+
+use super::caps::{Capability, Grants};
+use crate::beat::EnzymeCx;
+use crate::cei::Severity;
+use crate::episode::{Budgets, EpisodeSpec, Lease, Profile};
+use crate::ops::{AwaitSpec, OpSpec, OpStatus};
+use crate::Impulse;
+
+/// Who is calling: one loaded plugin.
+#[derive(Debug, Clone)]
+pub struct PluginCtx {
+    pub name: String,
+    pub grants: Grants,
+}
+
+impl PluginCtx {
+    pub fn new(name: &str, grants: Grants) -> Self {
+        PluginCtx {
+            name: name.to_owned(),
+            grants,
+        }
+    }
+}
+
+/// Why a host call was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{what} {value:?} is invalid: {reason}")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("plugin {plugin} lacks capability {capability} (needed for {action})")]
+    Denied {
+        plugin: String,
+        capability: String,
+        action: String,
+    },
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn invalid(what: &'static str, value: &str, reason: impl ToString) -> ApiError {
+    ApiError::Invalid {
+        what,
+        value: value.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Parses a cell path (absolute).
+pub fn cell_path(text: &str) -> Result<Path, ApiError> {
+    if !text.starts_with('/') {
+        return Err(invalid("path", text, "cell paths start with '/'"));
+    }
+    Path::parse(text).map_err(|e| invalid("path", text, e))
+}
+
+/// Parses a signal (relative, no leading '/').
+pub fn signal(text: &str) -> Result<Path, ApiError> {
+    if text.is_empty() || text.starts_with('/') {
+        return Err(invalid(
+            "signal",
+            text,
+            "signals are relative paths like store/put",
+        ));
+    }
+    Path::parse(text).map_err(|e| invalid("signal", text, e))
+}
+
+fn name(what: &'static str, text: &str) -> Result<Name, ApiError> {
+    Name::new(text).map_err(|e| invalid(what, text, e))
+}
+
+/// Parses `sts:ok`, `sts:fail`, `sts:cnl` (the `sts:` is optional).
+pub fn status(text: &str) -> Result<OpStatus, ApiError> {
+    match text.strip_prefix("sts:").unwrap_or(text) {
+        "ok" => Ok(OpStatus::Ok),
+        "fail" => Ok(OpStatus::Fail),
+        "cnl" => Ok(OpStatus::Cancel),
+        _ => Err(invalid(
+            "status",
+            text,
+            "expected sts:ok, sts:fail or sts:cnl",
+        )),
+    }
+}
+
+/// One call of one plugin's enzyme.
+pub struct Call<'c, 'a> {
+    pub cx: &'c mut EnzymeCx<'a>,
+    pub plugin: &'c PluginCtx,
+}
+
+impl<'c, 'a> Call<'c, 'a> {
+    pub fn new(cx: &'c mut EnzymeCx<'a>, plugin: &'c PluginCtx) -> Self {
+        Call { cx, plugin }
+    }
+
+    fn deny(&mut self, capability: Capability, action: String, subject: Option<&Path>) -> ApiError {
+        let err = ApiError::Denied {
+            plugin: self.plugin.name.clone(),
+            capability: capability.to_string(),
+            action,
+        };
+        self.cx.cei(
+            Severity::Usage,
+            "plugin:capability",
+            &err.to_string(),
+            subject,
+        );
+        err
+    }
+
+    fn check_write(&mut self, path: &Path, action: &str) -> Result<(), ApiError> {
+        if self.plugin.grants.may_write(path) {
+            return Ok(());
+        }
+        Err(self.deny(
+            Capability::Write(path.clone()),
+            format!("{action} {path}"),
+            Some(path),
+        ))
+    }
+
+    fn check_emit(&mut self, signal: &Path) -> Result<(), ApiError> {
+        if self.plugin.grants.may_emit(signal) {
+            return Ok(());
+        }
+        Err(self.deny(
+            Capability::Emit(Some(signal.clone())),
+            format!("emit {}", &signal.to_string()[1..]),
+            None,
+        ))
+    }
+
+    pub fn beat(&self) -> u64 {
+        self.cx.beat()
+    }
+
+    /// The impulse's signal, relative (`store/put`).
+    pub fn signal(&self) -> String {
+        self.cx.signal().to_string()[1..].to_owned()
+    }
+
+    pub fn target(&self) -> Option<String> {
+        self.cx.target().map(Path::to_string)
+    }
+
+    pub fn payload(&self) -> Option<&Value> {
+        self.cx.payload()
+    }
+
+    pub fn enzyme(&self) -> &str {
+        self.cx.enzyme().as_str()
+    }
+
+    pub fn read(&self, path: &str) -> Result<Option<Value>, ApiError> {
+        Ok(self.cx.read(&cell_path(path)?).cloned())
+    }
+
+    pub fn children(&self, path: &str) -> Result<Vec<Name>, ApiError> {
+        Ok(self.cx.children(&cell_path(path)?))
+    }
+
+    pub fn exists(&self, path: &str) -> Result<bool, ApiError> {
+        Ok(self.cx.exists(&cell_path(path)?))
+    }
+
+    pub fn write(&mut self, path: &str, value: Value) -> Result<(), ApiError> {
+        let path = cell_path(path)?;
+        self.check_write(&path, "write")?;
+        self.cx
+            .write(&path, value)
+            .map_err(|e| ApiError::Refused(e.to_string()))
+    }
+
+    pub fn delete(&mut self, path: &str) -> Result<(), ApiError> {
+        let path = cell_path(path)?;
+        self.check_write(&path, "delete")?;
+        self.cx
+            .delete(&path)
+            .map_err(|e| ApiError::Refused(e.to_string()))
+    }
+
+    pub fn append(&mut self, path: &str, value: Value) -> Result<(), ApiError> {
+        let path = cell_path(path)?;
+        self.check_write(&path, "append to")?;
+        self.cx
+            .append(&path, value)
+            .map_err(|e| ApiError::Refused(e.to_string()))
+    }
+
+    pub fn emit(
+        &mut self,
+        signal_text: &str,
+        target: Option<&str>,
+        payload: Option<Value>,
+        delay: u32,
+    ) -> Result<(), ApiError> {
+        let signal = signal(signal_text)?;
+        let target = target.map(cell_path).transpose()?;
+        self.check_emit(&signal)?;
+        let mut impulse = match target {
+            Some(target) => Impulse::targeted(signal, target),
+            None => Impulse::signal(signal),
+        };
+        impulse.payload = payload;
+        self.cx.emit_after(delay, impulse);
+        Ok(())
+    }
+
+    pub fn bind(&mut self, path: &str, enzyme: &str, propagate: bool) -> Result<(), ApiError> {
+        let path = cell_path(path)?;
+        let enzyme = name("enzyme", enzyme)?;
+        self.check_write(&path, "bind at")?;
+        self.cx.bind(&path, &enzyme, propagate);
+        Ok(())
+    }
+
+    pub fn unbind(&mut self, path: &str, enzyme: &str) -> Result<(), ApiError> {
+        let path = cell_path(path)?;
+        let enzyme = name("enzyme", enzyme)?;
+        self.check_write(&path, "unbind at")?;
+        self.cx.unbind(&path, &enzyme);
+        Ok(())
+    }
+
+    /// Records a CEI fact; `subject` may be empty.
+    pub fn cei(
+        &mut self,
+        severity: &str,
+        topic: &str,
+        note: &str,
+        subject: &str,
+    ) -> Result<(), ApiError> {
+        let severity: Severity = severity
+            .parse()
+            .map_err(|e| invalid("severity", severity, e))?;
+        let subject = if subject.is_empty() {
+            None
+        } else {
+            Some(cell_path(subject)?)
+        };
+        let note = format!("{note} (plugin {})", self.plugin.name);
+        self.cx.cei(severity, topic, &note, subject.as_ref());
+        Ok(())
+    }
+
+    /// A log line for the operator; never part of the state.
+    pub fn log(&self, level: &str, message: &str) {
+        let (plugin, enzyme, beat) = (&self.plugin.name, self.enzyme(), self.beat());
+        match level {
+            "error" => tracing::error!(plugin, enzyme, beat, "{message}"),
+            "warn" => tracing::warn!(plugin, enzyme, beat, "{message}"),
+            "debug" => tracing::debug!(plugin, enzyme, beat, "{message}"),
+            _ => tracing::info!(plugin, enzyme, beat, "{message}"),
+        }
+    }
+
+    pub fn op_start(
+        &mut self,
+        verb: &str,
+        target: Option<&str>,
+        mode: &str,
+        payload: Option<Value>,
+        ttl_beats: u64,
+    ) -> Result<Name, ApiError> {
+        let mut spec = OpSpec::new(signal(verb)?);
+        spec.target = target.map(cell_path).transpose()?;
+        if !mode.is_empty() {
+            spec.mode = mode.to_owned();
+        }
+        spec.payload = payload;
+        spec.ttl_beats = ttl_beats;
+        Ok(self.cx.op_start(spec))
+    }
+
+    pub fn op_state(&mut self, oid: &str, state: &str) -> Result<(), ApiError> {
+        let oid = name("operation id", oid)?;
+        self.cx.op_state(&oid, state);
+        Ok(())
+    }
+
+    pub fn op_await(
+        &mut self,
+        oid: &str,
+        want: &str,
+        ttl_beats: u64,
+        cont: &str,
+        payload: Option<Value>,
+    ) -> Result<(), ApiError> {
+        let oid = name("operation id", oid)?;
+        let cont = signal(cont)?;
+        self.check_emit(&cont)?;
+        self.cx.op_await(
+            &oid,
+            AwaitSpec {
+                want: want.to_owned(),
+                ttl_beats,
+                cont,
+                payload,
+                reply_to: None,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn op_close(
+        &mut self,
+        oid: &str,
+        status_text: &str,
+        summary: &str,
+    ) -> Result<(), ApiError> {
+        let oid = name("operation id", oid)?;
+        let status = status(status_text)?;
+        self.cx.op_close(&oid, status, summary);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn ep_start(
+        &mut self,
+        signal_text: &str,
+        target: Option<&str>,
+        callback: &str,
+        rw: bool,
+        cpu_budget_ns: u64,
+        io_budget_bytes: u64,
+        max_beats: u64,
+    ) -> Result<Name, ApiError> {
+        let callback = name("callback", callback)?;
+        let profile = if rw { Profile::Rw } else { Profile::Ro };
+        let mut spec = EpisodeSpec::new(callback.as_str(), profile);
+        spec.signal = signal(signal_text)?;
+        spec.target = target.map(cell_path).transpose()?;
+        spec.budgets = Budgets {
+            cpu_budget_ns,
+            io_budget_bytes,
+        };
+        spec.max_beats = max_beats;
+        Ok(self.cx.ep_start(spec))
+    }
+
+    pub fn ep_yield(&mut self) -> Result<(), ApiError> {
+        self.cx.ep_yield().map_err(refused)
+    }
+
+    pub fn ep_await(&mut self, oid: &str, want: &str, ttl_beats: u64) -> Result<(), ApiError> {
+        let oid = name("operation id", oid)?;
+        self.cx.ep_await(&oid, want, ttl_beats).map_err(refused)
+    }
+
+    pub fn ep_close(&mut self, status_text: &str, summary: &str) -> Result<(), ApiError> {
+        let status = status(status_text)?;
+        self.cx.ep_close(status, summary).map_err(refused)
+    }
+
+    pub fn ep_cancel(&mut self, eid: &str, reason: &str) -> Result<(), ApiError> {
+        let eid = name("episode id", eid)?;
+        self.cx.ep_cancel(&eid, reason);
+        Ok(())
+    }
+
+    /// Requests a lease; `flags` are the ABI's `LEASE_*` bits.
+    pub fn ep_lease(&mut self, path: &str, flags: u8) -> Result<(), ApiError> {
+        use cep_sdk::abi::{LEASE_DATA, LEASE_DESCENDANTS, LEASE_STORE};
+        let path = cell_path(path)?;
+        self.check_write(&path, "lease")?;
+        let lease = Lease {
+            path,
+            lock_store: flags & LEASE_STORE != 0,
+            lock_data: flags & LEASE_DATA != 0,
+            include_descendants: flags & LEASE_DESCENDANTS != 0,
+        };
+        self.cx.ep_request_lease(lease).map_err(refused)
+    }
+
+    pub fn ep_release(&mut self, path: &str) -> Result<(), ApiError> {
+        let path = cell_path(path)?;
+        self.cx.ep_release_lease(&path).map_err(refused)
+    }
+
+    pub fn check_cancel(&self) -> bool {
+        self.cx.check_cancel()
+    }
+
+    pub fn account_io(&mut self, bytes: u64) -> Result<(), ApiError> {
+        self.cx.account_io(bytes).map_err(refused)
+    }
+}
+
+fn refused(e: impl ToString) -> ApiError {
+    ApiError::Refused(e.to_string())
+}
