@@ -1,6 +1,7 @@
 //! The host configuration (`cep.toml`). Every key, its default and its limit
 //! are listed in `docs/config.md`; this struct is the one definition.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,17 @@ pub struct Config {
     /// Stop the runtime after the first fatal outcome. Default false: the
     /// host records the fact and keeps beating.
     pub stop_on_fatal: bool,
+    /// Plugin files to load (relative paths are relative to the
+    /// configuration file). Default none.
+    pub plugins: Vec<PathBuf>,
+    /// Directories whose plugin files are all loaded. Default none.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Stop at the first plugin that cannot be loaded (exit code 2) instead
+    /// of skipping it and recording why. Default false.
+    pub strict: bool,
+    /// Capabilities granted per plugin name; `"*"` grants to every plugin.
+    /// A plugin holds what it requests and is granted. Default none.
+    pub grants: BTreeMap<String, Vec<String>>,
 }
 
 impl Config {
@@ -84,10 +96,33 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text).map_err(|reason| ConfigError::Invalid {
+        let mut config = Self::parse(&text).map_err(|reason| ConfigError::Invalid {
             path: path.to_owned(),
             reason,
-        })
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in config
+            .plugins
+            .iter_mut()
+            .chain(config.plugin_dirs.iter_mut())
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+
+    /// The capabilities the configuration grants plugin `name`.
+    pub fn grants_for(&self, name: &str) -> Vec<String> {
+        let mut all: Vec<String> = self.grants.get("*").cloned().unwrap_or_default();
+        all.extend(self.grants.get(name).cloned().unwrap_or_default());
+        all
+    }
+
+    /// Whether any plugin is configured.
+    pub fn has_plugins(&self) -> bool {
+        !self.plugins.is_empty() || !self.plugin_dirs.is_empty()
     }
 
     /// Parses and validates configuration text.
@@ -98,6 +133,12 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        for (plugin, caps) in &self.grants {
+            for cap in caps {
+                crate::plugin::caps::Capability::parse(cap)
+                    .map_err(|reason| format!("grants.{plugin}: {cap:?}: {reason}"))?;
+            }
+        }
         if self.workers > Self::WORKERS_MAX {
             return Err(format!(
                 "workers = {} is above the maximum of {}",
@@ -135,6 +176,10 @@ impl Default for Config {
             impulses_per_beat_max: 1 << 22,
             inject_queue_max: 1 << 20,
             stop_on_fatal: false,
+            plugins: Vec::new(),
+            plugin_dirs: Vec::new(),
+            strict: false,
+            grants: BTreeMap::new(),
         }
     }
 }

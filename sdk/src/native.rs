@@ -113,11 +113,11 @@ macro_rules! export_plugin {
         #[export_name = "_1as_0lib_1header_0root_bmodule_bloader"]
         pub static __CEP_PLUGIN_ROOT: $crate::abi_stable::library::LibHeader = {
             extern "C" fn __cep_plugin_root() -> $crate::abi_stable::library::RootModuleResult {
-                fn build() -> $crate::plugin::Plugin {
+                fn __cep_plugin_build() -> $crate::plugin::Plugin {
                     $build
                 }
                 $crate::abi_stable::library::__call_root_module_loader(|| {
-                    $crate::native::root_module(build)
+                    $crate::native::root_module(__cep_plugin_build)
                 })
             }
             // SAFETY: the constructor returns the root module type named here.

@@ -1,5 +1,7 @@
 //! Helpers shared by cep's cross-crate integration tests (in `tests/`).
 
+pub mod plugins;
+
 use std::sync::{Arc, Mutex, Once};
 
 use cep_host::{cei, Config, EnzymeCx, ExecutorKind, Fact, Outcome, Path, Runtime};

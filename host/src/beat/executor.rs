@@ -52,6 +52,19 @@ const TASKS_PER_WORKER: usize = 8;
 /// retry / fatal record) to `out`. A panic becomes a fatal outcome. A slice
 /// runs inside its episode's thread-local context and ends with a
 /// `SliceDone` record.
+/// Drops the intents a failed call staged from `mark` on, except its CEI
+/// facts: the diagnostics that explain a failure must survive it.
+fn drop_intents(out: &mut Vec<Staged>, mark: usize) {
+    let mut keep = mark;
+    for i in mark..out.len() {
+        if matches!(out[i].op, Op::Cei(_)) {
+            out.swap(keep, i);
+            keep += 1;
+        }
+    }
+    out.truncate(keep);
+}
+
 pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
     let slot = work.agenda[pos];
     let registered = work.registry.get(slot.enzyme);
@@ -79,7 +92,7 @@ pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
             Ok(Outcome::Fatal(message)) => Op::Fatal(message.into()),
             Err(panic) => Op::Fatal(format!("panicked: {}", panic_message(panic.as_ref())).into()),
         };
-        out.truncate(mark);
+        drop_intents(out, mark);
         out.push(Staged {
             pos: pos as u32,
             op: failure,
@@ -106,7 +119,7 @@ pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
         }
     };
     if let Some(message) = &failed {
-        out.truncate(mark);
+        drop_intents(out, mark);
         out.push(Staged {
             pos: pos as u32,
             op: Op::Fatal(message.clone().into()),

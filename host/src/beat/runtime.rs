@@ -137,6 +137,9 @@ impl Resolver {
     }
 }
 
+/// A callback run after every commit.
+type Observer = Box<dyn FnMut(&BeatReport, &Snapshot) + Send>;
+
 /// One world: a cell tree driven by a heartbeat.
 pub struct Runtime {
     config: Config,
@@ -176,13 +179,15 @@ pub struct Runtime {
     replay: Option<Vec<Decision>>,
     organs: Organs,
     /// The organs' dependency levels, computed when boot first needs them.
-    organ_levels: Option<(Vec<Vec<organ::OrganKey>>, Vec<(organ::OrganKey, String)>)>,
+    organ_levels: Option<organ::Levels>,
     /// Lifecycle calls queued and not yet settled.
     lifecycle_pending: Vec<PendingCall>,
     /// Cells the host publishes at the next commit.
     publications: Vec<Publication>,
+    /// Facts the embedding program reported, recorded at the next commit.
+    host_facts: Vec<Fact>,
     /// Called after every commit with the beat's report and snapshot.
-    observers: Vec<Box<dyn FnMut(&BeatReport, &Snapshot) + Send>>,
+    observers: Vec<Observer>,
 }
 
 /// Frees snapshots that left the history window on a background thread:
@@ -271,6 +276,7 @@ impl Runtime {
             lifecycle_pending: Vec::new(),
             publications: Vec::new(),
             observers: Vec::new(),
+            host_facts: Vec::new(),
             config,
         })
     }
@@ -309,7 +315,16 @@ impl Runtime {
         descriptor: &EnzymeDescriptor,
         callback: impl Enzyme,
     ) -> Result<EnzymeId, RegisterError> {
-        Arc::make_mut(&mut self.registry).register(descriptor, Arc::new(callback))
+        self.register_shared(descriptor, Arc::new(callback))
+    }
+
+    /// [`Runtime::register`] for a callback already shared.
+    pub fn register_shared(
+        &mut self,
+        descriptor: &EnzymeDescriptor,
+        callback: Arc<dyn Enzyme>,
+    ) -> Result<EnzymeId, RegisterError> {
+        Arc::make_mut(&mut self.registry).register(descriptor, callback)
     }
 
     /// Binds an enzyme to a cell from the next beat on.
@@ -441,6 +456,11 @@ impl Runtime {
         self.observers.push(Box::new(observer));
     }
 
+    /// Records a CEI fact from the embedding program at the next commit.
+    pub fn report(&mut self, fact: Fact) {
+        self.host_facts.push(fact);
+    }
+
     /// Whether `op/boot` has closed.
     pub fn booted(&self) -> bool {
         !matches!(self.phase, Phase::Booting(_))
@@ -464,8 +484,10 @@ impl Runtime {
         self.close_inputs();
         self.begin_shutdown();
         let mut last = None;
-        // Each shutdown state takes one beat; the bound is a safety net.
-        for _ in 0..=SHUTDOWN_STATES.len() + 1 {
+        // Each shutdown step takes a beat or two (lifecycle calls run the
+        // beat after their step); the bound is a safety net.
+        let bound = 2 * (SHUTDOWN_STATES.len() + self.organs.iter().count() + 2);
+        for _ in 0..bound {
             if self.is_down() {
                 break;
             }
@@ -668,6 +690,7 @@ impl Runtime {
         let mut queue_full = false;
         let mut conflicts = 0usize;
         self.apply_publications(&mut tree, &mut facts);
+        facts.extend(self.host_facts.drain(..).map(|f| (f, None)));
         // Lifecycle calls that failed, and those that ran, this beat.
         let lifecycle_beat = !self.lifecycle_pending.is_empty();
         let mut lifecycle_failed: Vec<(organ::OrganKey, organ::Stage, String)> = Vec::new();

@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::beat::{BeatReport, Runtime};
 use crate::cell::Path;
 use crate::config::{Config, ExecutorKind};
+use crate::plugin::PluginHost;
 
 pub use default_world::install as install_default_world;
 
@@ -38,6 +39,19 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Work with plugin files.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load and validate one plugin file of any supported kind and print its
+    /// descriptor; on a bad plugin print the typed error and exit with 2.
+    Check {
+        /// The plugin file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -58,6 +72,10 @@ struct RunArgs {
     /// implies `--executor threaded` when no executor is given).
     #[arg(long)]
     workers: Option<usize>,
+    /// After the beats, shut down cleanly: `op/shdn` runs the organs'
+    /// destructors, then adapters are stopped.
+    #[arg(long)]
+    shutdown: bool,
 }
 
 /// Entry point of the `cep` binary; returns the process exit code.
@@ -80,6 +98,7 @@ pub fn main() -> i32 {
             run(&args).and_then(|(_, report)| write_stdout(&format!("{}\n", report.summary_line())))
         }
         Command::Inspect { path, run: args } => inspect(&path, &args),
+        Command::Plugin(PluginCommand::Check { file }) => plugin_check(&file),
     };
     match result {
         Ok(()) => 0,
@@ -129,7 +148,27 @@ fn load_config(args: &RunArgs) -> Result<Config> {
 fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
     let config = load_config(args)?;
     let mut runtime = Runtime::new(config.clone()).context("starting the runtime")?;
-    default_world::install(&mut runtime).context("installing the default world")?;
+    let plugins = if config.has_plugins() {
+        let host = PluginHost::bootstrap(&mut runtime, &config)
+            .map_err(|e| UsageError(format!("{e} (strict mode)")))?;
+        for e in host.rejected() {
+            eprintln!("cep: rejected {e}");
+        }
+        write_stdout(&format!(
+            "cep: {} plugins loaded ({}), {} rejected\n",
+            host.installed().len(),
+            host.installed()
+                .iter()
+                .map(|(n, v)| format!("{n} {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            host.rejected().len()
+        ))?;
+        Some(host)
+    } else {
+        default_world::install(&mut runtime).context("installing the default world")?;
+        None
+    };
     let started = Instant::now();
     let mut last = None;
     let (mut impulses, mut calls, mut facts) = (0usize, 0usize, 0usize);
@@ -143,9 +182,21 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
         facts += report.facts;
         last = Some(report);
     }
-    let Some(report) = last else {
+    let Some(mut report) = last else {
         return Err(UsageError("--beats must be at least 1".into()).into());
     };
+    if args.shutdown {
+        report = runtime.shutdown()?;
+    }
+    if let Some(host) = &plugins {
+        host.stop_adapters();
+        for s in host.adapter_stats() {
+            write_stdout(&format!(
+                "cep: adapter {}/{}: {} inputs captured, {} dropped after shutdown began\n",
+                s.plugin, s.adapter, s.accepted, s.dropped
+            ))?;
+        }
+    }
     write_stdout(&format!(
         "cep: ran {} beats on {:?}{} in {:.1} ms: {impulses} impulses, {calls} enzyme calls, {facts} CEI facts\n",
         report.beat + 1,
@@ -168,4 +219,20 @@ fn inspect(path: &str, args: &RunArgs) -> Result<()> {
         None => format!("{path}: no such cell at beat {}\n", report.beat),
     };
     write_stdout(&format!("{text}{}\n", report.summary_line()))
+}
+
+fn plugin_check(file: &std::path::Path) -> Result<()> {
+    let loaded = crate::plugin::load_file(file).map_err(|e| UsageError(e.to_string()))?;
+    let d = &loaded.descriptor;
+    let json = serde_json::to_string_pretty(d).context("printing the descriptor")?;
+    write_stdout(&format!(
+        "{json}\nok: {} {} ({} plugin, ABI {}): {} enzymes, {} organs, {} adapters\n",
+        d.name,
+        d.version,
+        d.kind.as_str(),
+        d.abi,
+        d.enzymes.len(),
+        d.organs.len(),
+        d.adapters.len()
+    ))
 }

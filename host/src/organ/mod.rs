@@ -161,6 +161,9 @@ pub struct Organs {
 /// The key of one organ: (kind, version).
 pub type OrganKey = (String, String);
 
+/// Dependency levels, and the organs that cannot be ordered with why.
+pub type Levels = (Vec<Vec<OrganKey>>, Vec<(OrganKey, String)>);
+
 impl Organs {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -221,7 +224,7 @@ impl Organs {
     /// lower levels only. Organs that cannot be ordered — on a dependency
     /// cycle, or depending on a kind no plugin provides — are returned
     /// apart with the reason.
-    pub fn levels(&self) -> (Vec<Vec<OrganKey>>, Vec<(OrganKey, String)>) {
+    pub fn levels(&self) -> Levels {
         let mut by_kind: BTreeMap<&str, Vec<&OrganKey>> = BTreeMap::new();
         for key in self.entries.keys() {
             by_kind.entry(key.0.as_str()).or_default().push(key);

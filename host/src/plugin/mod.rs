@@ -1,10 +1,473 @@
 //! Plugins: descriptor validation, capability grants, the host API every
 //! binding calls, and the loaders.
 //!
-//! Owns everything between a file on disk and enzymes registered in the
-//! runtime. Must not reach into the heartbeat: plugins get the host API
-//! ([`api::Call`]) and nothing else.
+//! Owns everything between a file on disk and enzymes, organs and adapters
+//! installed in a runtime. Must not reach into the heartbeat: plugin code
+//! gets the host API ([`api::Call`]) and nothing else.
+//!
+//! Bootstrap, in order:
+//! 1. **discover** the configured files and the plugin files in the
+//!    configured directories (each file once);
+//! 2. **open** each file with the loader of its kind and read its descriptor;
+//! 3. **validate** the descriptor ([`validate::validate`], the same for
+//!    every kind);
+//! 4. **sort** by (name, version, file) — load order never depends on the
+//!    directory order — and refuse a second plugin with a name already
+//!    taken;
+//! 5. **install**: grant capabilities, register enzymes (all or none),
+//!    register organs (their constructors run during `op/boot`), publish the
+//!    descriptor sealed under `/sys/plugins/<name>/<version>`, start
+//!    adapters.
+//!
+//! A plugin failing any step is rejected with a [`PluginError`] naming the
+//! file and the cause. Lenient (default): the rest load and the rejection is
+//! recorded (`/rt/plugins/rejected/<i>` and a `plugin:rejected` fact).
+//! Strict: bootstrap stops at the first rejection.
 
 pub mod api;
 pub mod caps;
+pub mod native;
 pub mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use cep_sdk::{AbiVersion, Name, Path, PluginDescriptor, PluginKind, Value, Word};
+
+use crate::beat::Runtime;
+use crate::cei::{Fact, Severity};
+use crate::config::Config;
+use crate::enzyme::Enzyme;
+
+use api::PluginCtx;
+use caps::{Capability, Grants};
+use native::{NativeModule, SinkState};
+use validate::DescriptorError;
+
+/// Why a plugin file was not loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot open: {0}")]
+    Open(String),
+    #[error("not a cep plugin: {0}")]
+    NotAPlugin(String),
+    #[error("ABI layout mismatch (built against a different cep-sdk): {0}")]
+    Layout(String),
+    #[error("plugin initialisation failed: {0}")]
+    Init(String),
+    #[error("bad descriptor: {0}")]
+    Descriptor(String),
+    #[error("invalid descriptor: {0}")]
+    Invalid(#[from] DescriptorError),
+    #[error("duplicate plugin name {name:?}: already loaded from {first}")]
+    Duplicate { name: String, first: String },
+    #[error("cannot install: {0}")]
+    Install(String),
+    #[error("unknown plugin kind: {0}")]
+    UnknownKind(String),
+}
+
+/// A rejected plugin: which file, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("plugin {}: {error}", file.display())]
+pub struct PluginError {
+    pub file: PathBuf,
+    pub error: LoadError,
+}
+
+impl PluginError {
+    fn new(file: &FsPath, error: LoadError) -> Self {
+        PluginError {
+            file: file.to_owned(),
+            error,
+        }
+    }
+}
+
+/// The code behind a loaded plugin, by kind.
+#[derive(Clone, Copy)]
+pub enum PluginCode {
+    Native(NativeModule),
+}
+
+/// A plugin opened and validated, not yet installed.
+pub struct Loaded {
+    pub descriptor: PluginDescriptor,
+    pub file: PathBuf,
+    /// BLAKE3 of the file's bytes.
+    pub file_hash: [u8; 32],
+    pub code: PluginCode,
+}
+
+/// The kind a file is loaded as, from its name.
+pub fn kind_of(file: &FsPath) -> Option<PluginKind> {
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("so" | "dylib" | "dll") => Some(PluginKind::Native),
+        _ => None,
+    }
+}
+
+/// Opens and validates one plugin file of any supported kind.
+pub fn load_file(file: &FsPath) -> Result<Loaded, PluginError> {
+    let fail = |error| PluginError::new(file, error);
+    let kind = kind_of(file).ok_or_else(|| {
+        fail(LoadError::UnknownKind(
+            "expected a native library (.so, .dylib, .dll)".to_owned(),
+        ))
+    })?;
+    let bytes = std::fs::read(file).map_err(|e| fail(LoadError::Open(e.to_string())))?;
+    let file_hash = *blake3::hash(&bytes).as_bytes();
+    let (code, descriptor) = match kind {
+        PluginKind::Native => {
+            let (module, descriptor) = NativeModule::open(file).map_err(fail)?;
+            (PluginCode::Native(module), descriptor)
+        }
+        other => {
+            return Err(fail(LoadError::UnknownKind(format!(
+                "{} plugins are not supported yet",
+                other.as_str()
+            ))))
+        }
+    };
+    if descriptor.kind != kind {
+        return Err(fail(LoadError::Invalid(DescriptorError::Kind {
+            found: descriptor.kind.as_str().to_owned(),
+            loaded: kind.as_str().to_owned(),
+        })));
+    }
+    validate::validate(&descriptor, AbiVersion::CURRENT).map_err(|e| fail(e.into()))?;
+    Ok(Loaded {
+        descriptor,
+        file: file.to_owned(),
+        file_hash,
+        code,
+    })
+}
+
+/// The plugin files a configuration names: the listed files, then every
+/// plugin file of each directory, each file once, sorted.
+pub fn discover(config: &Config) -> Result<Vec<PathBuf>, PluginError> {
+    let mut files: Vec<PathBuf> = config.plugins.clone();
+    for dir in &config.plugin_dirs {
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            PluginError::new(dir, LoadError::Open(format!("plugin directory: {e}")))
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if kind_of(&path).is_some() {
+                files.push(path);
+            }
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for file in files {
+        let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+        seen.entry(key).or_insert(file);
+    }
+    Ok(seen.into_values().collect())
+}
+
+/// What bootstrap loaded and refused.
+#[derive(Default)]
+pub struct PluginSet {
+    pub loaded: Vec<Loaded>,
+    pub rejected: Vec<PluginError>,
+}
+
+/// Discovers, opens and validates the configured plugins, sorted by (name,
+/// version, file); a second plugin with a taken name is rejected. Strict:
+/// the first rejection is the error.
+pub fn load_all(config: &Config) -> Result<PluginSet, PluginError> {
+    let mut set = PluginSet::default();
+    let reject = |set: &mut PluginSet, e: PluginError| {
+        if config.strict {
+            Err(e)
+        } else {
+            set.rejected.push(e);
+            Ok(())
+        }
+    };
+    for file in discover(config)? {
+        match load_file(&file) {
+            Ok(loaded) => set.loaded.push(loaded),
+            Err(e) => reject(&mut set, e)?,
+        }
+    }
+    set.loaded.sort_by(|a, b| {
+        let key = |l: &Loaded| {
+            let version = semver::Version::parse(&l.descriptor.version).ok();
+            (l.descriptor.name.clone(), version, l.file.clone())
+        };
+        key(a).cmp(&key(b))
+    });
+    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut kept = Vec::new();
+    for loaded in std::mem::take(&mut set.loaded) {
+        match names.get(&loaded.descriptor.name) {
+            Some(first) => {
+                let error = LoadError::Duplicate {
+                    name: loaded.descriptor.name.clone(),
+                    first: first.display().to_string(),
+                };
+                reject(&mut set, PluginError::new(&loaded.file, error))?;
+            }
+            None => {
+                names.insert(loaded.descriptor.name.clone(), loaded.file.clone());
+                kept.push(loaded);
+            }
+        }
+    }
+    set.loaded = kept;
+    Ok(set)
+}
+
+/// An adapter running in the host.
+struct RunningAdapter {
+    plugin: String,
+    name: String,
+    module: NativeModule,
+    index: u32,
+    sink: Arc<SinkState>,
+}
+
+/// Adapter input counts, for reports and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterStats {
+    pub plugin: String,
+    pub adapter: String,
+    /// Inputs handed over for capture.
+    pub accepted: u64,
+    /// Inputs refused because shutdown had begun.
+    pub dropped: u64,
+}
+
+/// The installed plugins of one runtime.
+#[derive(Default)]
+pub struct PluginHost {
+    installed: Vec<(String, String)>,
+    rejected: Vec<PluginError>,
+    adapters: Vec<RunningAdapter>,
+}
+
+fn file_name(file: &FsPath) -> String {
+    file.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn name(text: &str) -> Name {
+    Name::new(text).expect("validated descriptors hold valid names")
+}
+
+impl PluginHost {
+    /// Loads the configured plugins and installs them in `runtime`, which
+    /// must not have run a beat yet. Strict: the first rejection is the
+    /// error.
+    pub fn bootstrap(runtime: &mut Runtime, config: &Config) -> Result<Self, PluginError> {
+        let set = load_all(config)?;
+        let mut host = PluginHost {
+            rejected: set.rejected,
+            ..Default::default()
+        };
+        for loaded in set.loaded {
+            if let Err(e) = host.install(runtime, config, loaded) {
+                if config.strict {
+                    return Err(e);
+                }
+                host.rejected.push(e);
+            }
+        }
+        for (i, e) in host.rejected.iter().enumerate() {
+            let at = Path::parse(&format!("/rt/plugins/rejected/{i}")).expect("digits");
+            let cells = vec![
+                (
+                    "file".to_owned(),
+                    Value::text(&e.file.display().to_string()),
+                ),
+                ("error".to_owned(), Value::text(&e.error.to_string())),
+            ];
+            runtime.publish(at, cells, false);
+            runtime.report(Fact::new(Severity::Crit, "plugin:rejected", e.to_string()));
+        }
+        host.start_adapters(runtime);
+        Ok(host)
+    }
+
+    /// (name, version) of each installed plugin, in load order.
+    pub fn installed(&self) -> &[(String, String)] {
+        &self.installed
+    }
+
+    pub fn rejected(&self) -> &[PluginError] {
+        &self.rejected
+    }
+
+    /// Installs one loaded plugin: enzymes (all or none), organs, the
+    /// published descriptor.
+    pub fn install(
+        &mut self,
+        runtime: &mut Runtime,
+        config: &Config,
+        loaded: Loaded,
+    ) -> Result<(), PluginError> {
+        let d = &loaded.descriptor;
+        let fail = |error: String| PluginError::new(&loaded.file, LoadError::Install(error));
+        let grants = Grants::resolve(&d.capabilities, &config.grants_for(&d.name));
+        let ctx = Arc::new(PluginCtx::new(&d.name, grants.clone()));
+        let callbacks: Vec<Arc<dyn Enzyme>> = (0..d.enzymes.len() as u32)
+            .map(|i| match loaded.code {
+                PluginCode::Native(module) => module.enzyme(i, ctx.clone()),
+            })
+            .collect();
+        // All or none: try every registration on a copy first.
+        let mut trial = runtime.registry().clone();
+        for (desc, callback) in d.enzymes.iter().zip(&callbacks) {
+            trial
+                .register(desc, callback.clone())
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        for organ in &d.organs {
+            if let Some(existing) = runtime.organs().get(&organ.kind, &d.version) {
+                if existing.descriptor != *organ {
+                    return Err(fail(format!(
+                        "organ {} {} differs from the one plugin {} registered",
+                        organ.kind, d.version, existing.plugin
+                    )));
+                }
+            }
+        }
+        for (desc, callback) in d.enzymes.iter().zip(callbacks) {
+            runtime
+                .register_shared(desc, callback)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        for organ in &d.organs {
+            runtime
+                .register_organ(organ, &d.name, &d.version)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        self.publish(runtime, &loaded, &grants);
+        {
+            let PluginCode::Native(module) = loaded.code;
+            for (i, adapter) in d.adapters.iter().enumerate() {
+                let source = Word::new(&adapter.name).expect("validated adapter name");
+                let sink = Arc::new(SinkState::new(runtime.injector(), source));
+                if !grants.allows(&Capability::Threads) {
+                    let note = format!(
+                        "plugin {} lacks capability threads: adapter {} is not started",
+                        d.name, adapter.name
+                    );
+                    runtime.report(
+                        Fact::new(Severity::Usage, "plugin:capability", note)
+                            .origin(d.name.clone()),
+                    );
+                    continue;
+                }
+                self.adapters.push(RunningAdapter {
+                    plugin: d.name.clone(),
+                    name: adapter.name.clone(),
+                    module,
+                    index: i as u32,
+                    sink,
+                });
+            }
+        }
+        self.installed.push((d.name.clone(), d.version.clone()));
+        Ok(())
+    }
+
+    /// `/sys/plugins/<name>/<version>/` (sealed: kind, abi, file name,
+    /// descriptor JSON, enzymes/, organs/, adapters/, granted/, refused/)
+    /// and `/sys/plugins/<name>/active` (the version in use).
+    fn publish(&self, runtime: &mut Runtime, loaded: &Loaded, grants: &Grants) {
+        let d = &loaded.descriptor;
+        let base = Path::from_names(vec![name("sys"), name("plugins"), name(&d.name)]);
+        let mut cells = vec![
+            ("kind".to_owned(), Value::text(d.kind.as_str())),
+            ("abi".to_owned(), Value::text(&d.abi.to_string())),
+            // The file name only: where plugins are installed, and how
+            // they were compiled, must not change the state hash. The file
+            // hash belongs to the plugin set the journal records.
+            ("file".to_owned(), Value::text(&file_name(&loaded.file))),
+            ("descriptor".to_owned(), Value::text(&d.to_json())),
+        ];
+        let lists: [(&str, Vec<String>); 5] = [
+            (
+                "enzymes",
+                d.enzymes.iter().map(|e| e.name.clone()).collect(),
+            ),
+            ("organs", d.organs.iter().map(|o| o.kind.clone()).collect()),
+            (
+                "adapters",
+                d.adapters.iter().map(|a| a.name.clone()).collect(),
+            ),
+            (
+                "granted",
+                grants.held().iter().map(|c| c.to_string()).collect(),
+            ),
+            ("refused", grants.refused().to_vec()),
+        ];
+        for (list, items) in lists {
+            for (i, item) in items.iter().enumerate() {
+                cells.push((format!("{list}/{i}"), Value::text(item)));
+            }
+        }
+        runtime.publish(base.child(name(&d.version)), cells, true);
+        runtime.publish(
+            base,
+            vec![("active".to_owned(), Value::text(&d.version))],
+            false,
+        );
+    }
+
+    fn start_adapters(&mut self, runtime: &mut Runtime) {
+        let mut started = Vec::new();
+        for adapter in std::mem::take(&mut self.adapters) {
+            match adapter
+                .module
+                .start_adapter(adapter.index, adapter.sink.clone())
+            {
+                Ok(()) => {
+                    let (module, index) = (adapter.module, adapter.index);
+                    runtime.on_commit(move |report, snapshot| {
+                        module.adapter_commit(index, report.beat, snapshot)
+                    });
+                    started.push(adapter);
+                }
+                Err(e) => {
+                    let note = format!(
+                        "plugin {}: adapter {} failed to start: {e}",
+                        adapter.plugin, adapter.name
+                    );
+                    runtime.report(
+                        Fact::new(Severity::Crit, "plugin:adapter", note)
+                            .origin(adapter.plugin.clone()),
+                    );
+                }
+            }
+        }
+        self.adapters = started;
+    }
+
+    /// Stops every adapter (call once shutdown has begun: inputs sent after
+    /// that are dropped and counted).
+    pub fn stop_adapters(&self) {
+        for adapter in &self.adapters {
+            adapter.module.stop_adapter(adapter.index);
+        }
+    }
+
+    pub fn adapter_stats(&self) -> Vec<AdapterStats> {
+        self.adapters
+            .iter()
+            .map(|a| AdapterStats {
+                plugin: a.plugin.clone(),
+                adapter: a.name.clone(),
+                accepted: a.sink.accepted.load(Ordering::Relaxed),
+                dropped: a.sink.dropped.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}

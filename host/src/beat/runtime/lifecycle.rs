@@ -126,7 +126,9 @@ impl Runtime {
         if booting {
             steps.extend(BOOT_STATES.iter().map(|s| Step::State(s)));
             if !self.organs.is_empty() {
-                steps.extend((0..levels).map(|l| Step::Organs(Stage::Construct, l)));
+                // Level 0 always runs: it also quarantines the organs that
+                // cannot be ordered.
+                steps.extend((0..levels.max(1)).map(|l| Step::Organs(Stage::Construct, l)));
                 steps.push(Step::Organs(Stage::Validate, 0));
             }
         } else {

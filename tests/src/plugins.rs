@@ -1,0 +1,94 @@
+//! Building and preparing real plugin libraries for tests and benchmarks.
+//!
+//! Plugin crates are `cdylib`s in the workspace; [`cdylib`] builds one with
+//! cargo (once per test process) and returns the library's path. The
+//! fixture plugin's behaviour is set by patching the marker in a copy of
+//! its library ([`fixture`]), so one build serves every bad-plugin case.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cep-tests lives in the workspace")
+        .to_owned()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// Builds the `cdylib` package `package` (debug, or release with
+/// `release`) and returns the path of its library.
+pub fn cdylib_in(package: &str, release: bool) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<(String, bool), PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(&(package.to_owned(), release)) {
+        return path.clone();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace())
+        .args(["build", "--quiet", "-p", package]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {package}: {e}"));
+    assert!(status.success(), "building {package} failed: {status}");
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        package.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    let path = target_dir()
+        .join(if release { "release" } else { "debug" })
+        .join(file);
+    assert!(path.exists(), "{} was not built", path.display());
+    built.insert((package.to_owned(), release), path.clone());
+    path
+}
+
+/// [`cdylib_in`], debug build.
+pub fn cdylib(package: &str) -> PathBuf {
+    cdylib_in(package, false)
+}
+
+/// The marker the fixture library carries (see `plugins/fixture`).
+const MARKER: &[u8] = b"CEP-FIXTURE:";
+const MARKER_LEN: usize = 64;
+
+/// Copies `library` (a build of `plugins/fixture`) into `dir` as
+/// `lib<name>_<mode>.so` with its configuration set to `name` and `mode`.
+pub fn patch_fixture(library: &Path, dir: &Path, name: &str, mode: &str) -> PathBuf {
+    let mut bytes = std::fs::read(library).expect("fixture library readable");
+    let at = bytes
+        .windows(MARKER.len())
+        .position(|w| w == MARKER)
+        .expect("the fixture library carries its marker");
+    let config = format!("CEP-FIXTURE:{name}:{mode}");
+    assert!(config.len() < MARKER_LEN, "fixture config too long");
+    let mut slot = [0u8; MARKER_LEN];
+    slot[..config.len()].copy_from_slice(config.as_bytes());
+    bytes[at..at + MARKER_LEN].copy_from_slice(&slot);
+    let out = dir.join(format!(
+        "{}{name}_{mode}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    std::fs::write(&out, bytes).expect("fixture copy written");
+    out
+}
+
+/// A copy of the fixture plugin named `name`, behaving as `mode`, in `dir`.
+pub fn fixture(dir: &Path, name: &str, mode: &str) -> PathBuf {
+    patch_fixture(&cdylib("cep-plugin-fixture"), dir, name, mode)
+}
