@@ -92,3 +92,24 @@ pub fn patch_fixture(library: &Path, dir: &Path, name: &str, mode: &str) -> Path
 pub fn fixture(dir: &Path, name: &str, mode: &str) -> PathBuf {
     patch_fixture(&cdylib("cep-plugin-fixture"), dir, name, mode)
 }
+
+/// Builds the `cep` binary (debug) and returns its path.
+pub fn cep_bin() -> PathBuf {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.as_ref() {
+        return path.clone();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["build", "--quiet", "-p", "cep-host", "--bin", "cep"])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building cep failed");
+    let path = target_dir()
+        .join("debug")
+        .join(format!("cep{}", std::env::consts::EXE_SUFFIX));
+    *built = Some(path.clone());
+    path
+}

@@ -591,3 +591,80 @@ fn an_adapter_without_the_threads_capability_is_not_started() {
         .any(|f| f.note.contains("threads")));
     assert!(runtime.snapshot().children(&p("/data/fx/in")).is_empty());
 }
+
+fn cep(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(cep_tests::plugins::cep_bin())
+        .args(args)
+        .output()
+        .expect("cep runs")
+}
+
+#[test]
+fn cep_plugin_check_prints_the_descriptor_or_the_typed_error_with_exit_2() {
+    let good = cep(&["plugin", "check", store().to_str().unwrap()]);
+    assert_eq!(good.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&good.stdout);
+    assert!(out.contains("\"name\": \"store\""), "{out}");
+    assert!(
+        out.contains("ok: store 0.1.0 (native plugin, ABI 1.0)"),
+        "{out}"
+    );
+
+    let noroot = cdylib("cep-fixture-noroot");
+    let bad = cep(&["plugin", "check", noroot.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains(noroot.to_str().unwrap()) && err.contains("not a cep plugin"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cep_run_loads_the_configured_plugins_and_strict_mode_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = |strict: bool, extra: &str| {
+        format!(
+            "strict = {strict}\nplugins = [{:?}, {:?}{extra}]\n[grants]\nstore = [\"write:/data/store\", \"emit:*\"]\nindex = [\"write:/data/index\"]\n",
+            store().display().to_string(),
+            index().display().to_string(),
+        )
+    };
+    let cfg = dir.path().join("cep.toml");
+    std::fs::write(&cfg, toml(false, "")).unwrap();
+    let run = cep(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--beats",
+        "40",
+        "--shutdown",
+    ]);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        out.contains("2 plugins loaded (index 0.1.0, store 0.1.0), 0 rejected"),
+        "{out}"
+    );
+
+    let noroot = cdylib("cep-fixture-noroot");
+    let extra = format!(", {:?}", noroot.display().to_string());
+    std::fs::write(&cfg, toml(false, &extra)).unwrap();
+    let lenient = cep(&["run", "--config", cfg.to_str().unwrap(), "--beats", "20"]);
+    assert_eq!(lenient.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&lenient.stdout).contains("1 rejected"));
+
+    std::fs::write(&cfg, toml(true, &extra)).unwrap();
+    let strict = cep(&["run", "--config", cfg.to_str().unwrap(), "--beats", "20"]);
+    assert_eq!(strict.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        err.contains(noroot.to_str().unwrap()) && err.contains("not a cep plugin"),
+        "{err}"
+    );
+}
