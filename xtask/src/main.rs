@@ -1,9 +1,11 @@
 //! `cargo run -p xtask -- <task>`: builds cep and runs the demo.
 //!
 //! Tasks:
-//! - `demo [--beats N]`: builds the `cep` binary in release mode, runs the
-//!   demo world on both executors, then prints part of its final state and
-//!   the dossier of its episode.
+//! - `demo [--beats N]`: builds the `cep` binary and the example plugins in
+//!   release mode, writes `target/demo/cep.toml`, runs the plugin world on
+//!   both executors (their final hashes must match) and prints its organs,
+//!   its index and its boot dossier; then does the same for the embedded
+//!   kernel world.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -48,24 +50,118 @@ fn status(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+fn output(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().with_context(|| format!("running {shown}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        bail!("{shown} failed with {}", out.status);
+    }
+    Ok(stdout)
+}
+
+fn last_line(text: &str) -> String {
+    text.lines().last().unwrap_or_default().to_owned()
+}
+
+/// The native plugins the demo loads, by package.
+const DEMO_PLUGINS: [&str; 2] = ["cep-plugin-store", "cep-plugin-index"];
+
 fn demo(args: &[String]) -> Result<()> {
     let beats = match args {
         [] => "2000".to_owned(),
         [flag, n] if flag == "--beats" => n.clone(),
         _ => bail!("usage: cargo run -p xtask -- demo [--beats N]"),
     };
-    println!("== building cep (release)");
+    println!("== building cep and the plugins (release)");
     status(cargo().args(["build", "--release", "-p", "cep-host", "--bin", "cep"]))?;
-    let cep = workspace_root().join("target/release/cep");
-    println!("== cep run --beats {beats} (cooperative)");
-    status(Command::new(&cep).args(["run", "--beats", &beats]))?;
+    let mut build = cargo();
+    build.args(["build", "--release", "--lib"]);
+    for package in DEMO_PLUGINS {
+        build.args(["-p", package]);
+    }
+    status(&mut build)?;
+    let release = workspace_root().join("target/release");
+    let cep = release.join("cep");
+
+    // The plugin world: two native organs, the index depending on the store.
+    let demo_dir = workspace_root().join("target/demo");
+    std::fs::create_dir_all(&demo_dir)?;
+    let libs: Vec<String> = DEMO_PLUGINS
+        .iter()
+        .map(|p| {
+            let file = format!(
+                "{}{}{}",
+                std::env::consts::DLL_PREFIX,
+                p.replace('-', "_"),
+                std::env::consts::DLL_SUFFIX
+            );
+            format!("{:?}", release.join(file).display().to_string())
+        })
+        .collect();
+    let config = demo_dir.join("cep.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "# Written by `cargo xtask demo`.\nplugins = [{}]\n\n[grants]\nstore = [\"write:/data/store\", \"emit:store\", \"emit:index\"]\nindex = [\"write:/data/index\"]\n",
+            libs.join(", ")
+        ),
+    )?;
+    let config = config.display().to_string();
+    let with_config = |extra: &[&str]| {
+        let mut cmd = Command::new(&cep);
+        cmd.args(["run", "--config", &config, "--beats", &beats, "--shutdown"]);
+        cmd.args(extra);
+        cmd
+    };
+    println!("== cep run --config {config} --beats {beats} --shutdown (cooperative)");
+    let one = output(&mut with_config(&[]))?;
+    let loaded = format!("{} plugins loaded", DEMO_PLUGINS.len());
+    if !one.contains(&loaded) || !one.contains(", 0 rejected") {
+        bail!("the demo plugins did not all load");
+    }
+    println!("== the same on the threaded executor with 2 workers (the last line must match)");
+    let two = output(&mut with_config(&["--workers", "2"]))?;
+    if last_line(&one) != last_line(&two) {
+        bail!(
+            "the executors disagree: {:?} vs {:?}",
+            last_line(&one),
+            last_line(&two)
+        );
+    }
+    for path in ["/rt/organs", "/data/index", "/rt/ops/boot/history"] {
+        println!("== cep inspect {path} (plugin world)");
+        let mut cmd = Command::new(&cep);
+        cmd.args([
+            "inspect",
+            path,
+            "--config",
+            &config,
+            "--beats",
+            &beats,
+            "--shutdown",
+        ]);
+        status(&mut cmd)?;
+    }
+
+    // The embedded kernel world (no plugins): broadcast and bound enzymes,
+    // retries, conflicts and an episode.
+    println!("== cep run --beats {beats} (embedded kernel world, cooperative)");
+    let one = output(Command::new(&cep).args(["run", "--beats", &beats]))?;
     println!("== cep run --beats {beats} --workers 2 (threaded: the last line must match)");
-    status(Command::new(&cep).args(["run", "--beats", &beats, "--workers", "2"]))?;
-    println!("== cep inspect /data/demo --beats {beats}");
-    status(Command::new(&cep).args(["inspect", "/data/demo", "--beats", &beats]))?;
+    let two = output(Command::new(&cep).args(["run", "--beats", &beats, "--workers", "2"]))?;
+    if last_line(&one) != last_line(&two) {
+        bail!(
+            "the executors disagree: {:?} vs {:?}",
+            last_line(&one),
+            last_line(&two)
+        );
+    }
     // The demo's episode (started first after the gate operation, so its id
     // is 0-h1): it yields, awaits the gate, and closes.
-    println!("== the demo episode's dossier: cep inspect /rt/ops/0-h1 --beats {beats}");
+    println!("== the kernel world's episode: cep inspect /rt/ops/0-h1 --beats {beats}");
     status(Command::new(&cep).args(["inspect", "/rt/ops/0-h1", "--beats", &beats]))?;
     Ok(())
 }
