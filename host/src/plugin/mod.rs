@@ -251,6 +251,11 @@ pub struct PluginHost {
     adapters: Vec<RunningAdapter>,
 }
 
+/// Records a fact about `plugin` at the next commit.
+fn report(runtime: &mut Runtime, severity: Severity, topic: &str, plugin: &str, note: String) {
+    runtime.report(Fact::new(severity, topic, note).origin(plugin.to_owned()));
+}
+
 fn file_name(file: &FsPath) -> String {
     file.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -359,10 +364,7 @@ impl PluginHost {
                         "plugin {} lacks capability threads: adapter {} is not started",
                         d.name, adapter.name
                     );
-                    runtime.report(
-                        Fact::new(Severity::Usage, "plugin:capability", note)
-                            .origin(d.name.clone()),
-                    );
+                    report(runtime, Severity::Usage, "plugin:capability", &d.name, note);
                     continue;
                 }
                 self.adapters.push(RunningAdapter {
@@ -441,9 +443,12 @@ impl PluginHost {
                         "plugin {}: adapter {} failed to start: {e}",
                         adapter.plugin, adapter.name
                     );
-                    runtime.report(
-                        Fact::new(Severity::Crit, "plugin:adapter", note)
-                            .origin(adapter.plugin.clone()),
+                    report(
+                        runtime,
+                        Severity::Crit,
+                        "plugin:adapter",
+                        &adapter.plugin,
+                        note,
                     );
                 }
             }
