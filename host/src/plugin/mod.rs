@@ -357,8 +357,6 @@ impl PluginHost {
         {
             let PluginCode::Native(module) = loaded.code;
             for (i, adapter) in d.adapters.iter().enumerate() {
-                let source = Word::new(&adapter.name).expect("validated adapter name");
-                let sink = Arc::new(SinkState::new(runtime.injector(), source));
                 if !grants.allows(&Capability::Threads) {
                     let note = format!(
                         "plugin {} lacks capability threads: adapter {} is not started",
@@ -367,6 +365,8 @@ impl PluginHost {
                     report(runtime, Severity::Usage, "plugin:capability", &d.name, note);
                     continue;
                 }
+                let source = Word::new(&adapter.name).expect("validated adapter name");
+                let sink = Arc::new(SinkState::new(runtime.injector(), source));
                 self.adapters.push(RunningAdapter {
                     plugin: d.name.clone(),
                     name: adapter.name.clone(),
