@@ -113,3 +113,59 @@ pub fn cep_bin() -> PathBuf {
     *built = Some(path.clone());
     path
 }
+
+/// The C compiler: `$CC`, else `cc`.
+fn c_compiler() -> String {
+    std::env::var("CC").unwrap_or_else(|_| "cc".to_owned())
+}
+
+/// Compiles the C plugin `source` (relative to the workspace) into
+/// `out_dir/lib<name>.so` with the system C compiler against
+/// `include/cep.h`, defining each of `defines` (`NAME` or `NAME=VALUE`).
+/// The same command a C author runs (docs/guide-c.md), with warnings as
+/// errors. The library is written under a temporary name and renamed, so
+/// concurrent builds of the same file never load a half-written library.
+pub fn compile_c(source: &str, out_dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
+    let root = workspace();
+    let out = out_dir.join(format!(
+        "{}{name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    let partial = out_dir.join(format!(".{name}.{}.partial", std::process::id()));
+    let mut cmd = Command::new(c_compiler());
+    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-shared"])
+        .args(["-fPIC", "-pthread", "-I"])
+        .arg(root.join("include"));
+    for define in defines {
+        cmd.arg(format!("-D{define}"));
+    }
+    cmd.arg("-o").arg(&partial).arg(root.join(source));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler ({}): {e}", c_compiler()));
+    assert!(status.success(), "compiling {source} failed: {status}");
+    std::fs::rename(&partial, &out).expect("compiled library renamed into place");
+    out
+}
+
+/// The C plugin `plugins/<name>/<name>.c`, compiled once per process into
+/// `target/c-plugins/`.
+pub fn c_plugin(name: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(name) {
+        return path.clone();
+    }
+    let dir = target_dir().join("c-plugins");
+    std::fs::create_dir_all(&dir).expect("target/c-plugins created");
+    let path = compile_c(&format!("plugins/{name}/{name}.c"), &dir, name, &[]);
+    built.insert(name.to_owned(), path.clone());
+    path
+}
+
+/// The C fixture (`plugins/fixture-c`), compiled into `dir` as
+/// `lib<name>.so` with `defines` choosing its defect.
+pub fn c_fixture(dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
+    compile_c("plugins/fixture-c/fixture.c", dir, name, defines)
+}

@@ -38,7 +38,7 @@ fn config(plugins: Vec<PathBuf>) -> Config {
         grants: grants(&[
             ("store", &["write:/data/store", "emit:*"]),
             ("index", &["write:/data/index"]),
-            ("fx", &["write:/data/fx", "threads"]),
+            ("fx", &["write:/data/fx", "emit:fx", "threads"]),
             ("dup", &["write:/data/fx"]),
         ]),
         ..Config::default()

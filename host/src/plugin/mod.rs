@@ -25,25 +25,30 @@
 //! Strict: bootstrap stops at the first rejection.
 
 pub mod api;
+pub mod c;
 pub mod caps;
 pub mod native;
+pub mod sink;
 pub mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cep_sdk::{AbiVersion, Name, Path, PluginDescriptor, PluginKind, Value, Word};
 
 use crate::beat::Runtime;
 use crate::cei::{Fact, Severity};
+use crate::cell::Snapshot;
 use crate::config::Config;
 use crate::enzyme::Enzyme;
 
 use api::PluginCtx;
+use c::CModule;
 use caps::{Capability, Grants};
-use native::{NativeModule, SinkState};
+use native::NativeModule;
+use sink::SinkState;
 use validate::DescriptorError;
 
 /// Why a plugin file was not loaded.
@@ -87,9 +92,38 @@ impl PluginError {
 }
 
 /// The code behind a loaded plugin, by kind.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub enum PluginCode {
     Native(NativeModule),
+    C(Arc<CModule>),
+}
+
+impl PluginCode {
+    /// The enzyme at `index` in the descriptor, bound to `plugin`'s grants.
+    fn enzyme(&self, index: usize, plugin: Arc<PluginCtx>) -> Arc<dyn Enzyme> {
+        match self {
+            PluginCode::Native(module) => module.enzyme(index as u32, plugin),
+            PluginCode::C(module) => module.enzyme(index, plugin),
+        }
+    }
+
+    /// The adapter at `index` in the descriptor.
+    fn adapter(&self, index: usize) -> Arc<dyn AdapterCode> {
+        match self {
+            PluginCode::Native(module) => module.adapter(index as u32),
+            PluginCode::C(module) => module.adapter(index),
+        }
+    }
+}
+
+/// An adapter's code, whatever its plugin kind.
+pub trait AdapterCode: Send + Sync {
+    /// Starts the adapter with the sink its inputs go to.
+    fn start(&self, sink: Arc<SinkState>) -> Result<(), String>;
+    /// Shows it the state committed by `beat`.
+    fn commit(&self, beat: u64, snapshot: &Snapshot);
+    /// Stops it; afterwards it no longer uses its sink. Called once.
+    fn stop(&self);
 }
 
 /// A plugin opened and validated, not yet installed.
@@ -101,10 +135,19 @@ pub struct Loaded {
     pub code: PluginCode,
 }
 
-/// The kind a file is loaded as, from its name.
-pub fn kind_of(file: &FsPath) -> Option<PluginKind> {
+/// How a file is loaded, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A shared library: a C plugin if it exports `cep_plugin_v1`, else a
+    /// native Rust plugin.
+    Library,
+}
+
+/// How `file` is loaded, from its name; `None` for files that are not
+/// plugins.
+pub fn kind_of(file: &FsPath) -> Option<FileKind> {
     match file.extension().and_then(|e| e.to_str()) {
-        Some("so" | "dylib" | "dll") => Some(PluginKind::Native),
+        Some("so" | "dylib" | "dll") => Some(FileKind::Library),
         _ => None,
     }
 }
@@ -114,21 +157,19 @@ pub fn load_file(file: &FsPath) -> Result<Loaded, PluginError> {
     let fail = |error| PluginError::new(file, error);
     let kind = kind_of(file).ok_or_else(|| {
         fail(LoadError::UnknownKind(
-            "expected a native library (.so, .dylib, .dll)".to_owned(),
+            "expected a shared library (.so, .dylib, .dll)".to_owned(),
         ))
     })?;
     let bytes = std::fs::read(file).map_err(|e| fail(LoadError::Open(e.to_string())))?;
     let file_hash = *blake3::hash(&bytes).as_bytes();
-    let (code, descriptor) = match kind {
-        PluginKind::Native => {
-            let (module, descriptor) = NativeModule::open(file).map_err(fail)?;
-            (PluginCode::Native(module), descriptor)
+    let (kind, code, descriptor) = match kind {
+        FileKind::Library if c::is_c_plugin(file).map_err(fail)? => {
+            let (module, descriptor) = CModule::open(file).map_err(fail)?;
+            (PluginKind::C, PluginCode::C(module), descriptor)
         }
-        other => {
-            return Err(fail(LoadError::UnknownKind(format!(
-                "{} plugins are not supported yet",
-                other.as_str()
-            ))))
+        FileKind::Library => {
+            let (module, descriptor) = NativeModule::open(file).map_err(fail)?;
+            (PluginKind::Native, PluginCode::Native(module), descriptor)
         }
     };
     if descriptor.kind != kind {
@@ -227,9 +268,9 @@ pub fn load_all(config: &Config) -> Result<PluginSet, PluginError> {
 struct RunningAdapter {
     plugin: String,
     name: String,
-    module: NativeModule,
-    index: u32,
+    code: Arc<dyn AdapterCode>,
     sink: Arc<SinkState>,
+    stopped: AtomicBool,
 }
 
 /// Adapter input counts, for reports and tests.
@@ -241,6 +282,8 @@ pub struct AdapterStats {
     pub accepted: u64,
     /// Inputs refused because shutdown had begun.
     pub dropped: u64,
+    /// Offers refused because the input queue was full (back-pressure).
+    pub full: u64,
 }
 
 /// The installed plugins of one runtime.
@@ -272,10 +315,8 @@ impl PluginHost {
     /// error.
     pub fn bootstrap(runtime: &mut Runtime, config: &Config) -> Result<Self, PluginError> {
         let set = load_all(config)?;
-        let mut host = PluginHost {
-            rejected: set.rejected,
-            ..Default::default()
-        };
+        let mut host = PluginHost::default();
+        host.rejected = set.rejected;
         for loaded in set.loaded {
             if let Err(e) = host.install(runtime, config, loaded) {
                 if config.strict {
@@ -321,10 +362,8 @@ impl PluginHost {
         let fail = |error: String| PluginError::new(&loaded.file, LoadError::Install(error));
         let grants = Grants::resolve(&d.capabilities, &config.grants_for(&d.name));
         let ctx = Arc::new(PluginCtx::new(&d.name, grants.clone()));
-        let callbacks: Vec<Arc<dyn Enzyme>> = (0..d.enzymes.len() as u32)
-            .map(|i| match loaded.code {
-                PluginCode::Native(module) => module.enzyme(i, ctx.clone()),
-            })
+        let callbacks: Vec<Arc<dyn Enzyme>> = (0..d.enzymes.len())
+            .map(|i| loaded.code.enzyme(i, ctx.clone()))
             .collect();
         // All or none: try every registration on a copy first.
         let mut trial = runtime.registry().clone();
@@ -354,27 +393,24 @@ impl PluginHost {
                 .map_err(|e| fail(e.to_string()))?;
         }
         self.publish(runtime, &loaded, &grants);
-        {
-            let PluginCode::Native(module) = loaded.code;
-            for (i, adapter) in d.adapters.iter().enumerate() {
-                if !grants.allows(&Capability::Threads) {
-                    let note = format!(
-                        "plugin {} lacks capability threads: adapter {} is not started",
-                        d.name, adapter.name
-                    );
-                    report(runtime, Severity::Usage, "plugin:capability", &d.name, note);
-                    continue;
-                }
-                let source = Word::new(&adapter.name).expect("validated adapter name");
-                let sink = Arc::new(SinkState::new(runtime.injector(), source));
-                self.adapters.push(RunningAdapter {
-                    plugin: d.name.clone(),
-                    name: adapter.name.clone(),
-                    module,
-                    index: i as u32,
-                    sink,
-                });
+        for (i, adapter) in d.adapters.iter().enumerate() {
+            if !grants.allows(&Capability::Threads) {
+                let note = format!(
+                    "plugin {} lacks capability threads: adapter {} is not started",
+                    d.name, adapter.name
+                );
+                report(runtime, Severity::Usage, "plugin:capability", &d.name, note);
+                continue;
             }
+            let source = Word::new(&adapter.name).expect("validated adapter name");
+            let sink = SinkState::new(runtime.injector(), source, &d.name, grants.clone());
+            self.adapters.push(RunningAdapter {
+                plugin: d.name.clone(),
+                name: adapter.name.clone(),
+                code: loaded.code.adapter(i),
+                sink: Arc::new(sink),
+                stopped: AtomicBool::new(false),
+            });
         }
         self.installed.push((d.name.clone(), d.version.clone()));
         Ok(())
@@ -427,15 +463,10 @@ impl PluginHost {
     fn start_adapters(&mut self, runtime: &mut Runtime) {
         let mut started = Vec::new();
         for adapter in std::mem::take(&mut self.adapters) {
-            match adapter
-                .module
-                .start_adapter(adapter.index, adapter.sink.clone())
-            {
+            match adapter.code.start(adapter.sink.clone()) {
                 Ok(()) => {
-                    let (module, index) = (adapter.module, adapter.index);
-                    runtime.on_commit(move |report, snapshot| {
-                        module.adapter_commit(index, report.beat, snapshot)
-                    });
+                    let code = adapter.code.clone();
+                    runtime.on_commit(move |report, snapshot| code.commit(report.beat, snapshot));
                     started.push(adapter);
                 }
                 Err(e) => {
@@ -456,11 +487,14 @@ impl PluginHost {
         self.adapters = started;
     }
 
-    /// Stops every adapter (call once shutdown has begun: inputs sent after
-    /// that are dropped and counted).
+    /// Stops every adapter still running (call once shutdown has begun:
+    /// inputs sent after that are dropped and counted). Dropping the host
+    /// does the same.
     pub fn stop_adapters(&self) {
         for adapter in &self.adapters {
-            adapter.module.stop_adapter(adapter.index);
+            if !adapter.stopped.swap(true, Ordering::SeqCst) {
+                adapter.code.stop();
+            }
         }
     }
 
@@ -472,7 +506,14 @@ impl PluginHost {
                 adapter: a.name.clone(),
                 accepted: a.sink.accepted.load(Ordering::Relaxed),
                 dropped: a.sink.dropped.load(Ordering::Relaxed),
+                full: a.sink.full.load(Ordering::Relaxed),
             })
             .collect()
+    }
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.stop_adapters();
     }
 }

@@ -21,7 +21,6 @@
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cep_sdk::abi::{
@@ -30,11 +29,12 @@ use cep_sdk::abi::{
 };
 use cep_sdk::abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
 use cep_sdk::abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
-use cep_sdk::{PluginDescriptor, Value, Word};
+use cep_sdk::{PluginDescriptor, Value};
 
 use super::api::{self, ApiError, Call, PluginCtx};
-use super::LoadError;
-use crate::beat::{EnzymeCx, Impulse, InjectError, Injector};
+use super::sink::SinkState;
+use super::{AdapterCode, LoadError};
+use crate::beat::EnzymeCx;
 use crate::cell::Snapshot;
 use crate::enzyme::{Enzyme, Outcome};
 
@@ -68,22 +68,37 @@ impl NativeModule {
         })
     }
 
-    /// Starts adapter `index`, giving it a sink that injects as `source`.
-    pub fn start_adapter(&self, index: u32, sink: Arc<SinkState>) -> Result<(), String> {
+    /// The adapter at `index` in the descriptor.
+    pub fn adapter(&self, index: u32) -> Arc<dyn AdapterCode> {
+        Arc::new(NativeAdapter {
+            module: *self,
+            index,
+        })
+    }
+}
+
+/// A native plugin's adapter.
+struct NativeAdapter {
+    module: NativeModule,
+    index: u32,
+}
+
+impl AdapterCode for NativeAdapter {
+    fn start(&self, sink: Arc<SinkState>) -> Result<(), String> {
         let raw = HostSink(Arc::into_raw(sink) as *const c_void);
-        (self.module.adapter_start())(&HOST_API, raw, index)
+        (self.module.module.adapter_start())(&HOST_API, raw, self.index)
             .into_result()
             .map_err(RString::into_string)
     }
 
-    pub fn adapter_commit(&self, index: u32, beat: u64, snapshot: &Snapshot) {
+    fn commit(&self, beat: u64, snapshot: &Snapshot) {
         let view = ViewState { beat, snapshot };
         let raw = HostView(&view as *const ViewState<'_> as *const c_void);
-        (self.module.adapter_commit())(&HOST_API, raw, index)
+        (self.module.module.adapter_commit())(&HOST_API, raw, self.index)
     }
 
-    pub fn stop_adapter(&self, index: u32) {
-        (self.module.adapter_stop())(&HOST_API, index)
+    fn stop(&self) {
+        (self.module.module.adapter_stop())(&HOST_API, self.index)
     }
 }
 
@@ -91,7 +106,8 @@ fn library_error(e: LibraryError) -> LoadError {
     match e {
         LibraryError::OpenError { .. } => LoadError::Open(e.to_string()),
         LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin(format!(
-            "no cep root module (symbol {} not found); is it built with cep_sdk::export_plugin!?",
+            "exports neither {} (a C plugin, see include/cep.h) nor the cep root module {} (a Rust plugin built with cep_sdk::export_plugin!)",
+            cep_ffi::CEP_PLUGIN_ENTRY,
             <PluginModRef as RootModule>::BASE_NAME
         )),
         LibraryError::AbiInstability(_) => LoadError::Layout(e.to_string()),
@@ -122,53 +138,6 @@ impl Enzyme for NativeEnzyme {
                 self.plugin.name,
                 call.enzyme()
             )),
-        }
-    }
-}
-
-/// What an adapter's sink injects into.
-pub struct SinkState {
-    pub injector: Injector,
-    pub source: Word,
-    /// Inputs accepted for capture.
-    pub accepted: AtomicU64,
-    /// Inputs refused because the host was shutting down.
-    pub dropped: AtomicU64,
-}
-
-impl SinkState {
-    pub fn new(injector: Injector, source: Word) -> Self {
-        SinkState {
-            injector,
-            source,
-            accepted: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        }
-    }
-
-    /// Injects one input, counting what was accepted or dropped.
-    pub fn inject(
-        &self,
-        signal: &str,
-        target: Option<&str>,
-        payload: Option<Value>,
-    ) -> Result<u64, String> {
-        let signal = api::signal(signal).map_err(|e| e.to_string())?;
-        let mut impulse = match target {
-            Some(t) => Impulse::targeted(signal, api::cell_path(t).map_err(|e| e.to_string())?),
-            None => Impulse::signal(signal),
-        };
-        impulse.payload = payload;
-        match self.injector.inject(&self.source, impulse) {
-            Ok(seq) => {
-                self.accepted.fetch_add(1, Ordering::Relaxed);
-                Ok(seq)
-            }
-            Err(e @ InjectError::Closed { .. }) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                Err(e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
         }
     }
 }
@@ -434,7 +403,7 @@ extern "C" fn h_sink_inject(
         unsafe { sink_of(sink) }.inject(signal.as_str(), opt_str(&target), opt_value(payload))
     })) {
         Ok(Ok(seq)) => RResult::ROk(seq),
-        Ok(Err(e)) => RResult::RErr(e.into()),
+        Ok(Err(e)) => RResult::RErr(e.to_string().into()),
         Err(_) => RResult::RErr("internal host error (see the host log)".into()),
     }
 }
