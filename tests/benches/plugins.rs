@@ -1,15 +1,16 @@
-//! Plugin benchmarks (issue 5): the cost of calling an enzyme in a native
-//! plugin against the same enzyme compiled into the host, measured in one
-//! run; and bootstrapping 50 native plugins. Figures: docs/BENCHMARKS.md.
+//! Plugin benchmarks: the cost of calling an enzyme in a native plugin and
+//! in a C plugin against the same enzyme compiled into the host, measured
+//! in one run; bootstrapping 50 native plugins; a C adapter's inputs
+//! captured per second. Figures: docs/BENCHMARKS.md.
 //!
 //! The plugin libraries are release builds (`cargo bench` builds them
-//! through `cep-tests`' helper).
+//! through `cep-tests`' helpers; the C ones with `cc -O2`).
 
 use std::time::{Duration, Instant};
 
 use cep_host::plugin::PluginHost;
 use cep_host::{Config, EnzymeCx, EnzymeDescriptor, Impulse, Outcome, Path, Runtime, Value, Word};
-use cep_tests::plugins::{cdylib_in, patch_fixture};
+use cep_tests::plugins::{c_fixture, cdylib_in, patch_fixture};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// Calls per measured beat.
@@ -26,9 +27,15 @@ fn config(plugins: Vec<std::path::PathBuf>) -> Config {
         cei_signal: false,
         ..Config::default()
     };
-    config
-        .grants
-        .insert("*".into(), vec!["write:/data/fx".into(), "emit:*".into()]);
+    config.grants.insert(
+        "*".into(),
+        vec![
+            "write:/data/fx".into(),
+            "write:/data/cfx".into(),
+            "emit:*".into(),
+            "threads".into(),
+        ],
+    );
     config
 }
 
@@ -40,7 +47,8 @@ fn native_call(c: &mut Criterion) {
         "fx",
         "ok",
     );
-    let config = config(vec![lib]);
+    let c_lib = c_fixture(dir.path(), "cfx", &[]);
+    let config = config(vec![lib, c_lib]);
     let mut rt = Runtime::new(config.clone()).unwrap();
     let _host = PluginHost::bootstrap(&mut rt, &config).unwrap();
     // The same two enzymes compiled into the host.
@@ -65,14 +73,21 @@ fn native_call(c: &mut Criterion) {
         rt.step().unwrap();
     }
     let source = Word::new("bench").unwrap();
-    let targets: Vec<Path> = (0..CALLS).map(|i| p(&format!("/data/fx/c{i}"))).collect();
+    let targets = |organ: &str| -> Vec<Path> {
+        (0..CALLS)
+            .map(|i| p(&format!("/data/{organ}/c{i}")))
+            .collect()
+    };
+    let (fx, cfx) = (targets("fx"), targets("cfx"));
     let mut group = c.benchmark_group("plugin_call");
     group.throughput(Throughput::Elements(CALLS as u64));
-    for (label, signal, targeted) in [
-        ("host_empty", "hx/empty", false),
-        ("native_empty", "fx/empty", false),
-        ("host_write", "hx/write", true),
-        ("native_write", "fx/write", true),
+    for (label, signal, targeted, targets) in [
+        ("host_empty", "hx/empty", false, &fx),
+        ("native_empty", "fx/empty", false, &fx),
+        ("c_empty", "cfx/empty", false, &cfx),
+        ("host_write", "hx/write", true, &fx),
+        ("native_write", "fx/write", true, &fx),
+        ("c_write", "cfx/write", true, &cfx),
     ] {
         let signal = p(signal);
         group.bench_function(label, |b| {
@@ -133,5 +148,49 @@ fn bootstrap_50(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, native_call, bootstrap_50);
+/// A C adapter offering `INPUTS` small inputs as fast as the host takes
+/// them, captured by beats run back to back: the time from bootstrap until
+/// every input has been captured (count in = count captured).
+fn adapter_capture(c: &mut Criterion) {
+    const INPUTS: u64 = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let lib = c_fixture(
+        dir.path(),
+        "cfx",
+        &["CFX_ADAPTER", &format!("CFX_INPUTS={INPUTS}")],
+    );
+    let mut group = c.benchmark_group("adapter_capture");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(INPUTS));
+    for (label, queue) in [("queue_1M", 1usize << 20), ("queue_64k", 1 << 16)] {
+        group.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let config = Config {
+                        inject_queue_max: queue,
+                        ..config(vec![lib.clone()])
+                    };
+                    let mut rt = Runtime::new(config.clone()).unwrap();
+                    let injector = rt.injector();
+                    let start = Instant::now();
+                    let host = PluginHost::bootstrap(&mut rt, &config).unwrap();
+                    let mut captured = 0;
+                    while host.adapter_stats()[0].accepted < INPUTS || injector.pending() > 0 {
+                        captured += rt.step().unwrap().impulses as u64;
+                    }
+                    total += start.elapsed();
+                    host.stop_adapters();
+                    assert_eq!(host.adapter_stats()[0].accepted, INPUTS);
+                    assert!(captured >= INPUTS);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, native_call, bootstrap_50, adapter_capture);
 criterion_main!(benches);
