@@ -1,5 +1,6 @@
 //! Helpers shared by cep's cross-crate integration tests (in `tests/`).
 
+pub mod cc;
 pub mod plugins;
 
 use std::sync::{Arc, Mutex, Once};

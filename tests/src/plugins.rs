@@ -114,39 +114,11 @@ pub fn cep_bin() -> PathBuf {
     path
 }
 
-/// The C compiler: `$CC`, else `cc`.
-fn c_compiler() -> String {
-    std::env::var("CC").unwrap_or_else(|_| "cc".to_owned())
-}
-
-/// Compiles the C plugin `source` (relative to the workspace) into
-/// `out_dir/lib<name>.so` with the system C compiler against
-/// `include/cep.h`, defining each of `defines` (`NAME` or `NAME=VALUE`).
-/// The same command a C author runs (docs/guide-c.md), with warnings as
-/// errors. The library is written under a temporary name and renamed, so
-/// concurrent builds of the same file never load a half-written library.
+/// Compiles a C plugin of the workspace (see [`crate::cc::compile_c`]),
+/// panicking on failure.
 pub fn compile_c(source: &str, out_dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
-    let root = workspace();
-    let out = out_dir.join(format!(
-        "{}{name}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    ));
-    let partial = out_dir.join(format!(".{name}.{}.partial", std::process::id()));
-    let mut cmd = Command::new(c_compiler());
-    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-shared"])
-        .args(["-fPIC", "-pthread", "-I"])
-        .arg(root.join("include"));
-    for define in defines {
-        cmd.arg(format!("-D{define}"));
-    }
-    cmd.arg("-o").arg(&partial).arg(root.join(source));
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run the C compiler ({}): {e}", c_compiler()));
-    assert!(status.success(), "compiling {source} failed: {status}");
-    std::fs::rename(&partial, &out).expect("compiled library renamed into place");
-    out
+    crate::cc::compile_c(&workspace(), source, out_dir, name, defines)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The C plugin `plugins/<name>/<name>.c`, compiled once per process into

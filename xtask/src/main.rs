@@ -2,10 +2,16 @@
 //!
 //! Tasks:
 //! - `demo [--beats N]`: builds the `cep` binary and the example plugins in
-//!   release mode, writes `target/demo/cep.toml`, runs the plugin world on
-//!   both executors (their final hashes must match) and prints its organs,
-//!   its index and its boot dossier; then does the same for the embedded
-//!   kernel world.
+//!   release mode (the Rust ones with cargo, the C ones with the system C
+//!   compiler against `include/cep.h`), writes `target/demo/cep.toml`, runs
+//!   the plugin world on both executors (their final hashes must match) and
+//!   prints its organs, its index and its boot dossier; runs the same world
+//!   live with the C sensor adapter; then runs the embedded kernel world on
+//!   both executors.
+//! - `header`: regenerates `include/cep.h` from `ffi/` with cbindgen.
+
+#[path = "../../tests/src/cc.rs"]
+mod cc;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,8 +29,13 @@ fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
-        Some(other) => bail!("unknown task {other:?}; known tasks: demo"),
-        None => bail!("usage: cargo run -p xtask -- demo [--beats N]"),
+        Some("header") => status(
+            cargo()
+                .args(["test", "-q", "-p", "cep-ffi", "--test", "header"])
+                .env("CEP_BLESS_HEADER", "1"),
+        ),
+        Some(other) => bail!("unknown task {other:?}; known tasks: demo, header"),
+        None => bail!("usage: cargo run -p xtask -- demo [--beats N] | header"),
     }
 }
 
@@ -69,6 +80,10 @@ fn last_line(text: &str) -> String {
 /// The native plugins the demo loads, by package.
 const DEMO_PLUGINS: [&str; 2] = ["cep-plugin-store", "cep-plugin-index"];
 
+/// The C plugins the demo compiles (`plugins/<name>/<name>.c`): the
+/// thermostat organ, and the sensor adapter (loaded in the live run only).
+const C_PLUGINS: [&str; 2] = ["thermo", "sensor"];
+
 fn demo(args: &[String]) -> Result<()> {
     let beats = match args {
         [] => "2000".to_owned(),
@@ -85,11 +100,21 @@ fn demo(args: &[String]) -> Result<()> {
     status(&mut build)?;
     let release = workspace_root().join("target/release");
     let cep = release.join("cep");
+    let c_dir = release.join("c-plugins");
+    std::fs::create_dir_all(&c_dir)?;
+    let mut c_libs = Vec::new();
+    for name in C_PLUGINS {
+        let source = format!("plugins/{name}/{name}.c");
+        println!("== cc {source} (against include/cep.h)");
+        let lib = cc::compile_c(&workspace_root(), &source, &c_dir, name, &[])
+            .map_err(anyhow::Error::msg)?;
+        c_libs.push(format!("{:?}", lib.display().to_string()));
+    }
 
     // The plugin world: two native organs, the index depending on the store.
     let demo_dir = workspace_root().join("target/demo");
     std::fs::create_dir_all(&demo_dir)?;
-    let libs: Vec<String> = DEMO_PLUGINS
+    let mut libs: Vec<String> = DEMO_PLUGINS
         .iter()
         .map(|p| {
             let file = format!(
@@ -101,11 +126,25 @@ fn demo(args: &[String]) -> Result<()> {
             format!("{:?}", release.join(file).display().to_string())
         })
         .collect();
+    libs.push(c_libs[0].clone());
+    let grants = "[grants]\nstore = [\"write:/data/store\", \"emit:store\", \"emit:index\"]\nindex = [\"write:/data/index\"]\nthermo = [\"write:/data/thermo\", \"emit:thermo\"]\nsensor = [\"threads\", \"emit:sensor\"]\n";
     let config = demo_dir.join("cep.toml");
     std::fs::write(
         &config,
         format!(
-            "# Written by `cargo xtask demo`.\nplugins = [{}]\n\n[grants]\nstore = [\"write:/data/store\", \"emit:store\", \"emit:index\"]\nindex = [\"write:/data/index\"]\n",
+            "# Written by `cargo xtask demo`: the Rust organs and the C thermostat.\nplugins = [{}]\n\n{grants}",
+            libs.join(", ")
+        ),
+    )?;
+    // The live world adds the C sensor adapter, whose readings arrive when
+    // its thread produces them: the only nondeterministic input, so this
+    // run is not compared across executors (the journal will record it).
+    let live = demo_dir.join("cep-live.toml");
+    libs.push(c_libs[1].clone());
+    std::fs::write(
+        &live,
+        format!(
+            "# Written by `cargo xtask demo`: the same world with the C sensor adapter.\nplugins = [{}]\n\n{grants}",
             libs.join(", ")
         ),
     )?;
@@ -118,7 +157,7 @@ fn demo(args: &[String]) -> Result<()> {
     };
     println!("== cep run --config {config} --beats {beats} --shutdown (cooperative)");
     let one = output(&mut with_config(&[]))?;
-    let loaded = format!("{} plugins loaded", DEMO_PLUGINS.len());
+    let loaded = format!("{} plugins loaded", DEMO_PLUGINS.len() + 1);
     if !one.contains(&loaded) || !one.contains(", 0 rejected") {
         bail!("the demo plugins did not all load");
     }
@@ -131,7 +170,12 @@ fn demo(args: &[String]) -> Result<()> {
             last_line(&two)
         );
     }
-    for path in ["/rt/organs", "/data/index", "/rt/ops/boot/history"] {
+    for path in [
+        "/rt/organs",
+        "/data/index",
+        "/data/thermo",
+        "/rt/ops/boot/history",
+    ] {
         println!("== cep inspect {path} (plugin world)");
         let mut cmd = Command::new(&cep);
         cmd.args([
@@ -144,6 +188,22 @@ fn demo(args: &[String]) -> Result<()> {
             "--shutdown",
         ]);
         status(&mut cmd)?;
+    }
+
+    let live = live.display().to_string();
+    println!("== cep run --config {live} --beats {beats} --rate 2000 --shutdown (live: the C sensor adapter feeds the C thermostat)");
+    let out = output(Command::new(&cep).args([
+        "run",
+        "--config",
+        &live,
+        "--beats",
+        &beats,
+        "--rate",
+        "2000",
+        "--shutdown",
+    ]))?;
+    if !out.contains("adapter sensor/probe:") || !out.contains(", 0 rejected") {
+        bail!("the live world did not run the sensor adapter");
     }
 
     // The embedded kernel world (no plugins): broadcast and bound enzymes,

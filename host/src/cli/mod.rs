@@ -65,6 +65,11 @@ struct RunArgs {
     /// Stop early once nothing is queued.
     #[arg(long)]
     until_idle: bool,
+    /// Pace the beats to at most this many per second (for live adapters;
+    /// by default beats run back to back). Pacing changes which beat an
+    /// adapter input lands in, never what a beat computes from its inputs.
+    #[arg(long, value_name = "HZ")]
+    rate: Option<f64>,
     /// Executor backend (overrides the configuration).
     #[arg(long)]
     executor: Option<ExecutorKind>,
@@ -170,11 +175,24 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
         None
     };
     let started = Instant::now();
+    let period = match args.rate {
+        Some(hz) if hz > 0.0 && hz.is_finite() => {
+            Some(std::time::Duration::from_secs_f64(1.0 / hz))
+        }
+        Some(hz) => {
+            return Err(UsageError(format!("--rate must be a positive number, not {hz}")).into())
+        }
+        None => None,
+    };
     let mut last = None;
     let (mut impulses, mut calls, mut facts) = (0usize, 0usize, 0usize);
-    for _ in 0..args.beats {
+    for i in 0..args.beats {
         if args.until_idle && last.is_some() && !runtime.has_pending() {
             break;
+        }
+        if let Some(period) = period {
+            let due = started + period.mul_f64(i as f64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
         let report = runtime.step()?;
         impulses += report.impulses;
