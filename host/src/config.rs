@@ -100,7 +100,12 @@ impl Config {
             path: path.to_owned(),
             reason,
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // `cep.toml` has an empty parent; "./" keeps a bare file name from
+        // being looked up in the loader's search path instead.
+        let base = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
         for p in config
             .plugins
             .iter_mut()

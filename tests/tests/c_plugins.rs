@@ -454,3 +454,34 @@ fn cep_run_loads_c_plugins_and_strict_mode_exits_2_on_a_bad_one() {
         "{err}"
     );
 }
+
+#[test]
+fn a_config_beside_its_plugin_names_it_by_file_name() {
+    // The guide's layout (docs/guide-c.md): cep.toml and libthermo.so in
+    // one directory, `cep run --config cep.toml` from there.
+    let dir = tempfile::tempdir().unwrap();
+    cep_tests::plugins::compile_c("plugins/thermo/thermo.c", dir.path(), "thermo", &[]);
+    let lib = format!(
+        "{}thermo{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    std::fs::write(
+        dir.path().join("cep.toml"),
+        format!(
+            "plugins = [{lib:?}]\n[grants]\nthermo = [\"write:/data/thermo\", \"emit:thermo\"]\n"
+        ),
+    )
+    .unwrap();
+    let run = std::process::Command::new(cep_bin())
+        .current_dir(dir.path())
+        .args(["run", "--config", "cep.toml", "--beats", "10"])
+        .output()
+        .expect("cep runs");
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        out.contains("1 plugins loaded (thermo 0.1.0), 0 rejected"),
+        "{out}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
