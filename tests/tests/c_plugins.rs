@@ -485,3 +485,29 @@ fn a_config_beside_its_plugin_names_it_by_file_name() {
         String::from_utf8_lossy(&run.stderr)
     );
 }
+
+#[test]
+fn the_c_guide_example_compiles_loads_and_greets() {
+    // docs/guide-c.md must stay true: its C source is compiled and run.
+    let guide = std::fs::read_to_string(cep_tests::plugins::workspace().join("docs/guide-c.md"))
+        .expect("docs/guide-c.md");
+    let source = guide
+        .split("```c\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the guide has a C block");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hello.c");
+    std::fs::write(&file, source).unwrap();
+    let lib = cep_tests::plugins::compile_c(file.to_str().unwrap(), dir.path(), "hello", &[]);
+    let mut config = config(vec![lib]);
+    config.grants.insert(
+        "hello".into(),
+        vec!["write:/data/hello".into(), "emit:hello".into()],
+    );
+    let (mut runtime, host) = boot(&config);
+    assert!(host.rejected().is_empty(), "{:?}", host.rejected());
+    runtime.run(10).unwrap();
+    assert_eq!(int(&runtime, "/data/hello/greetings"), Some(1));
+    assert_eq!(text(&runtime, "/data/hello/last").as_deref(), Some("world"));
+}
