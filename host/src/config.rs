@@ -85,6 +85,17 @@ pub struct Config {
     /// Capabilities granted per plugin name; `"*"` grants to every plugin.
     /// A plugin holds what it requests and is granted. Default none.
     pub grants: BTreeMap<String, Vec<String>>,
+    /// Lua VM instructions one call of a Lua enzyme may run; beyond it the
+    /// call is `fatal` (`lua:budget`). Counted in steps of 1,000. Default
+    /// 10,000,000.
+    pub lua_budget: u64,
+    /// Bytes the world's Lua VM may allocate; beyond it the call that
+    /// allocates is `fatal` (`lua:memory`). Default 64 MiB.
+    pub lua_memory_max: usize,
+    /// Kilobytes of Lua garbage-collection work done after every beat (the
+    /// collector never runs on its own, so its work is the same on every
+    /// run). Default 256.
+    pub lua_gc_step_kb: u32,
 }
 
 impl Config {
@@ -185,6 +196,9 @@ impl Default for Config {
             plugin_dirs: Vec::new(),
             strict: false,
             grants: BTreeMap::new(),
+            lua_budget: 10_000_000,
+            lua_memory_max: 64 << 20,
+            lua_gc_step_kb: 256,
         }
     }
 }

@@ -8,7 +8,9 @@
 //! - `threaded` splits the agenda into tasks taken by a fixed pool of
 //!   crossbeam workers; the heartbeat thread merges task outputs by agenda
 //!   position. Calls of a *stateful* enzyme form one lane that a single
-//!   worker runs in agenda order, so such an enzyme never runs twice at once.
+//!   worker runs in agenda order, so such an enzyme never runs twice at once;
+//!   so do the calls of every enzyme naming the same [`Enzyme::lane`] (the
+//!   enzymes of one Lua VM).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -157,8 +159,25 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn is_stateful(work: &BeatWork, pos: usize) -> bool {
-    work.registry.spec(work.agenda[pos].enzyme).flags.stateful
+/// Which lane runs an agenda entry, if it is not free to run anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum LaneKey {
+    /// The calls of one stateful enzyme.
+    Enzyme(EnzymeId),
+    /// The calls of every enzyme sharing a named lane.
+    Named(&'static str),
+}
+
+fn lane_of(work: &BeatWork, pos: usize) -> Option<LaneKey> {
+    let id = work.agenda[pos].enzyme;
+    let registered = work.registry.get(id);
+    if let Some(name) = registered.callback.lane() {
+        Some(LaneKey::Named(name))
+    } else if registered.spec.flags.stateful {
+        Some(LaneKey::Enzyme(id))
+    } else {
+        None
+    }
 }
 
 /// RW slices run on the heartbeat thread only.
@@ -171,9 +190,9 @@ fn is_heartbeat_only(work: &BeatWork, pos: usize) -> bool {
 }
 
 enum Task {
-    /// Agenda positions `start..end`, skipping stateful calls.
+    /// Agenda positions `start..end`, skipping calls that belong to a lane.
     Range(usize, usize),
-    /// The calls of one stateful enzyme, in agenda order.
+    /// The calls of one lane, in agenda order.
     Lane(Vec<u32>),
 }
 
@@ -200,7 +219,8 @@ impl Batch {
                 match task {
                     Task::Range(start, end) => {
                         for pos in *start..*end {
-                            if !is_stateful(&self.work, pos) && !is_heartbeat_only(&self.work, pos)
+                            if lane_of(&self.work, pos).is_none()
+                                && !is_heartbeat_only(&self.work, pos)
                             {
                                 run_slot(&self.work, pos, &mut out);
                             }
@@ -262,16 +282,13 @@ impl Pool {
         if n < PARALLEL_SLOTS_MIN {
             return compute_inline(work, buf);
         }
-        let mut lanes: std::collections::BTreeMap<EnzymeId, Vec<u32>> = Default::default();
+        let mut lanes: std::collections::BTreeMap<LaneKey, Vec<u32>> = Default::default();
         let mut heartbeat_only = Vec::new();
         for pos in 0..n {
             if is_heartbeat_only(work, pos) {
                 heartbeat_only.push(pos);
-            } else if is_stateful(work, pos) {
-                lanes
-                    .entry(work.agenda[pos].enzyme)
-                    .or_default()
-                    .push(pos as u32);
+            } else if let Some(lane) = lane_of(work, pos) {
+                lanes.entry(lane).or_default().push(pos as u32);
             }
         }
         let chunk = n

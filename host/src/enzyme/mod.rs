@@ -20,6 +20,15 @@ pub use cep_sdk::Outcome;
 /// enzymes' intents of the same beat.
 pub trait Enzyme: Send + Sync + 'static {
     fn call(&self, cx: &mut EnzymeCx<'_>) -> Outcome;
+
+    /// A lane this enzyme shares with others: the threaded executor runs
+    /// every call of every enzyme of one lane on one worker, in agenda order
+    /// (as it does for the calls of one stateful enzyme). For enzymes that
+    /// share state they cannot lock in a fixed order, such as a world's one
+    /// Lua VM. Default: none.
+    fn lane(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 impl<F> Enzyme for F

@@ -27,6 +27,7 @@
 pub mod api;
 pub mod c;
 pub mod caps;
+pub mod lua;
 pub mod native;
 pub mod sink;
 pub mod validate;
@@ -47,6 +48,7 @@ use crate::enzyme::Enzyme;
 use api::PluginCtx;
 use c::CModule;
 use caps::{Capability, Grants};
+use lua::{LuaLimits, LuaScript, LuaWorld};
 use native::NativeModule;
 use sink::SinkState;
 use validate::DescriptorError;
@@ -72,6 +74,12 @@ pub enum LoadError {
     Install(String),
     #[error("unknown plugin kind: {0}")]
     UnknownKind(String),
+    #[error("syntax error in {script} at line {line}: {message}")]
+    Syntax {
+        script: String,
+        line: u32,
+        message: String,
+    },
 }
 
 /// A rejected plugin: which file, and why.
@@ -96,22 +104,16 @@ impl PluginError {
 pub enum PluginCode {
     Native(NativeModule),
     C(Arc<CModule>),
+    Lua(Arc<LuaScript>),
 }
 
 impl PluginCode {
-    /// The enzyme at `index` in the descriptor, bound to `plugin`'s grants.
-    fn enzyme(&self, index: usize, plugin: Arc<PluginCtx>) -> Arc<dyn Enzyme> {
+    /// The adapter at `index` in the descriptor (Lua plugins have none).
+    fn adapter(&self, index: usize) -> Option<Arc<dyn AdapterCode>> {
         match self {
-            PluginCode::Native(module) => module.enzyme(index as u32, plugin),
-            PluginCode::C(module) => module.enzyme(index, plugin),
-        }
-    }
-
-    /// The adapter at `index` in the descriptor.
-    fn adapter(&self, index: usize) -> Arc<dyn AdapterCode> {
-        match self {
-            PluginCode::Native(module) => module.adapter(index as u32),
-            PluginCode::C(module) => module.adapter(index),
+            PluginCode::Native(module) => Some(module.adapter(index as u32)),
+            PluginCode::C(module) => Some(module.adapter(index)),
+            PluginCode::Lua(_) => None,
         }
     }
 }
@@ -141,11 +143,16 @@ pub enum FileKind {
     /// A shared library: a C plugin if it exports `cep_plugin_v1`, else a
     /// native Rust plugin.
     Library,
+    /// A Lua script: a `.lua` file or a folder holding `init.lua`.
+    Lua,
 }
 
 /// How `file` is loaded, from its name; `None` for files that are not
 /// plugins.
 pub fn kind_of(file: &FsPath) -> Option<FileKind> {
+    if lua::script_path(file).is_some() {
+        return Some(FileKind::Lua);
+    }
     match file.extension().and_then(|e| e.to_str()) {
         Some("so" | "dylib" | "dll") => Some(FileKind::Library),
         _ => None,
@@ -157,10 +164,15 @@ pub fn load_file(file: &FsPath) -> Result<Loaded, PluginError> {
     let fail = |error| PluginError::new(file, error);
     let kind = kind_of(file).ok_or_else(|| {
         fail(LoadError::UnknownKind(
-            "expected a shared library (.so, .dylib, .dll)".to_owned(),
+            "expected a shared library (.so, .dylib, .dll), a .lua script or a folder with init.lua"
+                .to_owned(),
         ))
     })?;
-    let bytes = std::fs::read(file).map_err(|e| fail(LoadError::Open(e.to_string())))?;
+    let content = match kind {
+        FileKind::Lua => lua::script_path(file).unwrap_or_else(|| file.to_owned()),
+        FileKind::Library => file.to_owned(),
+    };
+    let bytes = std::fs::read(content).map_err(|e| fail(LoadError::Open(e.to_string())))?;
     let file_hash = *blake3::hash(&bytes).as_bytes();
     let (kind, code, descriptor) = match kind {
         FileKind::Library if c::is_c_plugin(file).map_err(fail)? => {
@@ -170,6 +182,10 @@ pub fn load_file(file: &FsPath) -> Result<Loaded, PluginError> {
         FileKind::Library => {
             let (module, descriptor) = NativeModule::open(file).map_err(fail)?;
             (PluginKind::Native, PluginCode::Native(module), descriptor)
+        }
+        FileKind::Lua => {
+            let (script, descriptor) = lua::open(file).map_err(fail)?;
+            (PluginKind::Lua, PluginCode::Lua(script), descriptor)
         }
     };
     if descriptor.kind != kind {
@@ -292,6 +308,8 @@ pub struct PluginHost {
     installed: Vec<(String, String)>,
     rejected: Vec<PluginError>,
     adapters: Vec<RunningAdapter>,
+    /// The world's Lua VM, made with the first Lua plugin.
+    lua: Option<Arc<LuaWorld>>,
 }
 
 /// Records a fact about `plugin` at the next commit.
@@ -362,9 +380,19 @@ impl PluginHost {
         let fail = |error: String| PluginError::new(&loaded.file, LoadError::Install(error));
         let grants = Grants::resolve(&d.capabilities, &config.grants_for(&d.name));
         let ctx = Arc::new(PluginCtx::new(&d.name, grants.clone()));
-        let callbacks: Vec<Arc<dyn Enzyme>> = (0..d.enzymes.len())
-            .map(|i| loaded.code.enzyme(i, ctx.clone()))
-            .collect();
+        let callbacks: Vec<Arc<dyn Enzyme>> = match &loaded.code {
+            PluginCode::Native(module) => (0..d.enzymes.len())
+                .map(|i| module.enzyme(i as u32, ctx.clone()))
+                .collect(),
+            PluginCode::C(module) => (0..d.enzymes.len())
+                .map(|i| module.enzyme(i, ctx.clone()))
+                .collect(),
+            PluginCode::Lua(script) => self
+                .lua_world(runtime, config)
+                .map_err(&fail)?
+                .install(script, d, ctx.clone())
+                .map_err(&fail)?,
+        };
         // All or none: try every registration on a copy first.
         let mut trial = runtime.registry().clone();
         for (desc, callback) in d.enzymes.iter().zip(&callbacks) {
@@ -402,18 +430,38 @@ impl PluginHost {
                 report(runtime, Severity::Usage, "plugin:capability", &d.name, note);
                 continue;
             }
+            let Some(code) = loaded.code.adapter(i) else {
+                continue;
+            };
             let source = Word::new(&adapter.name).expect("validated adapter name");
             let sink = SinkState::new(runtime.injector(), source, &d.name, grants.clone());
             self.adapters.push(RunningAdapter {
                 plugin: d.name.clone(),
                 name: adapter.name.clone(),
-                code: loaded.code.adapter(i),
+                code,
                 sink: Arc::new(sink),
                 stopped: AtomicBool::new(false),
             });
         }
         self.installed.push((d.name.clone(), d.version.clone()));
         Ok(())
+    }
+
+    /// The world's Lua VM, made on first use; its collector steps after
+    /// every beat.
+    fn lua_world(
+        &mut self,
+        runtime: &mut Runtime,
+        config: &Config,
+    ) -> Result<Arc<LuaWorld>, String> {
+        if let Some(world) = &self.lua {
+            return Ok(world.clone());
+        }
+        let world = LuaWorld::new(LuaLimits::of(config))?;
+        let collector = world.clone();
+        runtime.on_commit(move |_, _| collector.collect());
+        self.lua = Some(world.clone());
+        Ok(world)
     }
 
     /// `/sys/plugins/<name>/<version>/` (sealed: kind, abi, file name,
