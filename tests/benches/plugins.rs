@@ -1,6 +1,6 @@
-//! Plugin benchmarks: the cost of calling an enzyme in a native plugin and
-//! in a C plugin against the same enzyme compiled into the host, measured
-//! in one run; bootstrapping 50 native plugins; a C adapter's inputs
+//! Plugin benchmarks: the cost of calling an enzyme in a native plugin, a C
+//! plugin and a Lua script against the same enzyme compiled into the host,
+//! measured in one run; bootstrapping 50 native plugins; a C adapter's inputs
 //! captured per second. Figures: docs/BENCHMARKS.md.
 //!
 //! The plugin libraries are release builds (`cargo bench` builds them
@@ -32,6 +32,7 @@ fn config(plugins: Vec<std::path::PathBuf>) -> Config {
         vec![
             "write:/data/fx".into(),
             "write:/data/cfx".into(),
+            "write:/data/lx".into(),
             "emit:*".into(),
             "threads".into(),
         ],
@@ -48,7 +49,17 @@ fn native_call(c: &mut Criterion) {
         "ok",
     );
     let c_lib = c_fixture(dir.path(), "cfx", &[]);
-    let config = config(vec![lib, c_lib]);
+    let lua = dir.path().join("lx.lua");
+    std::fs::write(
+        &lua,
+        r#"return { name = "lx", version = "0.1.0", capabilities = { "write:/data/lx" },
+  enzymes = {
+    { name = "lx.empty", signal = "lx/empty", run = function() end },
+    { name = "lx.write", signal = "lx/write", run = function(payload, target) cep.write(target, payload) end },
+  } }"#,
+    )
+    .unwrap();
+    let config = config(vec![lib, c_lib, lua]);
     let mut rt = Runtime::new(config.clone()).unwrap();
     let _host = PluginHost::bootstrap(&mut rt, &config).unwrap();
     // The same two enzymes compiled into the host.
@@ -78,16 +89,18 @@ fn native_call(c: &mut Criterion) {
             .map(|i| p(&format!("/data/{organ}/c{i}")))
             .collect()
     };
-    let (fx, cfx) = (targets("fx"), targets("cfx"));
+    let (fx, cfx, lx) = (targets("fx"), targets("cfx"), targets("lx"));
     let mut group = c.benchmark_group("plugin_call");
     group.throughput(Throughput::Elements(CALLS as u64));
     for (label, signal, targeted, targets) in [
         ("host_empty", "hx/empty", false, &fx),
         ("native_empty", "fx/empty", false, &fx),
         ("c_empty", "cfx/empty", false, &cfx),
+        ("lua_empty", "lx/empty", false, &lx),
         ("host_write", "hx/write", true, &fx),
         ("native_write", "fx/write", true, &fx),
         ("c_write", "cfx/write", true, &cfx),
+        ("lua_write", "lx/write", true, &lx),
     ] {
         let signal = p(signal);
         group.bench_function(label, |b| {

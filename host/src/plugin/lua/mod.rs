@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cep_sdk::descriptor::MatchKind;
 use cep_sdk::{AbiVersion, EnzymeDescriptor, PluginDescriptor, PluginKind};
-use mlua::{Function, HookTriggers, Lua, LuaOptions, RegistryKey, StdLib, Table, VmState};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, VmState};
 
 use super::api::{Call, PluginCtx};
 use super::LoadError;
@@ -167,16 +167,17 @@ struct Vm {
     seed: Function,
     /// The beat `math.random` was last seeded for.
     seeded: Option<u64>,
-    /// The next `cep.delay` id, per plugin, in call order.
-    delays: std::collections::BTreeMap<String, i64>,
 }
 
 /// A Lua plugin installed in a world.
 struct Installed {
-    name: String,
-    functions: Vec<RegistryKey>,
+    /// The declared enzymes' `run` functions.
+    functions: Vec<Function>,
     /// The plugin's table of pending `cep.delay` callbacks, by id.
-    delayed: RegistryKey,
+    delayed: Table,
+    /// The next `cep.delay` id (ids are given in call order, which is
+    /// agenda order).
+    next_delay: i64,
 }
 
 impl Vm {
@@ -219,7 +220,6 @@ impl Vm {
             environment,
             seed,
             seeded: None,
-            delays: Default::default(),
         })
     }
 
@@ -345,21 +345,12 @@ impl LuaWorld {
                 script.chunk
             ));
         }
-        let lua = &world.vm.lua;
-        let keys = functions
-            .into_iter()
-            .map(|f| lua.create_registry_value(f))
-            .collect::<mlua::Result<Vec<_>>>()
-            .map_err(|e| e.to_string())?;
-        let delayed = lua
-            .create_table()
-            .and_then(|t| lua.create_registry_value(t))
-            .map_err(|e| e.to_string())?;
+        let delayed = world.vm.lua.create_table().map_err(|e| e.to_string())?;
         let index = world.installed.len();
         world.installed.push(Installed {
-            name: descriptor.name.clone(),
-            functions: keys,
+            functions,
             delayed,
+            next_delay: 0,
         });
         let mut out: Vec<Arc<dyn Enzyme>> = (0..script.declared)
             .map(|i| {
@@ -431,7 +422,7 @@ struct LuaEnzyme {
 pub(crate) struct LuaCall<'c, 'a> {
     pub call: Call<'c, 'a>,
     /// The plugin's `cep.delay` table and next id.
-    delayed: Table,
+    delayed: &'c Table,
     next_delay: &'c mut i64,
 }
 
@@ -448,30 +439,32 @@ impl Enzyme for LuaEnzyme {
     fn call(&self, cx: &mut EnzymeCx<'_>) -> Outcome {
         let mut guard = self.world.lock();
         let world = &mut *guard;
-        let installed = &world.installed[self.index];
         let vm = &mut world.vm;
+        let Installed {
+            functions,
+            delayed,
+            next_delay,
+        } = &mut world.installed[self.index];
         let beat = cx.beat();
-        let prepared = (|| -> mlua::Result<(Function, Table)> {
+        let prepared = (|| -> mlua::Result<Option<Function>> {
             vm.seed_for(beat)?;
-            let delayed: Table = vm.lua.registry_value(&installed.delayed)?;
-            let function = match self.run {
-                Run::Declared(i) => vm.lua.registry_value(&installed.functions[i])?,
+            Ok(match self.run {
+                Run::Declared(_) => None,
                 Run::Delayed => {
                     let id = cx.payload().and_then(|v| v.as_i64()).unwrap_or(-1);
                     let f: Option<Function> = delayed.get(id)?;
                     delayed.set(id, mlua::Value::Nil)?;
                     match f {
-                        Some(f) => f,
+                        Some(f) => Some(f),
                         None => {
                             return Err(mlua::Error::runtime(format!("no cep.delay callback {id}")))
                         }
                     }
                 }
-            };
-            Ok((function, delayed))
+            })
         })();
-        let (function, delayed) = match prepared {
-            Ok(ready) => ready,
+        let callback = match prepared {
+            Ok(callback) => callback,
             Err(e) => {
                 return Outcome::Fatal(format!(
                     "plugin {}: {}",
@@ -480,7 +473,11 @@ impl Enzyme for LuaEnzyme {
                 ))
             }
         };
-        let next_delay = vm.delays.entry(installed.name.clone()).or_insert(0);
+        let function = match (&self.run, &callback) {
+            (Run::Declared(i), _) => &functions[*i],
+            (Run::Delayed, Some(f)) => f,
+            (Run::Delayed, None) => unreachable!("a delayed call has its callback"),
+        };
         let mut state = LuaCall {
             call: Call::new(cx, &self.plugin),
             delayed,
