@@ -4,10 +4,11 @@
 //! - `demo [--beats N]`: builds the `cep` binary and the example plugins in
 //!   release mode (the Rust ones with cargo, the C ones with the system C
 //!   compiler against `include/cep.h`), writes `target/demo/cep.toml`, runs
-//!   the plugin world on both executors (their final hashes must match) and
-//!   prints its organs, its index and its boot dossier; runs the same world
-//!   live with the C sensor adapter; then runs the embedded kernel world on
-//!   both executors.
+//!   the plugin world (Rust, C and Lua organs) on both executors (their
+//!   final hashes must match) and prints its organs, its index, the
+//!   thermostat, the Lua watcher (whose follow-ups use `cep.delay`) and its
+//!   boot dossier; runs the same world live with the C sensor adapter; then
+//!   runs the embedded kernel world on both executors.
 //! - `header`: regenerates `include/cep.h` from `ffi/` with cbindgen.
 
 #[path = "../../tests/src/cc.rs"]
@@ -127,12 +128,15 @@ fn demo(args: &[String]) -> Result<()> {
         })
         .collect();
     libs.push(c_libs[0].clone());
-    let grants = "[grants]\nstore = [\"write:/data/store\", \"emit:store\", \"emit:index\"]\nindex = [\"write:/data/index\"]\nthermo = [\"write:/data/thermo\", \"emit:thermo\"]\nsensor = [\"threads\", \"emit:sensor\"]\n";
+    // The Lua organ: a script, loaded as it is.
+    let watch = workspace_root().join("plugins/watch/watch.lua");
+    libs.push(format!("{:?}", watch.display().to_string()));
+    let grants = "[grants]\nstore = [\"write:/data/store\", \"emit:store\", \"emit:index\"]\nindex = [\"write:/data/index\"]\nthermo = [\"write:/data/thermo\", \"emit:thermo\"]\nsensor = [\"threads\", \"emit:sensor\"]\nwatch = [\"write:/data/watch\", \"emit:watch\"]\n";
     let config = demo_dir.join("cep.toml");
     std::fs::write(
         &config,
         format!(
-            "# Written by `cargo xtask demo`: the Rust organs and the C thermostat.\nplugins = [{}]\n\n{grants}",
+            "# Written by `cargo xtask demo`: the Rust organs, the C thermostat and the Lua watcher.\nplugins = [{}]\n\n{grants}",
             libs.join(", ")
         ),
     )?;
@@ -157,7 +161,7 @@ fn demo(args: &[String]) -> Result<()> {
     };
     println!("== cep run --config {config} --beats {beats} --shutdown (cooperative)");
     let one = output(&mut with_config(&[]))?;
-    let loaded = format!("{} plugins loaded", DEMO_PLUGINS.len() + 1);
+    let loaded = format!("{} plugins loaded", DEMO_PLUGINS.len() + 2);
     if !one.contains(&loaded) || !one.contains(", 0 rejected") {
         bail!("the demo plugins did not all load");
     }
@@ -174,6 +178,7 @@ fn demo(args: &[String]) -> Result<()> {
         "/rt/organs",
         "/data/index",
         "/data/thermo",
+        "/data/watch",
         "/rt/ops/boot/history",
     ] {
         println!("== cep inspect {path} (plugin world)");
