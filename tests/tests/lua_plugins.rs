@@ -243,6 +243,10 @@ fn an_infinite_loop_hits_the_budget_and_the_vm_stays_usable() {
         pcall(function() while true do end end)
         cep.write("/data/t/caught", true)
       end },
+    { name = "t.loop", signal = "go/loop", run = function()
+        -- Nor does catching it again and again.
+        while true do pcall(function() while true do end end) end
+      end },
     { name = "t.ok", signal = "go/ok", run = function() cep.write("/data/t/ok", cep.beat()) end },
   } }"#,
     );
@@ -253,9 +257,10 @@ fn an_infinite_loop_hits_the_budget_and_the_vm_stays_usable() {
     let (mut runtime, _host) = boot(&config);
     inject(&runtime, "go/spin", None);
     inject(&runtime, "go/catch", None);
+    inject(&runtime, "go/loop", None);
     runtime.run(2).unwrap();
     let budget = facts(&runtime, "lua:budget");
-    assert_eq!(budget.len(), 2, "{budget:?}");
+    assert_eq!(budget.len(), 3, "{budget:?}");
     assert!(budget[0]
         .note
         .contains("plugin t: enzyme t.spin: more than 200000 instructions"));

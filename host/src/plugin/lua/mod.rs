@@ -32,7 +32,9 @@
 //! each beat, drawn in agenda order.
 //!
 //! **Limits**: an instruction budget per call (`lua_budget`, counted by a
-//! hook every 1,000 instructions) → `fatal` with a `lua:budget` fact; a
+//! hook every 1,000 instructions) → `fatal` with a `lua:budget` fact (the
+//! call runs as a coroutine and the hook yields it, so `pcall` cannot catch
+//! the stop); a
 //! memory cap for the VM (`lua_memory_max`) → `lua:memory`; the collector
 //! never runs on its own: a fixed step (`lua_gc_step_kb`) runs after every
 //! beat, so collection work is the same on every run. A Lua error is a
@@ -167,6 +169,9 @@ struct Vm {
     seed: Function,
     /// The beat `math.random` was last seeded for.
     seeded: Option<u64>,
+    /// The coroutine every call runs in, reset for each call (a budget
+    /// yield leaves it suspended; the next reset closes it).
+    runner: mlua::Thread,
 }
 
 /// A Lua plugin installed in a world.
@@ -202,19 +207,28 @@ impl Vm {
                     .used
                     .fetch_add(HOOK_STEP as u64, Ordering::Relaxed)
                     + HOOK_STEP as u64;
-                if used > hook_slot.budget.load(Ordering::Relaxed) {
-                    hook_slot.exhausted.store(true, Ordering::Relaxed);
+                if used <= hook_slot.budget.load(Ordering::Relaxed) {
+                    return Ok(VmState::Continue);
+                }
+                hook_slot.exhausted.store(true, Ordering::Relaxed);
+                if hook_slot.call.load(Ordering::Relaxed).is_null() {
+                    // Loading a script: an error stops it.
                     return Err(mlua::Error::runtime(format!(
-                        "lua:budget: the call ran more than {} instructions",
+                        "lua:budget: the script ran more than {} instructions",
                         hook_slot.budget.load(Ordering::Relaxed)
                     )));
                 }
-                Ok(VmState::Continue)
+                // In a call, which runs as a coroutine: a yield from the
+                // hook passes through every pcall back to the host, so a
+                // script cannot catch its way past the budget.
+                Ok(VmState::Yield)
             },
         )?;
         lua.set_memory_limit(limits.memory)?;
         lua.gc_stop();
+        let runner = lua.create_thread(environment.clone())?;
         Ok(Vm {
+            runner,
             lua,
             slot,
             environment,
@@ -496,7 +510,24 @@ impl Enzyme for LuaEnzyme {
                 Run::Declared(_) => api::call_args(&vm.lua, &state.call),
                 Run::Delayed => Ok(mlua::MultiValue::new()),
             };
-            args.and_then(|args| function.call::<mlua::MultiValue>(args))
+            args.and_then(|args| {
+                let thread = &vm.runner;
+                // Resetting a coroutine stopped by an error closes it and
+                // reports that error again (already reported) without
+                // taking the function: the second reset does.
+                if thread.reset(function.clone()).is_err() {
+                    thread.reset(function.clone())?;
+                }
+                let values = thread.resume::<mlua::MultiValue>(args)?;
+                if thread.status() == mlua::ThreadStatus::Resumable
+                    && !slot.exhausted.load(Ordering::Relaxed)
+                {
+                    return Err(mlua::Error::runtime(
+                        "an enzyme may not yield (coroutine.yield outside a coroutine of its own)",
+                    ));
+                }
+                Ok(values)
+            })
         };
         let exhausted = slot.exhausted.load(Ordering::Relaxed);
         let enzyme = state.call.enzyme().to_owned();
