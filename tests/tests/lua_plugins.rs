@@ -473,3 +473,161 @@ fn lua_native_and_c_plugins_give_the_same_hashes_on_every_run_and_executor() {
     );
     assert!(text(&runtime, "/data/watch/followed_up").is_some());
 }
+
+/// Version `version` of plugin `t`: `go/v` writes the version; `go/later`
+/// schedules a write 3 beats later with `cep.delay`.
+fn version_of_t(dir: &Path, version: &str) -> PathBuf {
+    script(
+        dir,
+        &format!("t-{version}"),
+        &format!(
+            r#"return {{ name = "t", version = "{version}", capabilities = {{ "write:/data/t" }},
+  enzymes = {{
+    {{ name = "t.v", signal = "go/v", run = function() cep.write("/data/t/v", "{version}") end }},
+    {{ name = "t.later", signal = "go/later", run = function()
+        cep.delay(3, function() cep.write("/data/t/later", "scheduled by {version}") end)
+      end }},
+  }} }}"#
+        ),
+    )
+}
+
+/// Boots 0.1.0, uses it, schedules a delayed write, reloads 0.2.0 at beat
+/// 6, uses it. Returns the runtime, the host and the per-beat hashes.
+fn reload_scenario(backend: Config, dir: &Path) -> (Runtime, PluginHost, Vec<Hash>) {
+    let config = Config {
+        executor: backend.executor,
+        workers: backend.workers,
+        ..config(vec![version_of_t(dir, "0.1.0")])
+    };
+    let (mut runtime, mut host) = boot(&config);
+    let mut hashes = Vec::new();
+    for beat in 0..14 {
+        match beat {
+            2 => inject(&runtime, "go/v", None),
+            5 => inject(&runtime, "go/later", None),
+            6 => host
+                .reload(&mut runtime, &config, &version_of_t(dir, "0.2.0"))
+                .expect("reload"),
+            8 => inject(&runtime, "go/v", None),
+            _ => {}
+        }
+        hashes.push(runtime.step().unwrap().state_hash);
+        if beat == 4 {
+            assert_eq!(text(&runtime, "/data/t/v").as_deref(), Some("0.1.0"));
+        }
+    }
+    (runtime, host, hashes)
+}
+
+#[test]
+fn a_lua_plugin_reloads_at_a_beat_boundary_as_a_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, host, reference) = reload_scenario(Config::default(), dir.path());
+    assert_eq!(text(&runtime, "/data/t/v").as_deref(), Some("0.2.0"));
+    // The callback scheduled by 0.1.0 ran after the reload, on time.
+    assert_eq!(
+        text(&runtime, "/data/t/later").as_deref(),
+        Some("scheduled by 0.1.0")
+    );
+    // Both versions are on record; the new one is active.
+    assert_eq!(
+        text(&runtime, "/sys/plugins/t/0.1.0/kind").as_deref(),
+        Some("lua")
+    );
+    assert_eq!(
+        text(&runtime, "/sys/plugins/t/0.2.0/kind").as_deref(),
+        Some("lua")
+    );
+    assert_eq!(
+        text(&runtime, "/sys/plugins/t/active").as_deref(),
+        Some("0.2.0")
+    );
+    assert_eq!(
+        text(&runtime, "/sys/plugins/t/reloads/0/from").as_deref(),
+        Some("0.1.0")
+    );
+    assert_eq!(
+        text(&runtime, "/sys/plugins/t/reloads/0/to").as_deref(),
+        Some("0.2.0")
+    );
+    assert_eq!(int(&runtime, "/sys/plugins/t/reloads/0/beat"), Some(6));
+    assert_eq!(host.installed(), [("t".into(), "0.2.0".into())]);
+    assert_eq!(facts(&runtime, "plugin:reload").len(), 1);
+    // The same scenario again, on every executor: the same hashes.
+    for (name, backend) in backends() {
+        let (_, _, hashes) = reload_scenario(backend, dir.path());
+        assert_eq!(hashes, reference, "{name}");
+    }
+}
+
+#[test]
+fn a_reload_that_is_not_newer_or_not_lua_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(vec![
+        version_of_t(dir.path(), "0.2.0"),
+        cdylib("cep-plugin-store"),
+    ]);
+    let (mut runtime, mut host) = boot(&config);
+    runtime.run(3).unwrap();
+    let older = host
+        .reload(&mut runtime, &config, &version_of_t(dir.path(), "0.1.0"))
+        .unwrap_err();
+    assert!(
+        older
+            .to_string()
+            .contains("version 0.1.0 is not newer than the installed 0.2.0"),
+        "{older}"
+    );
+    let native = host
+        .reload(&mut runtime, &config, &cdylib("cep-plugin-store"))
+        .unwrap_err();
+    assert!(
+        native.to_string().contains("only Lua plugins reload"),
+        "{native}"
+    );
+    inject(&runtime, "go/v", None);
+    runtime.run(2).unwrap();
+    assert_eq!(text(&runtime, "/data/t/v").as_deref(), Some("0.2.0"));
+    let recorded = runtime.snapshot().children(&p("/sys/plugins/t"));
+    assert!(
+        recorded.iter().all(|n| n.as_str() != "reloads"),
+        "{recorded:?}"
+    );
+}
+
+#[test]
+fn cep_run_reloads_a_lua_plugin_at_the_beat_it_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = version_of_t(dir.path(), "0.1.0");
+    let v2 = version_of_t(dir.path(), "0.2.0");
+    let cfg = dir.path().join("cep.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "plugins = [{:?}]\n[grants]\nt = [\"write:/data/t\"]\n",
+            v1.display().to_string()
+        ),
+    )
+    .unwrap();
+    let reload = format!("6={}", v2.display());
+    let out = std::process::Command::new(cep_tests::plugins::cep_bin())
+        .args(["inspect", "/sys/plugins/t", "--config"])
+        .arg(&cfg)
+        .args(["--beats", "10", "--reload", &reload])
+        .output()
+        .expect("cep runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("reloaded") && stdout.contains("before beat 6"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("active = \"0.2.0\""), "{stdout}");
+    assert!(stdout.contains("from = \"0.1.0\""), "{stdout}");
+}

@@ -327,6 +327,24 @@ impl Runtime {
         Arc::make_mut(&mut self.registry).register(descriptor, callback)
     }
 
+    /// Retires the enzymes named `retire` and registers `add` in their
+    /// place, all or none, from the next beat on (a plugin reload).
+    pub fn replace_enzymes(
+        &mut self,
+        retire: &[String],
+        add: &[(EnzymeDescriptor, Arc<dyn Enzyme>)],
+    ) -> Result<(), RegisterError> {
+        let mut trial = (*self.registry).clone();
+        for name in retire {
+            trial.retire(name);
+        }
+        for (descriptor, callback) in add {
+            trial.register(descriptor, callback.clone())?;
+        }
+        self.registry = Arc::new(trial);
+        Ok(())
+    }
+
     /// Binds an enzyme to a cell from the next beat on.
     pub fn bind(&mut self, path: &Path, enzyme: &Name, propagate: bool) {
         Arc::make_mut(&mut self.registry).bind(path, enzyme, propagate);
@@ -558,10 +576,13 @@ impl Runtime {
         for (index, queued) in impulses.iter().enumerate() {
             let index = index as u32;
             if let Some(only) = queued.only() {
-                agenda.push(Slot {
-                    impulse: index,
-                    enzyme: only,
-                });
+                // A retry of a retired enzyme has nobody left to run it.
+                if !self.registry.is_retired(only) {
+                    agenda.push(Slot {
+                        impulse: index,
+                        enzyme: only,
+                    });
+                }
                 continue;
             }
             // Episode impulses need a live episode: skip the checks without one.

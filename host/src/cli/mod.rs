@@ -70,6 +70,11 @@ struct RunArgs {
     /// adapter input lands in, never what a beat computes from its inputs.
     #[arg(long, value_name = "HZ")]
     rate: Option<f64>,
+    /// Reload a Lua plugin from FILE just before beat BEAT runs (a newer
+    /// version of an installed plugin; repeatable). A refused reload is
+    /// reported and the run goes on (strict mode: exit 2).
+    #[arg(long, value_name = "BEAT=FILE")]
+    reload: Vec<String>,
     /// Executor backend (overrides the configuration).
     #[arg(long)]
     executor: Option<ExecutorKind>,
@@ -184,9 +189,35 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
         }
         None => None,
     };
+    let mut reloads = Vec::new();
+    for spec in &args.reload {
+        let (beat, file) = spec
+            .split_once('=')
+            .and_then(|(b, f)| Some((b.parse::<u64>().ok()?, PathBuf::from(f))))
+            .ok_or_else(|| UsageError(format!("--reload {spec:?}: expected BEAT=FILE")))?;
+        reloads.push((beat, file));
+    }
+    let mut plugins = plugins;
     let mut last = None;
     let (mut impulses, mut calls, mut facts) = (0usize, 0usize, 0usize);
     for i in 0..args.beats {
+        let next = runtime.next_beat();
+        for (_, file) in reloads.iter().filter(|(b, _)| *b == next) {
+            let Some(host) = plugins.as_mut() else {
+                return Err(UsageError("--reload needs plugins (--config)".into()).into());
+            };
+            match host.reload(&mut runtime, &config, file) {
+                Ok(()) => write_stdout(&format!(
+                    "cep: reloaded {} before beat {}\n",
+                    file.display(),
+                    runtime.next_beat()
+                ))?,
+                Err(e) if config.strict => {
+                    return Err(UsageError(format!("{e} (strict mode)")).into())
+                }
+                Err(e) => eprintln!("cep: reload refused: {e}"),
+            }
+        }
         if args.until_idle && last.is_some() && !runtime.has_pending() {
             break;
         }

@@ -87,6 +87,9 @@ pub(crate) struct Registered {
     pub callback: Arc<dyn Enzyme>,
     /// Registration order, the last tie-break.
     pub seq: u64,
+    /// Retired (its plugin was reloaded): it matches nothing, and its name
+    /// is free for the new version's enzyme.
+    pub retired: bool,
 }
 
 /// A binding (or the tombstone an unbind leaves) on one cell.
@@ -138,6 +141,7 @@ impl Clone for Registered {
             spec: self.spec.clone(),
             callback: self.callback.clone(),
             seq: self.seq,
+            retired: self.retired,
         }
     }
 }
@@ -207,9 +211,24 @@ impl Registry {
             spec: Arc::new(spec),
             callback,
             seq: id.0 as u64,
+            retired: false,
         });
         self.epoch += 1;
         Ok(id)
+    }
+
+    /// Retires the enzyme named `name`: from the next beat on it matches no
+    /// impulse, and its name may be registered again (a reloaded plugin's
+    /// new version). Its id stays valid. Returns it, if there was one.
+    pub fn retire(&mut self, name: &str) -> Option<EnzymeId> {
+        let id = self.by_name.remove(name)?;
+        self.enzymes[id.0 as usize].retired = true;
+        self.epoch += 1;
+        Some(id)
+    }
+
+    pub fn is_retired(&self, id: EnzymeId) -> bool {
+        self.enzymes[id.0 as usize].retired
     }
 
     /// The ordering edges "x runs before y" among registered enzymes plus
@@ -219,6 +238,7 @@ impl Registry {
         let specs = self
             .enzymes
             .iter()
+            .filter(|r| !r.retired)
             .map(|r| r.spec.as_ref())
             .chain(std::iter::once(new));
         let known: BTreeSet<&Name> = specs.clone().map(|s| &s.name).collect();
@@ -340,8 +360,9 @@ impl Registry {
     }
 
     fn matches(&self, id: EnzymeId, signal: &Path) -> bool {
-        let spec = &self.enzymes[id.0 as usize].spec;
-        spec.signal.matches(signal, spec.match_kind)
+        let registered = &self.enzymes[id.0 as usize];
+        let spec = &registered.spec;
+        !registered.retired && spec.signal.matches(signal, spec.match_kind)
     }
 
     fn broadcast(&self, signal: &Path) -> Vec<(EnzymeId, bool)> {

@@ -310,6 +310,8 @@ pub struct PluginHost {
     adapters: Vec<RunningAdapter>,
     /// The world's Lua VM, made with the first Lua plugin.
     lua: Option<Arc<LuaWorld>>,
+    /// The descriptor in use, and the reloads so far, per plugin name.
+    descriptors: BTreeMap<String, (PluginDescriptor, u32)>,
 }
 
 /// Records a fact about `plugin` at the next commit.
@@ -421,6 +423,7 @@ impl PluginHost {
                 .map_err(|e| fail(e.to_string()))?;
         }
         self.publish(runtime, &loaded, &grants);
+        self.descriptors.insert(d.name.clone(), (d.clone(), 0));
         for (i, adapter) in d.adapters.iter().enumerate() {
             if !grants.allows(&Capability::Threads) {
                 let note = format!(
@@ -444,6 +447,100 @@ impl PluginHost {
             });
         }
         self.installed.push((d.name.clone(), d.version.clone()));
+        Ok(())
+    }
+
+    /// Replaces an installed Lua plugin with a newer version from `file`,
+    /// between beats: the new version's enzymes take over from the next
+    /// beat (the old ones are retired, all or none), the new descriptor is
+    /// published sealed beside the old one, `active` names it, and
+    /// `/sys/plugins/<name>/reloads/<i>` records `{from, to, beat}` (the
+    /// first beat the new version runs), with a `debug` fact
+    /// `plugin:reload`. Callbacks scheduled with `cep.delay` still run.
+    ///
+    /// Refused: a plugin that is not Lua (native and C libraries are never
+    /// unloaded), a name not installed, a version not newer, changed
+    /// organs (they are constructed once, at boot), or anything `install`
+    /// refuses. A refused reload changes nothing.
+    pub fn reload(
+        &mut self,
+        runtime: &mut Runtime,
+        config: &Config,
+        file: &FsPath,
+    ) -> Result<(), PluginError> {
+        let loaded = load_file(file)?;
+        let fail = |e: String| PluginError::new(file, LoadError::Install(format!("reload: {e}")));
+        let d = &loaded.descriptor;
+        let PluginCode::Lua(script) = &loaded.code else {
+            return Err(fail(format!(
+                "{} is a {} plugin; only Lua plugins reload (native and C libraries are never unloaded)",
+                d.name,
+                d.kind.as_str()
+            )));
+        };
+        let Some((old, reloads)) = self.descriptors.get(&d.name).cloned() else {
+            return Err(fail(format!("no plugin named {} is installed", d.name)));
+        };
+        if old.kind != PluginKind::Lua {
+            return Err(fail(format!(
+                "the installed {} is not a Lua plugin",
+                d.name
+            )));
+        }
+        let newer = match (
+            semver::Version::parse(&d.version),
+            semver::Version::parse(&old.version),
+        ) {
+            (Ok(new), Ok(installed)) => new > installed,
+            _ => false,
+        };
+        if !newer {
+            return Err(fail(format!(
+                "version {} is not newer than the installed {}",
+                d.version, old.version
+            )));
+        }
+        if d.organs != old.organs {
+            return Err(fail(
+                "the organs changed; organs are constructed once, at boot".to_owned(),
+            ));
+        }
+        let grants = Grants::resolve(&d.capabilities, &config.grants_for(&d.name));
+        let ctx = Arc::new(PluginCtx::new(&d.name, grants.clone()));
+        let callbacks = self
+            .lua_world(runtime, config)
+            .map_err(&fail)?
+            .install(script, d, ctx)
+            .map_err(&fail)?;
+        let retire: Vec<String> = old.enzymes.iter().map(|e| e.name.clone()).collect();
+        let add: Vec<(cep_sdk::EnzymeDescriptor, Arc<dyn Enzyme>)> =
+            d.enzymes.iter().cloned().zip(callbacks).collect();
+        runtime
+            .replace_enzymes(&retire, &add)
+            .map_err(|e| fail(e.to_string()))?;
+        self.publish(runtime, &loaded, &grants);
+        let at = Path::parse(&format!("/sys/plugins/{}/reloads/{reloads}", d.name))
+            .expect("plugin names are words");
+        let beat = runtime.next_beat();
+        runtime.publish(
+            at,
+            vec![
+                ("from".to_owned(), Value::text(&old.version)),
+                ("to".to_owned(), Value::text(&d.version)),
+                ("beat".to_owned(), Value::I64(beat as i64)),
+            ],
+            true,
+        );
+        let note = format!(
+            "plugin {} reloaded: {} → {} from beat {beat}",
+            d.name, old.version, d.version
+        );
+        report(runtime, Severity::Debug, "plugin:reload", &d.name, note);
+        if let Some(entry) = self.installed.iter_mut().find(|(n, _)| n == &d.name) {
+            entry.1 = d.version.clone();
+        }
+        self.descriptors
+            .insert(d.name.clone(), (d.clone(), reloads + 1));
         Ok(())
     }
 

@@ -174,8 +174,9 @@ struct Vm {
     runner: mlua::Thread,
 }
 
-/// A Lua plugin installed in a world.
+/// A Lua plugin installed in a world (one entry per version).
 struct Installed {
+    name: String,
     /// The declared enzymes' `run` functions.
     functions: Vec<Function>,
     /// The plugin's table of pending `cep.delay` callbacks, by id.
@@ -359,12 +360,23 @@ impl LuaWorld {
                 script.chunk
             ));
         }
-        let delayed = world.vm.lua.create_table().map_err(|e| e.to_string())?;
+        // A new version of a plugin (a reload) takes over the callbacks its
+        // predecessor scheduled with cep.delay, and its id counter.
+        let previous = world
+            .installed
+            .iter()
+            .rev()
+            .find(|i| i.name == descriptor.name);
+        let (delayed, next_delay) = match previous {
+            Some(p) => (p.delayed.clone(), p.next_delay),
+            None => (world.vm.lua.create_table().map_err(|e| e.to_string())?, 0),
+        };
         let index = world.installed.len();
         world.installed.push(Installed {
+            name: descriptor.name.clone(),
             functions,
             delayed,
-            next_delay: 0,
+            next_delay,
         });
         let mut out: Vec<Arc<dyn Enzyme>> = (0..script.declared)
             .map(|i| {
@@ -458,6 +470,7 @@ impl Enzyme for LuaEnzyme {
             functions,
             delayed,
             next_delay,
+            ..
         } = &mut world.installed[self.index];
         let beat = cx.beat();
         let prepared = (|| -> mlua::Result<Option<Function>> {
