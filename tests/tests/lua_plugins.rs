@@ -631,3 +631,33 @@ fn cep_run_reloads_a_lua_plugin_at_the_beat_it_is_told() {
     assert!(stdout.contains("active = \"0.2.0\""), "{stdout}");
     assert!(stdout.contains("from = \"0.1.0\""), "{stdout}");
 }
+
+#[test]
+fn enzymes_can_be_declared_with_cep_enzyme_while_the_script_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let lua = script(
+        dir.path(),
+        "t",
+        r#"cep.enzyme { name = "t.a", signal = "go/a", run = function() cep.write("/data/t/a", 1) end }
+cep.enzyme { name = "t.late", signal = "go/late", run = function()
+  cep.enzyme { name = "t.x", signal = "go/x", run = function() end }
+end }
+return { name = "t", version = "0.1.0", capabilities = { "write:/data/t" } }"#,
+    );
+    let loaded = cep_host::plugin::load_file(&lua).unwrap();
+    let names: Vec<&str> = loaded
+        .descriptor
+        .enzymes
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names, ["t.a", "t.late", "lua:t:delay"]);
+    let (mut runtime, _host) = boot(&config(vec![lua]));
+    inject(&runtime, "go/a", None);
+    inject(&runtime, "go/late", None);
+    runtime.run(2).unwrap();
+    assert_eq!(int(&runtime, "/data/t/a"), Some(1));
+    assert!(facts(&runtime, "lua:error").iter().any(|f| f
+        .note
+        .contains("cep.enzyme works only while the script loads")));
+}

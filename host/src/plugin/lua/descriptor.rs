@@ -60,8 +60,13 @@ fn flag(table: &Table, key: &str, at: &str) -> Result<bool, String> {
     Ok(field::<bool>(table, key, at)?.unwrap_or(false))
 }
 
-/// The descriptor and, in order, each declared enzyme's `run` function.
-pub(super) fn read(table: &Table) -> Result<(PluginDescriptor, Vec<Function>), String> {
+/// The descriptor and, in order, each declared enzyme's `run` function:
+/// the returned table's `enzymes`, then those declared with `cep.enzyme`
+/// (`registered`), in call order.
+pub(super) fn read(
+    table: &Table,
+    registered: &Table,
+) -> Result<(PluginDescriptor, Vec<Function>), String> {
     let at = "descriptor";
     let name: String = required(table, "name", at)?;
     let version: String = required(table, "version", at)?;
@@ -72,8 +77,22 @@ pub(super) fn read(table: &Table) -> Result<(PluginDescriptor, Vec<Function>), S
     }
     d.capabilities = strings(table, "capabilities", at)?;
     let mut functions = Vec::new();
-    for (i, e) in tables(table, "enzymes", at)?.iter().enumerate() {
-        let at = format!("enzymes[{}]", i + 1);
+    let listed = tables(table, "enzymes", at)?;
+    let declared: Vec<Table> = registered
+        .sequence_values::<Table>()
+        .collect::<mlua::Result<_>>()
+        .map_err(|e| e.to_string())?;
+    let all = listed
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (format!("enzymes[{}]", i + 1), e))
+        .chain(
+            declared
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (format!("cep.enzyme call {}", i + 1), e)),
+        );
+    for (at, e) in all {
         let match_kind = match field::<String>(e, "match", &at)?.as_deref() {
             None | Some("exact") => MatchKind::Exact,
             Some("prefix") => MatchKind::Prefix,

@@ -242,6 +242,26 @@ impl Vm {
     /// returns; the functions are the declared enzymes' `run`, in order.
     fn evaluate(&self, script: &LuaScript) -> Result<(PluginDescriptor, Vec<Function>), LoadError> {
         let cep = api::table(&self.lua, &self.slot).map_err(|e| LoadError::Init(e.to_string()))?;
+        // `cep.enzyme{...}` declares an enzyme while the script loads, as an
+        // alternative to listing it in the returned table.
+        let registered = self
+            .lua
+            .create_table()
+            .map_err(|e| LoadError::Init(e.to_string()))?;
+        let declare = {
+            let (registered, slot) = (registered.clone(), self.slot.clone());
+            self.lua.create_function(move |_, enzyme: Table| {
+                if !slot.call.load(Ordering::Acquire).is_null() {
+                    return Err(mlua::Error::runtime(
+                        "cep.enzyme works only while the script loads",
+                    ));
+                }
+                registered.raw_push(enzyme)
+            })
+        };
+        declare
+            .and_then(|f| cep.set("enzyme", f))
+            .map_err(|e| LoadError::Init(e.to_string()))?;
         let env: Table = self
             .environment
             .call(cep)
@@ -263,7 +283,7 @@ impl Vm {
                 returned.type_name()
             )));
         };
-        descriptor::read(&table).map_err(LoadError::Descriptor)
+        descriptor::read(&table, &registered).map_err(LoadError::Descriptor)
     }
 
     /// Seeds `math.random` for `beat` once per beat.
