@@ -9,6 +9,7 @@ pub mod abi;
 #[doc(hidden)]
 pub use abi_stable;
 pub mod descriptor;
+pub mod flat;
 pub mod name;
 pub mod native;
 pub mod outcome;
