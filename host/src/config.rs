@@ -107,16 +107,22 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let mut config = Self::parse(&text).map_err(|reason| ConfigError::Invalid {
-            path: path.to_owned(),
-            reason,
-        })?;
         // `cep.toml` has an empty parent; "./" keeps a bare file name from
         // being looked up in the loader's search path instead.
         let base = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
+        Self::parse_at(&text, base).map_err(|reason| ConfigError::Invalid {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    /// Parses configuration text whose relative plugin paths are relative
+    /// to `base` (a replay rebuilds the recorded configuration this way).
+    pub fn parse_at(text: &str, base: &Path) -> Result<Self, String> {
+        let mut config = Self::parse(text)?;
         for p in config
             .plugins
             .iter_mut()

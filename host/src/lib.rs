@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod enzyme;
 pub mod episode;
+pub mod journal;
 pub mod ops;
 pub mod organ;
 pub mod plugin;

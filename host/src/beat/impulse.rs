@@ -120,6 +120,16 @@ impl SourceQueue {
         self.queued.len()
     }
 
+    /// The impulses with their sequence numbers, ordered by sequence
+    /// number (stable for equal numbers).
+    fn into_numbered(self) -> Vec<(u64, Queued)> {
+        let mut pairs: Vec<(u64, Queued)> = self.seqs.into_iter().zip(self.queued).collect();
+        if !self.in_order {
+            pairs.sort_by_key(|(seq, _)| *seq);
+        }
+        pairs
+    }
+
     /// The impulses ordered by sequence number (stable for equal numbers).
     fn into_ordered(self) -> Vec<Queued> {
         if self.in_order {
@@ -137,6 +147,15 @@ struct InjectQueue {
     next_seq: BTreeMap<Word, u64>,
     max: usize,
     closed: bool,
+}
+
+/// An input captured from outside: who injected it, its sequence number
+/// from that source, and the impulse.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input {
+    pub source: Word,
+    pub seq: u64,
+    pub impulse: Impulse,
 }
 
 /// A handle for queuing impulses from outside the runtime, from any thread.
@@ -249,6 +268,30 @@ impl Injector {
             out.extend(list.into_ordered());
         }
         out
+    }
+
+    /// [`Injector::drain`], also returning each captured input with its
+    /// source and sequence number, in the same order (what a journal
+    /// records so that a replay can inject the same inputs again).
+    pub(crate) fn drain_recorded(&self) -> (Vec<Queued>, Vec<Input>) {
+        let by_source = {
+            let mut q = self.lock();
+            q.pending = 0;
+            std::mem::take(&mut q.by_source)
+        };
+        let mut queued = Vec::new();
+        let mut inputs = Vec::new();
+        for (source, list) in by_source {
+            for (seq, q) in list.into_numbered() {
+                inputs.push(Input {
+                    source: source.clone(),
+                    seq,
+                    impulse: q.impulse.clone(),
+                });
+                queued.push(q);
+            }
+        }
+        (queued, inputs)
     }
 
     /// Refuses every later injection.

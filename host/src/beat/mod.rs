@@ -15,7 +15,7 @@ mod impulse;
 mod runtime;
 
 pub use context::{EnzymeCx, HostError};
-pub use impulse::{Impulse, InjectError, Injector};
+pub use impulse::{Impulse, InjectError, Injector, Input};
 pub use runtime::{
     BeatReport, Runtime, RuntimeError, BOOT_OID, BOOT_STATES, SHUTDOWN_OID, SHUTDOWN_STATES,
 };

@@ -10,7 +10,7 @@ use cep_sdk::{EnzymeDescriptor, Name, Path, Value, Word};
 
 use super::context::{EpisodeOp, Op, Staged};
 use super::executor::{BeatWork, Executor, Pool, Slot};
-use super::impulse::{Impulse, InjectError, Injector, Queued};
+use super::impulse::{Impulse, InjectError, Injector, Input, Queued};
 use crate::cei::{self, Fact, Severity};
 use crate::cell::{hash, Hash, History, Snapshot, WorkTree};
 use crate::config::{Config, ExecutorKind};
@@ -152,6 +152,10 @@ pub struct Runtime {
     /// order (emitting beat, agenda position, emission index).
     queue: BTreeMap<u64, Vec<Queued>>,
     injector: Injector,
+    /// Whether capture keeps the beat's injected inputs (for a journal).
+    recording: bool,
+    /// The inputs the last beat captured, when recording.
+    captured: Vec<Input>,
     executor: Executor,
     ledger_beats: VecDeque<u64>,
     halted: Option<String>,
@@ -250,6 +254,8 @@ impl Runtime {
         let history = History::new(config.history_snapshots);
         Ok(Runtime {
             injector: Injector::new(config.inject_queue_max),
+            recording: false,
+            captured: Vec::new(),
             registry: Arc::new(Registry::new()),
             resolver: Resolver::default(),
             current: genesis,
@@ -525,6 +531,26 @@ impl Runtime {
         Ok(last)
     }
 
+    /// Keeps, from the next beat on, the inputs each beat captures from
+    /// outside (injections and adapter inputs) for [`Runtime::take_inputs`].
+    pub fn record_inputs(&mut self, on: bool) {
+        self.recording = on;
+    }
+
+    /// The inputs the last beat captured, with their sources and sequence
+    /// numbers, in capture order (empty unless recording).
+    pub fn take_inputs(&mut self) -> Vec<Input> {
+        std::mem::take(&mut self.captured)
+    }
+
+    /// Drops every input queued for the next beat and not yet captured.
+    /// A replay calls it after setting the world up: whatever the setup
+    /// injected is in the journal already, with the rest of the beat's
+    /// inputs.
+    pub fn discard_pending_inputs(&mut self) {
+        drop(self.injector.drain());
+    }
+
     /// Runs one beat: capture, compute, commit.
     pub fn step(&mut self) -> Result<BeatReport, RuntimeError> {
         if self.phase == Phase::Down {
@@ -561,7 +587,13 @@ impl Runtime {
     /// `ep/cont` impulse targeted at a live episode's dossier becomes one
     /// slice of that episode (its callback enzyme, nothing else).
     fn capture(&mut self, beat: u64) -> BeatWork {
-        let mut impulses: Vec<Queued> = self.injector.drain();
+        let mut impulses: Vec<Queued> = if self.recording {
+            let (queued, inputs) = self.injector.drain_recorded();
+            self.captured = inputs;
+            queued
+        } else {
+            self.injector.drain()
+        };
         if let Some(emitted) = self.queue.remove(&beat) {
             if impulses.is_empty() {
                 impulses = emitted;

@@ -5,6 +5,7 @@
 //! configuration.
 
 mod default_world;
+mod journaled;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -42,6 +43,16 @@ enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run a journaled world again from its first beat with the recorded
+    /// inputs and decisions (`cep run --data-dir DIR` writes the journal).
+    Replay {
+        /// Compare every beat's state hash with the recorded one (exit 1
+        /// at the first divergence).
+        #[arg(long)]
+        verify: bool,
+        /// The data directory of the recorded run.
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +97,13 @@ struct RunArgs {
     /// destructors, then adapters are stopped.
     #[arg(long)]
     shutdown: bool,
+    /// Journal the run into DIR/journal (for `cep replay --verify DIR`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// When the journal is forced to disk: `beat` (every beat), a number of
+    /// beats, or `never` (the OS decides).
+    #[arg(long, default_value = "64")]
+    fsync: String,
 }
 
 /// Entry point of the `cep` binary; returns the process exit code.
@@ -109,6 +127,16 @@ pub fn main() -> i32 {
         }
         Command::Inspect { path, run: args } => inspect(&path, &args),
         Command::Plugin(PluginCommand::Check { file }) => plugin_check(&file),
+        Command::Replay { verify, data_dir } => {
+            if !verify {
+                eprintln!("cep: replay runs with --verify (the only mode so far)");
+                return 2;
+            }
+            match journaled::replay(&data_dir) {
+                Ok(code) => return code,
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => 0,
@@ -198,6 +226,19 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
         reloads.push((beat, file));
     }
     let mut plugins = plugins;
+    let mut recorder = match &args.data_dir {
+        Some(dir) => {
+            let fsync = journaled::parse_fsync(&args.fsync)?;
+            Some(journaled::Recorder::start(
+                dir,
+                fsync,
+                args.config.as_deref(),
+                &mut runtime,
+                plugins.as_ref(),
+            )?)
+        }
+        None => None,
+    };
     let mut last = None;
     let (mut impulses, mut calls, mut facts) = (0usize, 0usize, 0usize);
     for i in 0..args.beats {
@@ -207,11 +248,18 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
                 return Err(UsageError("--reload needs plugins (--config)".into()).into());
             };
             match host.reload(&mut runtime, &config, file) {
-                Ok(()) => write_stdout(&format!(
-                    "cep: reloaded {} before beat {}\n",
-                    file.display(),
-                    runtime.next_beat()
-                ))?,
+                Ok(()) => {
+                    if let Some(recorder) = recorder.as_mut() {
+                        recorder.decide(crate::journal::Decision::Reload {
+                            file: file.display().to_string(),
+                        });
+                    }
+                    write_stdout(&format!(
+                        "cep: reloaded {} before beat {}\n",
+                        file.display(),
+                        runtime.next_beat()
+                    ))?
+                }
                 Err(e) if config.strict => {
                     return Err(UsageError(format!("{e} (strict mode)")).into())
                 }
@@ -226,6 +274,9 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
         let report = runtime.step()?;
+        if let Some(recorder) = recorder.as_mut() {
+            recorder.beat(&mut runtime, &report)?;
+        }
         impulses += report.impulses;
         calls += report.calls;
         facts += report.facts;
@@ -235,7 +286,23 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
         return Err(UsageError("--beats must be at least 1".into()).into());
     };
     if args.shutdown {
-        report = runtime.shutdown()?;
+        report = match recorder.as_mut() {
+            // Beat by beat, so that each shutdown beat is journaled.
+            Some(recorder) => {
+                recorder.decide(crate::journal::Decision::Shutdown);
+                runtime.close_inputs();
+                runtime.begin_shutdown();
+                while !runtime.is_down() {
+                    report = runtime.step()?;
+                    recorder.beat(&mut runtime, &report)?;
+                }
+                report
+            }
+            None => runtime.shutdown()?,
+        };
+    }
+    if let Some(recorder) = recorder {
+        recorder.finish()?;
     }
     if let Some(host) = &plugins {
         host.stop_adapters();

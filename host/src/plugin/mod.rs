@@ -312,6 +312,11 @@ pub struct PluginHost {
     lua: Option<Arc<LuaWorld>>,
     /// The descriptor in use, and the reloads so far, per plugin name.
     descriptors: BTreeMap<String, (PluginDescriptor, u32)>,
+    /// What the journal records of each plugin installed at bootstrap.
+    records: Vec<crate::journal::PluginRecord>,
+    /// Replay: adapters are not started (their inputs come from the
+    /// journal).
+    no_adapters: bool,
 }
 
 /// Records a fact about `plugin` at the next commit.
@@ -334,8 +339,26 @@ impl PluginHost {
     /// must not have run a beat yet. Strict: the first rejection is the
     /// error.
     pub fn bootstrap(runtime: &mut Runtime, config: &Config) -> Result<Self, PluginError> {
+        Self::bootstrap_with(runtime, config, true)
+    }
+
+    /// [`PluginHost::bootstrap`] for a replay: the same plugins, but no
+    /// adapter starts (the journal supplies their inputs).
+    pub fn bootstrap_for_replay(
+        runtime: &mut Runtime,
+        config: &Config,
+    ) -> Result<Self, PluginError> {
+        Self::bootstrap_with(runtime, config, false)
+    }
+
+    fn bootstrap_with(
+        runtime: &mut Runtime,
+        config: &Config,
+        adapters: bool,
+    ) -> Result<Self, PluginError> {
         let set = load_all(config)?;
         let mut host = PluginHost::default();
+        host.no_adapters = !adapters;
         host.rejected = set.rejected;
         for loaded in set.loaded {
             if let Err(e) = host.install(runtime, config, loaded) {
@@ -359,6 +382,12 @@ impl PluginHost {
         }
         host.start_adapters(runtime);
         Ok(host)
+    }
+
+    /// The installed plugins as a journal records them (name, version,
+    /// file, file hash), in load order.
+    pub fn records(&self) -> &[crate::journal::PluginRecord] {
+        &self.records
     }
 
     /// (name, version) of each installed plugin, in load order.
@@ -424,6 +453,12 @@ impl PluginHost {
         }
         self.publish(runtime, &loaded, &grants);
         self.descriptors.insert(d.name.clone(), (d.clone(), 0));
+        self.records.push(crate::journal::PluginRecord {
+            name: d.name.clone(),
+            version: d.version.clone(),
+            file: loaded.file.display().to_string(),
+            file_hash: loaded.file_hash,
+        });
         for (i, adapter) in d.adapters.iter().enumerate() {
             if !grants.allows(&Capability::Threads) {
                 let note = format!(
@@ -606,6 +641,10 @@ impl PluginHost {
     }
 
     fn start_adapters(&mut self, runtime: &mut Runtime) {
+        if self.no_adapters {
+            self.adapters.clear();
+            return;
+        }
         let mut started = Vec::new();
         for adapter in std::mem::take(&mut self.adapters) {
             match adapter.code.start(adapter.sink.clone()) {

@@ -1,0 +1,295 @@
+//! The journal's records: how a run header, a beat's inputs, its decisions
+//! and its state hash become flat-frame records, and back.
+//!
+//! Fields are length-prefixed (u32 LE) byte strings and LE integers; values
+//! use the tags of `cep_ffi` (none 0, null 1, bool 2, i64 3, f64 4, text 5,
+//! bytes 6). Documented in `docs/formats.md` ("Beat journal").
+
+use cep_sdk::flat::{Frame, Record};
+use cep_sdk::{Path, Value, Word};
+
+use super::{BeatEntry, Decision, PluginRecord, RunHeader};
+use crate::beat::{Impulse, Input};
+
+/// Frame type of a run header (first frame of each run).
+pub const FRAME_HEADER: u16 = 1;
+/// Frame type of one beat.
+pub const FRAME_BEAT: u16 = 2;
+
+/// Why a journal record could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("journal record {key:?}: {reason}")]
+pub struct RecordError {
+    pub key: String,
+    pub reason: String,
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        self.0.extend_from_slice(b);
+        self
+    }
+
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    fn value(&mut self, v: Option<&Value>) -> &mut Self {
+        match v {
+            None => self.0.push(0),
+            Some(Value::Null) => self.0.push(1),
+            Some(Value::Bool(b)) => self.0.extend_from_slice(&[2, *b as u8]),
+            Some(Value::I64(i)) => {
+                self.0.push(3);
+                self.0.extend_from_slice(&i.to_le_bytes());
+            }
+            Some(Value::F64(f)) => {
+                self.0.push(4);
+                self.0.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+            Some(Value::Text(t)) => {
+                self.0.push(5);
+                self.bytes(t.as_bytes());
+            }
+            Some(Value::Bytes(b)) => {
+                self.0.push(6);
+                self.bytes(b);
+            }
+        }
+        self
+    }
+}
+
+struct Reader<'a> {
+    key: &'a [u8],
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn fail(&self, reason: &str) -> RecordError {
+        RecordError {
+            key: String::from_utf8_lossy(self.key).into_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        if self.rest.len() < n {
+            return Err(self.fail("ends early"));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, RecordError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], RecordError> {
+        let n = u32::from_le_bytes(self.take(4)?.try_into().expect("4")) as usize;
+        self.take(n)
+    }
+
+    fn text(&mut self) -> Result<&'a str, RecordError> {
+        let b = self.bytes()?;
+        std::str::from_utf8(b).map_err(|_| self.fail("text is not UTF-8"))
+    }
+
+    fn value(&mut self) -> Result<Option<Value>, RecordError> {
+        let tag = self.take(1)?[0];
+        Ok(Some(match tag {
+            0 => return Ok(None),
+            1 => Value::Null,
+            2 => Value::Bool(self.take(1)?[0] != 0),
+            3 => Value::I64(i64::from_le_bytes(self.take(8)?.try_into().expect("8"))),
+            4 => Value::F64(f64::from_bits(u64::from_le_bytes(
+                self.take(8)?.try_into().expect("8"),
+            ))),
+            5 => Value::text(self.text()?),
+            6 => Value::bytes(self.bytes()?),
+            _ => return Err(self.fail("unknown value tag")),
+        }))
+    }
+
+    fn path(&mut self) -> Result<Path, RecordError> {
+        let text = self.text()?;
+        Path::parse(text).map_err(|e| self.fail(&format!("bad path {text:?}: {e}")))
+    }
+
+    fn done(&self) -> Result<(), RecordError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(self.fail("has trailing bytes"))
+        }
+    }
+}
+
+fn reader<'a>(r: &'a Record) -> Reader<'a> {
+    Reader {
+        key: &r.key,
+        rest: &r.body,
+    }
+}
+
+/// The frame of a run header.
+pub fn header_frame(h: &RunHeader) -> Frame {
+    let mut records = vec![
+        Record::new("config", h.config.as_bytes()),
+        Record::new("config_dir", h.config_dir.as_bytes()),
+        Record::new("first_beat", h.first_beat.to_le_bytes()),
+        Record::new("plugin_set", h.plugin_set_hash.to_vec()),
+    ];
+    for (i, p) in h.plugins.iter().enumerate() {
+        let mut w = Writer(Vec::new());
+        w.bytes(p.name.as_bytes())
+            .bytes(p.version.as_bytes())
+            .bytes(p.file.as_bytes())
+            .bytes(&p.file_hash);
+        records.push(Record::new(format!("plugin/{i:06}"), w.0));
+    }
+    records.sort_by(|a, b| a.key.cmp(&b.key));
+    Frame {
+        kind: FRAME_HEADER,
+        beat: h.first_beat,
+        records,
+    }
+}
+
+/// Reads a run header back.
+pub fn read_header(frame: &Frame) -> Result<RunHeader, RecordError> {
+    let mut h = RunHeader::default();
+    for r in &frame.records {
+        let mut rd = reader(r);
+        match r.key.as_slice() {
+            b"config" => h.config = text_of(r)?,
+            b"config_dir" => h.config_dir = text_of(r)?,
+            b"first_beat" => {
+                h.first_beat = rd.u64()?;
+                rd.done()?;
+            }
+            b"plugin_set" => {
+                h.plugin_set_hash = r
+                    .body
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| rd.fail("not 32 bytes"))?
+            }
+            k if k.starts_with(b"plugin/") => {
+                let name = rd.text()?.to_owned();
+                let version = rd.text()?.to_owned();
+                let file = rd.text()?.to_owned();
+                let file_hash = rd
+                    .bytes()?
+                    .try_into()
+                    .map_err(|_| rd.fail("file hash is not 32 bytes"))?;
+                rd.done()?;
+                h.plugins.push(PluginRecord {
+                    name,
+                    version,
+                    file,
+                    file_hash,
+                });
+            }
+            _ => return Err(rd.fail("unknown header record")),
+        }
+    }
+    Ok(h)
+}
+
+fn text_of(r: &Record) -> Result<String, RecordError> {
+    String::from_utf8(r.body.clone()).map_err(|_| reader(r).fail("text is not UTF-8"))
+}
+
+/// The frame of one beat: `d/<i>` decisions, `h` the state hash,
+/// `i/<i>` the inputs in capture order.
+pub fn beat_frame(e: &BeatEntry) -> Frame {
+    let mut records = Vec::with_capacity(e.inputs.len() + e.decisions.len() + 1);
+    for (i, d) in e.decisions.iter().enumerate() {
+        let mut w = Writer(Vec::new());
+        match d {
+            Decision::Reload { file } => {
+                w.0.push(1);
+                w.bytes(file.as_bytes());
+            }
+            Decision::Shutdown => w.0.push(2),
+        }
+        records.push(Record::new(format!("d/{i:08}"), w.0));
+    }
+    records.push(Record::new("h", e.state_hash.to_vec()));
+    for (i, input) in e.inputs.iter().enumerate() {
+        let mut w = Writer(Vec::new());
+        let signal = input.impulse.signal.to_string();
+        w.bytes(input.source.as_str().as_bytes())
+            .u64(input.seq)
+            .bytes(signal.as_bytes());
+        match &input.impulse.target {
+            Some(t) => {
+                w.0.push(1);
+                w.bytes(t.to_string().as_bytes());
+            }
+            None => w.0.push(0),
+        }
+        w.value(input.impulse.payload.as_ref());
+        records.push(Record::new(format!("i/{i:08}"), w.0));
+    }
+    Frame {
+        kind: FRAME_BEAT,
+        beat: e.beat,
+        records,
+    }
+}
+
+/// Reads one beat back.
+pub fn read_beat(frame: &Frame) -> Result<BeatEntry, RecordError> {
+    let mut e = BeatEntry {
+        beat: frame.beat,
+        ..BeatEntry::default()
+    };
+    for r in &frame.records {
+        let mut rd = reader(r);
+        if r.key.starts_with(b"d/") {
+            match rd.take(1)?[0] {
+                1 => e.decisions.push(Decision::Reload {
+                    file: rd.text()?.to_owned(),
+                }),
+                2 => e.decisions.push(Decision::Shutdown),
+                _ => return Err(rd.fail("unknown decision")),
+            }
+        } else if r.key == b"h" {
+            e.state_hash = r
+                .body
+                .as_slice()
+                .try_into()
+                .map_err(|_| rd.fail("state hash is not 32 bytes"))?;
+            continue;
+        } else if r.key.starts_with(b"i/") {
+            let source = Word::new(rd.text()?).map_err(|e| rd.fail(&e.to_string()))?;
+            let seq = rd.u64()?;
+            let signal = rd.path()?;
+            let target = match rd.take(1)?[0] {
+                0 => None,
+                _ => Some(rd.path()?),
+            };
+            let payload = rd.value()?;
+            e.inputs.push(Input {
+                source,
+                seq,
+                impulse: Impulse {
+                    signal,
+                    target,
+                    payload,
+                },
+            });
+        } else {
+            return Err(rd.fail("unknown beat record"));
+        }
+        rd.done()?;
+    }
+    Ok(e)
+}

@@ -1,0 +1,391 @@
+//! The beat journal: what a run received from outside, beat by beat, so
+//! that `cep replay --verify` can run it again and prove every state hash.
+//!
+//! A journal is a directory of segment files `<first beat, 20 digits>.seg`,
+//! each a sequence of flat frames (`cep_sdk::flat`): a run header (the
+//! configuration text, the plugin set with file hashes, the first beat),
+//! then one frame per beat holding the inputs captured from outside
+//! (injections and adapter inputs, with their sources and sequence
+//! numbers), the decisions taken between beats (plugin reloads), and the
+//! resulting state hash. Everything a beat computes from these is
+//! deterministic, so this is all a replay needs.
+//!
+//! Durability: frames are appended; `fsync` runs every beat, every N
+//! beats, or never ([`Fsync`]). A segment rolls over at `segment_bytes`.
+//! A crash can leave a torn last frame: [`recover`] finds the last complete
+//! frame by its CRC, truncates what follows and reports it; nothing before
+//! it is lost.
+//!
+//! Not yet journaled (issue 9 continues): episode budget cancellations
+//! (decided by wall-clock CPU time), checkpoints, execution documents.
+
+pub mod codec;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path as FsPath, PathBuf};
+
+use cep_sdk::flat::{self, Encoding, FrameError, Limits};
+
+use crate::beat::Input;
+use crate::cell::Hash;
+
+/// When appended frames are forced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// After every beat: a crash loses nothing committed (slowest).
+    EveryBeat,
+    /// After every N beats: a crash loses at most the last N beats.
+    Every(u64),
+    /// Never explicitly: the OS decides (a power loss can lose more than
+    /// the last beats; a process crash loses nothing written).
+    Never,
+}
+
+/// Journal settings.
+#[derive(Debug, Clone, Copy)]
+pub struct JournalConfig {
+    pub fsync: Fsync,
+    /// A new segment starts once the current one is this large.
+    pub segment_bytes: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            fsync: Fsync::Every(64),
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// One loaded plugin, as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PluginRecord {
+    pub name: String,
+    pub version: String,
+    /// The path it was loaded from.
+    pub file: String,
+    /// BLAKE3 of its bytes.
+    pub file_hash: [u8; 32],
+}
+
+/// What a run started from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunHeader {
+    /// The configuration file's text (empty: the embedded default world).
+    pub config: String,
+    /// The directory relative plugin paths in it are relative to.
+    pub config_dir: String,
+    /// The first beat the run computes.
+    pub first_beat: u64,
+    pub plugins: Vec<PluginRecord>,
+    /// BLAKE3 over the plugins' names, versions and file hashes.
+    pub plugin_set_hash: [u8; 32],
+}
+
+impl RunHeader {
+    /// The plugin-set hash of `plugins`.
+    pub fn plugin_set_hash_of(plugins: &[PluginRecord]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        for p in plugins {
+            for part in [p.name.as_bytes(), p.version.as_bytes(), &p.file_hash] {
+                h.update(&(part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+        }
+        *h.finalize().as_bytes()
+    }
+}
+
+/// A decision taken between beats, applied before the beat it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// A plugin reload from this file.
+    Reload { file: String },
+    /// Shutdown began (inputs closed, `op/shdn` started).
+    Shutdown,
+}
+
+/// One beat as journaled.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BeatEntry {
+    pub beat: u64,
+    /// Decisions applied before the beat ran.
+    pub decisions: Vec<Decision>,
+    /// Inputs captured from outside, in capture order.
+    pub inputs: Vec<Input>,
+    pub state_hash: Hash,
+}
+
+/// Why a journal cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("journal segment {path} at byte {offset}: {error}")]
+    Frame {
+        path: PathBuf,
+        offset: u64,
+        error: FrameError,
+    },
+    #[error("journal segment {path} at byte {offset}: {error}")]
+    Record {
+        path: PathBuf,
+        offset: u64,
+        error: codec::RecordError,
+    },
+    #[error("journal segment {path} at byte {offset}: unexpected frame type {kind}")]
+    Kind {
+        path: PathBuf,
+        offset: u64,
+        kind: u16,
+    },
+    #[error("journal {0}: no run header")]
+    NoHeader(PathBuf),
+}
+
+fn io(path: &FsPath) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// An open journal, appending.
+pub struct Journal {
+    dir: PathBuf,
+    config: JournalConfig,
+    file: File,
+    path: PathBuf,
+    size: u64,
+    unsynced: u64,
+    buf: Vec<u8>,
+}
+
+fn segment_name(first_beat: u64) -> String {
+    format!("{first_beat:020}.seg")
+}
+
+/// The segment files of `dir`, in order.
+pub fn segments(dir: &FsPath) -> Result<Vec<PathBuf>, JournalError> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+impl Journal {
+    /// Starts a journal in `dir` (created if needed) with a run header;
+    /// appends after what is there (run [`recover`] first).
+    pub fn open(
+        dir: &FsPath,
+        config: JournalConfig,
+        header: &RunHeader,
+    ) -> Result<Self, JournalError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = match segments(dir)?.pop() {
+            Some(last) => last,
+            None => dir.join(segment_name(header.first_beat)),
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let size = file.metadata().map_err(io(&path))?.len();
+        let mut journal = Journal {
+            dir: dir.to_owned(),
+            config,
+            file,
+            path,
+            size,
+            unsynced: 0,
+            buf: Vec::new(),
+        };
+        journal.write_frame(&codec::header_frame(header))?;
+        journal.sync()?;
+        Ok(journal)
+    }
+
+    fn write_frame(&mut self, frame: &flat::Frame) -> Result<(), JournalError> {
+        self.buf.clear();
+        flat::encode_into(frame, Encoding::default(), &mut self.buf);
+        self.file.write_all(&self.buf).map_err(io(&self.path))?;
+        self.size += self.buf.len() as u64;
+        Ok(())
+    }
+
+    /// Appends one beat, syncing and rolling as configured.
+    pub fn append(&mut self, entry: &BeatEntry) -> Result<(), JournalError> {
+        if self.size >= self.config.segment_bytes {
+            self.roll(entry.beat)?;
+        }
+        self.write_frame(&codec::beat_frame(entry))?;
+        self.unsynced += 1;
+        match self.config.fsync {
+            Fsync::EveryBeat => self.sync()?,
+            Fsync::Every(n) if self.unsynced >= n.max(1) => self.sync()?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Forces what was appended to disk.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.file.sync_data().map_err(io(&self.path))?;
+        self.unsynced = 0;
+        Ok(())
+    }
+
+    fn roll(&mut self, first_beat: u64) -> Result<(), JournalError> {
+        self.sync()?;
+        let path = self.dir.join(segment_name(first_beat));
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        self.path = path;
+        self.size = 0;
+        // The directory entry of the new segment must survive a crash too.
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
+/// What [`recover`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recovery {
+    /// Complete frames kept.
+    pub frames: u64,
+    /// The last complete beat, if any.
+    pub last_beat: Option<u64>,
+    /// A torn or corrupt tail that was cut: segment, offset, bytes cut and
+    /// why.
+    pub truncated: Option<(PathBuf, u64, u64, String)>,
+}
+
+/// A journal read back.
+#[derive(Debug, Clone, Default)]
+pub struct Contents {
+    /// Each run's header, with the index in `beats` of its first beat.
+    pub runs: Vec<(RunHeader, usize)>,
+    pub beats: Vec<BeatEntry>,
+    /// A torn or corrupt tail that was not read (offset and why).
+    pub torn: Option<(PathBuf, u64, String)>,
+}
+
+/// Reads every complete frame of the journal in `dir`. A bad frame in the
+/// last segment ends the reading (a torn tail, reported in `torn`); a bad
+/// frame in an earlier segment is an error.
+pub fn read(dir: &FsPath) -> Result<Contents, JournalError> {
+    let limits = Limits::default();
+    let mut contents = Contents::default();
+    let files = segments(dir)?;
+    for (n, path) in files.iter().enumerate() {
+        let last = n + 1 == files.len();
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(io(path))?;
+        let mut at = 0usize;
+        while at < bytes.len() {
+            let rest = &bytes[at..];
+            let decoded = match flat::frame_len(rest, &limits) {
+                Ok(Some(len)) if len <= rest.len() => {
+                    flat::decode(&rest[..len], &limits).map(|f| (f, len))
+                }
+                Ok(Some(len)) => Err(FrameError::Truncated {
+                    needed: len,
+                    have: rest.len(),
+                }),
+                Ok(None) => Err(FrameError::Truncated {
+                    needed: flat::HEADER_LEN,
+                    have: rest.len(),
+                }),
+                Err(e) => Err(e),
+            };
+            let (frame, len) = match decoded {
+                Ok(ok) => ok,
+                Err(error) if last => {
+                    contents.torn = Some((path.clone(), at as u64, error.to_string()));
+                    return Ok(contents);
+                }
+                Err(error) => {
+                    return Err(JournalError::Frame {
+                        path: path.clone(),
+                        offset: at as u64,
+                        error,
+                    })
+                }
+            };
+            let record = |error| JournalError::Record {
+                path: path.clone(),
+                offset: at as u64,
+                error,
+            };
+            match frame.kind {
+                codec::FRAME_HEADER => {
+                    let header = codec::read_header(&frame).map_err(record)?;
+                    contents.runs.push((header, contents.beats.len()));
+                }
+                codec::FRAME_BEAT => {
+                    if contents.runs.is_empty() {
+                        return Err(JournalError::NoHeader(path.clone()));
+                    }
+                    contents
+                        .beats
+                        .push(codec::read_beat(&frame).map_err(record)?);
+                }
+                kind => {
+                    return Err(JournalError::Kind {
+                        path: path.clone(),
+                        offset: at as u64,
+                        kind,
+                    })
+                }
+            }
+            at += len;
+        }
+    }
+    Ok(contents)
+}
+
+/// Cuts a torn or corrupt tail off the journal in `dir` (after a crash),
+/// so appending continues after the last complete frame.
+pub fn recover(dir: &FsPath) -> Result<Recovery, JournalError> {
+    if !dir.exists() {
+        return Ok(Recovery::default());
+    }
+    let contents = read(dir)?;
+    let mut recovery = Recovery {
+        frames: (contents.runs.len() + contents.beats.len()) as u64,
+        last_beat: contents.beats.last().map(|b| b.beat),
+        truncated: None,
+    };
+    if let Some((path, offset, why)) = contents.torn {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let len = file.metadata().map_err(io(&path))?.len();
+        file.set_len(offset).map_err(io(&path))?;
+        file.sync_all().map_err(io(&path))?;
+        tracing::warn!(
+            "journal: cut a torn tail of {} bytes from {} at byte {offset}: {why}",
+            len - offset,
+            path.display()
+        );
+        recovery.truncated = Some((path, offset, len - offset, why));
+    }
+    Ok(recovery)
+}

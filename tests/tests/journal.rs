@@ -1,0 +1,317 @@
+//! The beat journal and `cep replay --verify`: real `cep` processes write a
+//! journal; a replay runs it again and compares every beat's hash.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cep_host::journal::{self, BeatEntry, Journal, JournalConfig};
+use cep_host::Value;
+use cep_tests::plugins::{c_plugin, cdylib, cep_bin, workspace};
+
+fn cep(args: &[&str]) -> Output {
+    Command::new(cep_bin())
+        .args(args)
+        .output()
+        .expect("cep runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A configuration with every plugin kind there is: Rust organs, the C
+/// thermostat and sensor adapter, the Lua watcher (copied into `dir`, so a
+/// test may change it).
+fn every_kind(dir: &Path) -> PathBuf {
+    let watch = dir.join("watch.lua");
+    std::fs::copy(workspace().join("plugins/watch/watch.lua"), &watch).unwrap();
+    let files = [
+        cdylib("cep-plugin-store"),
+        cdylib("cep-plugin-index"),
+        c_plugin("thermo"),
+        c_plugin("sensor"),
+        watch,
+    ];
+    let list: Vec<String> = files
+        .iter()
+        .map(|f| format!("{:?}", f.display().to_string()))
+        .collect();
+    let cfg = dir.join("cep.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "plugins = [{}]\n[grants]\nstore = [\"write:/data/store\", \"emit:*\"]\nindex = [\"write:/data/index\"]\nthermo = [\"write:/data/thermo\", \"emit:thermo\"]\nsensor = [\"threads\", \"emit:sensor\"]\nwatch = [\"write:/data/watch\", \"emit:watch\"]\n",
+            list.join(", ")
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn run_journaled(cfg: &Path, data: &Path, beats: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--beats",
+        beats,
+        "--rate",
+        "4000",
+        "--shutdown",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = cep(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out
+}
+
+fn replay(data: &Path) -> Output {
+    cep(&["replay", "--verify", data.to_str().unwrap()])
+}
+
+#[test]
+fn a_run_with_every_plugin_kind_and_adapter_inputs_replays_hash_for_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = every_kind(dir.path());
+    let data = dir.path().join("data");
+    let out = run_journaled(&cfg, &data, "1000", &[]);
+    assert!(
+        stdout(&out).contains("5 plugins loaded"),
+        "{}",
+        stdout(&out)
+    );
+    // The sensor's readings are in the journal.
+    let contents = journal::read(&data.join("journal")).unwrap();
+    let readings: usize = contents.beats.iter().map(|b| b.inputs.len()).sum();
+    assert!(readings > 0, "the adapter's inputs were journaled");
+    let last = stdout(&out).lines().last().unwrap().to_owned();
+    let verified = replay(&data);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&verified),
+        stderr(&verified)
+    );
+    let line = stdout(&verified);
+    assert!(
+        line.contains("replay verified") && line.contains("every state hash matches"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&last),
+        "the replay ends on the run's final hash: {line} vs {last}"
+    );
+}
+
+/// Rewrites the journal under `data` into `out`, passing each beat through
+/// `edit`.
+fn rewrite(data: &Path, out: &Path, mut edit: impl FnMut(&mut BeatEntry)) {
+    let contents = journal::read(&data.join("journal")).unwrap();
+    let (header, _) = &contents.runs[0];
+    let mut journal =
+        Journal::open(&out.join("journal"), JournalConfig::default(), header).unwrap();
+    for mut beat in contents.beats {
+        edit(&mut beat);
+        journal.append(&beat).unwrap();
+    }
+    journal.sync().unwrap();
+}
+
+#[test]
+fn one_changed_input_makes_replay_name_the_beat() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = every_kind(dir.path());
+    let data = dir.path().join("data");
+    run_journaled(&cfg, &data, "400", &[]);
+    let target = journal::read(&data.join("journal"))
+        .unwrap()
+        .beats
+        .iter()
+        .find(|b| !b.inputs.is_empty())
+        .map(|b| b.beat)
+        .expect("some beat captured a reading");
+    let edited = dir.path().join("edited");
+    rewrite(&data, &edited, |beat| {
+        if beat.beat == target {
+            beat.inputs[0].impulse.payload = Some(Value::I64(999));
+        }
+    });
+    let out = replay(&edited);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("replay diverged at beat {target}:")),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_changed_plugin_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = every_kind(dir.path());
+    let data = dir.path().join("data");
+    run_journaled(&cfg, &data, "50", &[]);
+    let watch = dir.path().join("watch.lua");
+    let mut text = std::fs::read_to_string(&watch).unwrap();
+    text.push_str("\n-- a modified build\n");
+    std::fs::write(&watch, text).unwrap();
+    let out = replay(&data);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("plugin watch changed"), "{err}");
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_everything_complete_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = cep(&[
+        "run",
+        "--beats",
+        "120",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--fsync",
+        "beat",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let segment = journal::segments(&data.join("journal"))
+        .unwrap()
+        .pop()
+        .unwrap();
+    let len = std::fs::metadata(&segment).unwrap().len();
+    // A crash mid-append: the last frame loses its end.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len(len - 7).unwrap();
+    drop(file);
+    let before = journal::read(&data.join("journal")).unwrap();
+    assert!(before.torn.is_some());
+    assert_eq!(before.beats.last().unwrap().beat, 118, "beat 119 was torn");
+    // Replay reads the complete beats and says what it skipped.
+    let out = replay(&data);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("torn tail"), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("verified 119 beats"),
+        "{}",
+        stdout(&out)
+    );
+    // Recovery cuts it, and a new run appends after the last complete frame.
+    let recovery = journal::recover(&data.join("journal")).unwrap();
+    assert_eq!(recovery.last_beat, Some(118));
+    let (_, offset, cut, _) = recovery.truncated.expect("a tail was cut");
+    assert!(cut > 0 && offset > 0);
+    let after = journal::read(&data.join("journal")).unwrap();
+    assert!(after.torn.is_none());
+    assert_eq!(after.beats.len(), 119);
+    let again = cep(&["run", "--beats", "30", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let out = replay(&data);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("verified 149 beats in 2 runs"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_reload_is_recorded_and_replayed_at_its_beat() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("t-1.lua");
+    let v2 = dir.path().join("t-2.lua");
+    for (file, version) in [(&v1, "0.1.0"), (&v2, "0.2.0")] {
+        std::fs::write(
+            file,
+            format!(
+                "return {{ name = \"t\", version = \"{version}\", capabilities = {{ \"write:/data/t\" }},\n  enzymes = {{ {{ name = \"t.tick\", signal = \"sig_cei/**\", match = \"prefix\", run = function() cep.write(\"/data/t/v\", \"{version}\") end }} }} }}\n"
+            ),
+        )
+        .unwrap();
+    }
+    let cfg = dir.path().join("cep.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "plugins = [{:?}]\n[grants]\nt = [\"write:/data/t\"]\n",
+            v1.display().to_string()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let reload = format!("20={}", v2.display());
+    let out = cep(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--beats",
+        "60",
+        "--reload",
+        &reload,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let contents = journal::read(&data.join("journal")).unwrap();
+    let with_decision: Vec<u64> = contents
+        .beats
+        .iter()
+        .filter(|b| !b.decisions.is_empty())
+        .map(|b| b.beat)
+        .collect();
+    assert_eq!(with_decision, [20]);
+    let out = replay(&data);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn segments_roll_at_their_size_and_read_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = journal::RunHeader::default();
+    let config = JournalConfig {
+        fsync: journal::Fsync::Never,
+        segment_bytes: 200,
+    };
+    let mut j = Journal::open(dir.path(), config, &header).unwrap();
+    for beat in 0..50u64 {
+        j.append(&BeatEntry {
+            beat,
+            state_hash: [beat as u8; 32],
+            ..BeatEntry::default()
+        })
+        .unwrap();
+    }
+    j.sync().unwrap();
+    assert!(journal::segments(dir.path()).unwrap().len() > 5);
+    let contents = journal::read(dir.path()).unwrap();
+    let beats: Vec<u64> = contents.beats.iter().map(|b| b.beat).collect();
+    assert_eq!(beats, (0..50).collect::<Vec<_>>());
+}
