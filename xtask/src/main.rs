@@ -7,8 +7,10 @@
 //!   the plugin world (Rust, C and Lua organs) on both executors (their
 //!   final hashes must match) and prints its organs, its index, the
 //!   thermostat, the Lua watcher (whose follow-ups use `cep.delay`) and its
-//!   boot dossier; runs the same world live with the C sensor adapter; then
-//!   runs the embedded kernel world on both executors.
+//!   boot dossier; runs the same world live with the C sensor adapter,
+//!   journaled into `target/demo/data`, and verifies it with
+//!   `cep replay --verify`; then runs the embedded kernel world on both
+//!   executors.
 //! - `header`: regenerates `include/cep.h` from `ffi/` with cbindgen.
 
 #[path = "../../tests/src/cc.rs"]
@@ -196,7 +198,14 @@ fn demo(args: &[String]) -> Result<()> {
     }
 
     let live = live.display().to_string();
-    println!("== cep run --config {live} --beats {beats} --rate 2000 --shutdown (live: the C sensor adapter feeds the C thermostat)");
+    // The live run is journaled: its adapter inputs are the only thing a
+    // replay needs besides the plugins.
+    let data = demo_dir.join("data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data)?;
+    }
+    let data = data.display().to_string();
+    println!("== cep run --config {live} --beats {beats} --rate 2000 --shutdown --data-dir {data} (live: the C sensor adapter feeds the C thermostat; journaled)");
     let out = output(Command::new(&cep).args([
         "run",
         "--config",
@@ -206,9 +215,16 @@ fn demo(args: &[String]) -> Result<()> {
         "--rate",
         "2000",
         "--shutdown",
+        "--data-dir",
+        &data,
     ]))?;
     if !out.contains("adapter sensor/probe:") || !out.contains(", 0 rejected") {
         bail!("the live world did not run the sensor adapter");
+    }
+    println!("== cep replay --verify {data} (every beat of the live run, hash for hash)");
+    let verified = output(Command::new(&cep).args(["replay", "--verify", &data]))?;
+    if !verified.contains("every state hash matches") {
+        bail!("the live run did not replay");
     }
 
     // The embedded kernel world (no plugins): broadcast and bound enzymes,
