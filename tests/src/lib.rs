@@ -2,6 +2,7 @@
 
 pub mod cc;
 pub mod plugins;
+pub mod world;
 
 use std::sync::{Arc, Mutex, Once};
 

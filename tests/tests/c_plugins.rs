@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use cep_host::plugin::validate::DescriptorError;
 use cep_host::plugin::{LoadError, PluginError, PluginHost};
-use cep_host::{Config, Hash, Impulse, Runtime, Value, Word};
+use cep_host::{Config, Runtime, Value};
 use cep_tests::plugins::{c_fixture, c_plugin, cdylib, cep_bin};
+use cep_tests::world::{boot, hashes, inject, int, read, text};
 use cep_tests::{backends, facts, p};
 
 fn grants() -> BTreeMap<String, Vec<String>> {
@@ -39,35 +40,6 @@ fn config(plugins: Vec<PathBuf>) -> Config {
         grants: grants(),
         ..Config::default()
     }
-}
-
-fn boot(config: &Config) -> (Runtime, PluginHost) {
-    let mut runtime = Runtime::new(config.clone()).expect("valid configuration");
-    let host = PluginHost::bootstrap(&mut runtime, config).expect("lenient bootstrap");
-    (runtime, host)
-}
-
-fn read(runtime: &Runtime, path: &str) -> Option<Value> {
-    runtime.snapshot().read(&p(path)).cloned()
-}
-
-fn int(runtime: &Runtime, path: &str) -> Option<i64> {
-    read(runtime, path).and_then(|v| v.as_i64())
-}
-
-fn text(runtime: &Runtime, path: &str) -> Option<String> {
-    read(runtime, path).and_then(|v| v.as_text().map(str::to_owned))
-}
-
-fn inject(runtime: &Runtime, signal: &str, target: Option<&str>, payload: Option<Value>) {
-    let mut impulse = match target {
-        Some(t) => Impulse::targeted(p(signal), p(t)),
-        None => Impulse::signal(p(signal)),
-    };
-    impulse.payload = payload;
-    runtime
-        .inject(&Word::new("test").unwrap(), impulse)
-        .expect("injected");
 }
 
 fn rust_and_c() -> Vec<PathBuf> {
@@ -139,17 +111,6 @@ fn c_readings_flow_from_an_injected_impulse_to_the_tree() {
             .any(|f| f.note.contains("thermo.reading: reading out of range")),
         "{fatal:?}"
     );
-}
-
-/// Per-beat hashes of `beats` beats and a clean shutdown.
-fn hashes(config: &Config, beats: u64) -> Vec<Hash> {
-    let (mut runtime, host) = boot(config);
-    assert!(host.rejected().is_empty(), "{:?}", host.rejected());
-    let mut out: Vec<Hash> = (0..beats)
-        .map(|_| runtime.step().unwrap().state_hash)
-        .collect();
-    out.push(runtime.shutdown().unwrap().state_hash);
-    out
 }
 
 #[test]

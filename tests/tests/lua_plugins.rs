@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use cep_host::plugin::{LoadError, PluginHost};
-use cep_host::{Config, EnzymeDescriptor, Hash, Impulse, Runtime, Value, Word};
+use cep_host::{Config, EnzymeDescriptor, Hash, Runtime, Value};
 use cep_tests::plugins::{c_plugin, cdylib, workspace};
+use cep_tests::world::{self, hashes, int, read, text};
 use cep_tests::{backends, facts, p, CallLog};
 
 /// Writes `source` as `dir/<name>.lua`.
@@ -34,31 +35,15 @@ fn config(plugins: Vec<PathBuf>) -> Config {
     config
 }
 
+/// [`world::boot`], every plugin loaded.
 fn boot(config: &Config) -> (Runtime, PluginHost) {
-    let mut runtime = Runtime::new(config.clone()).expect("valid configuration");
-    let host = PluginHost::bootstrap(&mut runtime, config).expect("lenient bootstrap");
+    let (runtime, host) = world::boot(config);
     assert!(host.rejected().is_empty(), "{:?}", host.rejected());
     (runtime, host)
 }
 
-fn read(runtime: &Runtime, path: &str) -> Option<Value> {
-    runtime.snapshot().read(&p(path)).cloned()
-}
-
-fn int(runtime: &Runtime, path: &str) -> Option<i64> {
-    read(runtime, path).and_then(|v| v.as_i64())
-}
-
-fn text(runtime: &Runtime, path: &str) -> Option<String> {
-    read(runtime, path).and_then(|v| v.as_text().map(str::to_owned))
-}
-
 fn inject(runtime: &Runtime, signal: &str, payload: Option<Value>) {
-    let mut impulse = Impulse::signal(p(signal));
-    impulse.payload = payload;
-    runtime
-        .inject(&Word::new("test").unwrap(), impulse)
-        .expect("injected");
+    world::inject(runtime, signal, None, payload);
 }
 
 /// A plugin `t` with one enzyme on `signal` whose body is `body`.
@@ -437,15 +422,6 @@ fn mixed() -> Vec<PathBuf> {
         cdylib("cep-plugin-index"),
         c_plugin("thermo"),
     ]
-}
-
-fn hashes(config: &Config, beats: u64) -> Vec<Hash> {
-    let (mut runtime, _host) = boot(config);
-    let mut out: Vec<Hash> = (0..beats)
-        .map(|_| runtime.step().unwrap().state_hash)
-        .collect();
-    out.push(runtime.shutdown().unwrap().state_hash);
-    out
 }
 
 #[test]

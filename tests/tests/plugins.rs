@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use cep_host::plugin::validate::DescriptorError;
 use cep_host::plugin::{LoadError, PluginError, PluginHost};
-use cep_host::{ops, Config, Hash, Impulse, Runtime, Value, Word};
+use cep_host::{ops, Config, Runtime, Value};
 use cep_tests::plugins::{cdylib, fixture};
+use cep_tests::world::{boot, grants, hashes, inject, int, text};
 use cep_tests::{backends, facts, p};
 
 fn store() -> PathBuf {
@@ -18,17 +19,6 @@ fn store() -> PathBuf {
 
 fn index() -> PathBuf {
     cdylib("cep-plugin-index")
-}
-
-fn grants(list: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-    list.iter()
-        .map(|(name, caps)| {
-            (
-                name.to_string(),
-                caps.iter().map(|c| c.to_string()).collect(),
-            )
-        })
-        .collect()
 }
 
 /// The demo plugins' configuration, plus the fixture's usual grants.
@@ -43,34 +33,6 @@ fn config(plugins: Vec<PathBuf>) -> Config {
         ]),
         ..Config::default()
     }
-}
-
-fn boot(config: &Config) -> (Runtime, PluginHost) {
-    let mut runtime = Runtime::new(config.clone()).expect("valid configuration");
-    let host = PluginHost::bootstrap(&mut runtime, config).expect("lenient bootstrap");
-    (runtime, host)
-}
-
-fn text(runtime: &Runtime, path: &str) -> Option<String> {
-    runtime
-        .snapshot()
-        .read(&p(path))
-        .and_then(|v| v.as_text().map(str::to_owned))
-}
-
-fn int(runtime: &Runtime, path: &str) -> Option<i64> {
-    runtime.snapshot().read(&p(path)).and_then(Value::as_i64)
-}
-
-fn inject(runtime: &Runtime, signal: &str, target: Option<&str>, payload: Option<Value>) {
-    let mut impulse = match target {
-        Some(t) => Impulse::targeted(p(signal), p(t)),
-        None => Impulse::signal(p(signal)),
-    };
-    impulse.payload = payload;
-    runtime
-        .inject(&Word::new("test").unwrap(), impulse)
-        .expect("injected");
 }
 
 #[test]
@@ -119,17 +81,6 @@ fn organs_construct_in_dependency_order_then_validate() {
     assert!(int(&runtime, "/data/store/meta/count").unwrap() > 0);
     assert!(int(&runtime, "/data/store/audit/seen").unwrap() > 0);
     assert!(int(&runtime, "/data/index/size").unwrap() > 0);
-}
-
-/// Per-beat hashes of `beats` beats and a clean shutdown.
-fn hashes(config: &Config, beats: u64) -> Vec<Hash> {
-    let (mut runtime, host) = boot(config);
-    let mut out: Vec<Hash> = (0..beats)
-        .map(|_| runtime.step().unwrap().state_hash)
-        .collect();
-    out.push(runtime.shutdown().unwrap().state_hash);
-    host.stop_adapters();
-    out
 }
 
 #[test]
