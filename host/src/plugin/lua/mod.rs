@@ -424,11 +424,6 @@ impl LuaWorld {
             tracing::warn!("lua collector step failed: {e}");
         }
     }
-
-    /// Bytes the VM holds now.
-    pub fn used_memory(&self) -> usize {
-        self.lock().vm.lua.used_memory()
-    }
 }
 
 /// The delay runner every Lua plugin gets.
