@@ -6,7 +6,8 @@ use cep_host::journal::{BeatEntry, Fsync, Journal, JournalConfig, RunHeader};
 use cep_host::{Impulse, Path, Value, Word};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-/// A beat with 256 inputs of a 200-byte text payload each.
+/// A beat with 256 inputs of a 200-byte text payload each, and the 256
+/// cells they changed.
 fn entry(beat: u64) -> BeatEntry {
     let source = Word::new("bench").unwrap();
     let inputs = (0..256u64)
@@ -20,10 +21,19 @@ fn entry(beat: u64) -> BeatEntry {
             .with_payload(Value::text(&"x".repeat(200))),
         })
         .collect();
+    // What those inputs wrote: one cell each.
+    let changes = (0..256u64)
+        .map(|seq| cep_host::cell::Change::Put {
+            path: Path::parse(&format!("/data/in/{seq}")).unwrap(),
+            value: Some(Value::text(&"y".repeat(200))),
+            sealed: false,
+        })
+        .collect();
     BeatEntry {
         beat,
         inputs,
         decisions: Vec::new(),
+        changes,
         state_hash: [7; 32],
     }
 }

@@ -151,10 +151,21 @@ fn one_changed_input_makes_replay_name_the_beat() {
         stdout(&out),
         stderr(&out)
     );
+    let report = stdout(&out);
     assert!(
-        stdout(&out).contains(&format!("replay diverged at beat {target}:")),
-        "{}",
-        stdout(&out)
+        report.contains(&format!("replay diverged at beat {target}:")),
+        "{report}"
+    );
+    // The differing cells, with both values.
+    assert!(
+        report.contains("cells differ (recorded vs replayed)"),
+        "{report}"
+    );
+    assert!(
+        report.lines().any(|l| l.starts_with("  /")
+            && l.contains(": recorded ")
+            && l.contains(", replayed ")),
+        "{report}"
     );
 }
 
@@ -334,7 +345,15 @@ fn sigkill_at_twenty_moments_loses_no_complete_beat() {
         let after = std::time::Duration::from_millis(20 + seed % 180);
         let mut child = Command::new(cep_bin())
             .args([
-                "run", "--beats", "1000000", "--rate", "3000", "--fsync", "beat",
+                "run",
+                "--beats",
+                "1000000",
+                "--rate",
+                "3000",
+                "--fsync",
+                "beat",
+                "--checkpoint-every",
+                "40",
             ])
             .args(["--data-dir", &data_arg])
             .stdout(std::process::Stdio::null())
@@ -357,6 +376,25 @@ fn sigkill_at_twenty_moments_loses_no_complete_beat() {
         // killed before its header reached the disk leaves none).
         let contents = journal::read(&data.join("journal")).unwrap();
         assert!(contents.runs.len() <= runs);
+        // A restart resumes after the last complete beat the previous
+        // process left: the run's genesis is that beat's tree.
+        for (n, (header, start)) in contents.runs.iter().enumerate().skip(1) {
+            let before = &contents.beats[..*start];
+            let expected = before.last().map(|b| (b.beat, b.state_hash));
+            assert_eq!(
+                header.genesis, expected,
+                "kill {kill}: run {n} resumes after the last complete beat"
+            );
+            if let Some(first) = contents.beats.get(*start) {
+                let next = expected.map_or(0, |(b, _)| b + 1);
+                if contents.runs.get(n + 1).is_none_or(|(_, s)| s > start) {
+                    assert_eq!(
+                        first.beat, next,
+                        "kill {kill}: run {n} numbers its beats on"
+                    );
+                }
+            }
+        }
     }
     // A clean run after the last kill recovers the journal first.
     let out = cep(&["run", "--beats", "50", "--data-dir", &data_arg]);
@@ -375,5 +413,115 @@ fn sigkill_at_twenty_moments_loses_no_complete_beat() {
         stdout(&out).contains("every state hash matches"),
         "{}",
         stdout(&out)
+    );
+}
+
+/// A restart resumes after the last complete beat (rebuilt from the newest
+/// checkpoint and the journal's recorded changes); both runs replay, from
+/// the first beat and from the checkpoint.
+#[test]
+fn a_restart_resumes_from_the_last_beat_and_replays_from_either_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = every_kind(dir.path());
+    let data = dir.path().join("data");
+    run_journaled(&cfg, &data, "120", &["--checkpoint-every", "50"]);
+    let first = journal::read(&data.join("journal")).unwrap();
+    let last = first.beats.last().unwrap().clone();
+    let ckpts = journal::checkpoint::list(&data);
+    assert_eq!(
+        ckpts.iter().map(|(b, _)| *b).collect::<Vec<_>>(),
+        [0, 50, 100, last.beat],
+        "every 50 beats and at the end"
+    );
+    let out = run_journaled(&cfg, &data, "30", &["--checkpoint-every", "50"]);
+    assert!(
+        stderr(&out).contains(&format!("cep: recovered beat {}", last.beat)),
+        "{}",
+        stderr(&out)
+    );
+    let contents = journal::read(&data.join("journal")).unwrap();
+    assert_eq!(contents.runs.len(), 2);
+    let (second, start) = &contents.runs[1];
+    assert_eq!(second.genesis, Some((last.beat, last.state_hash)));
+    assert_eq!(contents.beats[*start].beat, last.beat + 1);
+    // The resumed world booted again under its own dossier.
+    let boot = format!("/rt/ops/{}-boot/close/status", last.beat + 1);
+    let out = cep(&["inspect", data.to_str().unwrap(), &boot]);
+    assert!(stdout(&out).contains("sts:ok"), "{}", stdout(&out));
+    for args in [
+        &["replay", "--verify"][..],
+        &["replay", "--verify", "--from-checkpoint"],
+    ] {
+        let out = cep(&[args, &[data.to_str().unwrap()]].concat());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    let out = cep(&[
+        "replay",
+        "--verify",
+        "--from-checkpoint",
+        data.to_str().unwrap(),
+    ]);
+    assert!(stdout(&out).contains("in 1 runs"), "{}", stdout(&out));
+}
+
+/// `cep inspect DATA --beat N` rebuilds any journaled beat: its hash is the
+/// recorded one, with or without checkpoints, and a corrupt checkpoint is
+/// skipped, not trusted.
+#[test]
+fn inspect_rebuilds_any_journaled_beat_from_checkpoints_and_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = every_kind(dir.path());
+    let data = dir.path().join("data");
+    run_journaled(&cfg, &data, "90", &["--checkpoint-every", "40"]);
+    let contents = journal::read(&data.join("journal")).unwrap();
+    let hash_of = |beat: u64| {
+        let b = contents.beats.iter().find(|b| b.beat == beat).unwrap();
+        cep_host::cell::hash::hex(&b.state_hash)
+    };
+    let inspect = |beat: u64| {
+        let out = cep(&[
+            "inspect",
+            data.to_str().unwrap(),
+            "/data",
+            "--beat",
+            &beat.to_string(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    for beat in [3, 40, 41, 77] {
+        let text = inspect(beat);
+        assert!(
+            text.ends_with(&format!("beat={beat} hash={}\n", hash_of(beat))),
+            "{text}"
+        );
+        assert!(text.starts_with("/data\n"), "{text}");
+    }
+    // Corrupt the checkpoint of beat 40: beat 77 still rebuilds (from 0).
+    let (_, path) = journal::checkpoint::list(&data)
+        .into_iter()
+        .find(|(b, _)| *b == 40)
+        .unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+    assert!(journal::checkpoint::read(&path).is_err());
+    assert!(inspect(77).ends_with(&format!("beat=77 hash={}\n", hash_of(77))));
+    // Without any checkpoint the journal alone rebuilds it.
+    std::fs::remove_dir_all(journal::checkpoint::dir(&data)).unwrap();
+    assert!(inspect(77).ends_with(&format!("beat=77 hash={}\n", hash_of(77))));
+    let out = cep(&["inspect", data.to_str().unwrap(), "--beat", "100000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("beat 100000 is not in the journal"),
+        "{}",
+        stderr(&out)
     );
 }

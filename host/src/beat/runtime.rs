@@ -179,6 +179,10 @@ pub struct Runtime {
     pending_episode_ops: Vec<EpisodeOp>,
     /// Every nondeterministic decision taken so far, in order.
     decisions: Vec<Decision>,
+    /// The first beat of a world resumed from a previous process's tree.
+    resumed_at: Option<u64>,
+    /// How many of `decisions` [`Runtime::take_decisions`] returned.
+    decisions_taken: usize,
     /// When replaying: the recorded decisions to apply instead of measuring.
     replay: Option<Vec<Decision>>,
     organs: Organs,
@@ -276,6 +280,8 @@ impl Runtime {
             agenda_buf: Vec::new(),
             pending_episode_ops: Vec::new(),
             decisions: Vec::new(),
+            decisions_taken: 0,
+            resumed_at: None,
             replay: None,
             organs: Organs::default(),
             organ_levels: None,
@@ -285,6 +291,45 @@ impl Runtime {
             host_facts: Vec::new(),
             config,
         })
+    }
+
+    /// A runtime that continues from `genesis`, the tree of the last beat a
+    /// previous process committed (rebuilt from its data directory): the
+    /// next beat is the one after it. What lived outside the tree is gone
+    /// with that process: impulses queued for later beats, armed watchers,
+    /// running episodes. So the first commit closes every dossier left open
+    /// `sts:cnl` (a restart interrupts operations, as a database aborts the
+    /// transactions in flight at a crash), and the world boots again
+    /// (`op/boot`), its organs finding their cells where they left them.
+    /// A replay that resumes from the same tree does exactly the same.
+    pub fn resume(config: Config, genesis: Snapshot) -> Result<Self, RuntimeError> {
+        let beat = genesis.beat();
+        let mut runtime = Self::with_genesis(config, genesis)?;
+        runtime.next_beat = beat + 1;
+        runtime.resumed_at = Some(beat + 1);
+        let mut ledger: Vec<u64> = runtime
+            .current
+            .children(&Path::parse("/rt/beat").expect("static path"))
+            .iter()
+            .filter_map(|n| n.as_str().parse().ok())
+            .collect();
+        ledger.sort_unstable();
+        runtime.ledger_beats = ledger.into();
+        let ops = Path::parse("/rt/ops").expect("static path");
+        for oid in runtime.current.children(&ops) {
+            let dossier = ops.child(oid.clone());
+            if !runtime
+                .current
+                .exists(&dossier.child(Name::new("close").expect("word")))
+            {
+                runtime.op_close(
+                    &oid,
+                    OpStatus::Cancel,
+                    &format!("interrupted: the runtime restarted after beat {beat}"),
+                );
+            }
+        }
+        Ok(runtime)
     }
 
     pub fn config(&self) -> &Config {
@@ -465,6 +510,14 @@ impl Runtime {
     /// cancellations), in the order they were applied.
     pub fn decisions(&self) -> &[Decision] {
         &self.decisions
+    }
+
+    /// The decisions taken since the last call (a journal records them
+    /// with the beat that applied them).
+    pub fn take_decisions(&mut self) -> &[Decision] {
+        let from = self.decisions_taken;
+        self.decisions_taken = self.decisions.len();
+        &self.decisions[from..]
     }
 
     /// Replays `decisions` instead of measuring: from now on a CPU-budget

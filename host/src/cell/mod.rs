@@ -10,11 +10,13 @@
 //! The tree applies mutations it is handed, in the order it is handed them.
 
 mod children;
+mod delta;
 pub mod hash;
 mod node;
 mod snapshot;
 
 pub use cep_sdk::{Name, NameError, Path, Value, Word};
+pub use delta::{diff, Change};
 pub use hash::Hash;
 pub use node::{Node, TreeError, WorkTree};
 pub use snapshot::{History, Snapshot};

@@ -41,6 +41,14 @@ impl Node {
         self.flags & SEALED != 0
     }
 
+    pub(super) fn set_value(&mut self, value: Option<Value>) {
+        self.value = value;
+    }
+
+    pub(super) fn mark_sealed(&mut self) {
+        self.flags |= SEALED;
+    }
+
     pub fn child_count(&self) -> usize {
         self.children.len()
     }
@@ -184,6 +192,37 @@ impl WorkTree {
             return Err(sealed_error(path, path.len()));
         }
         Ok(node)
+    }
+
+    /// The node at `path` made unique for mutation, without the seal rules;
+    /// created with its ancestors when `create`, else `None` when absent.
+    pub(super) fn node_mut_unchecked(&mut self, path: &Path, create: bool) -> Option<&mut Node> {
+        if !create && self.node(path).is_none() {
+            return None;
+        }
+        self.root_hash = STALE;
+        self.changes += 1;
+        let mut node = Arc::make_mut(&mut self.root);
+        for name in path.names() {
+            let index = node.children.find_or_insert(name);
+            let entry = node.children.at_mut(index);
+            entry.hash = STALE;
+            node = Arc::make_mut(&mut entry.node);
+        }
+        Some(node)
+    }
+
+    /// Marks `path` and its ancestors as holding a sealed cell.
+    pub(super) fn mark_holds_sealed(&mut self, path: &Path) {
+        let mut node = Arc::make_mut(&mut self.root);
+        node.flags |= HOLDS_SEALED;
+        for name in path.names() {
+            let Ok(index) = node.children.search(name.as_str()) else {
+                return;
+            };
+            node = Arc::make_mut(&mut node.children.at_mut(index).node);
+            node.flags |= HOLDS_SEALED;
+        }
     }
 
     /// Refuses a change at `path` when it or an ancestor is sealed, before

@@ -6,15 +6,24 @@ use anyhow::{Context, Result};
 
 use super::{default_world, write_stdout, UsageError};
 use crate::beat::{BeatReport, Runtime};
-use crate::cell::hash;
+use crate::cell::{self, hash, Change, Name, Path, Snapshot, WorkTree};
 use crate::config::Config;
-use crate::journal::{self, BeatEntry, Decision, Journal, JournalConfig, PluginRecord, RunHeader};
+use crate::episode;
+use crate::journal::{
+    self, checkpoint, state, BeatEntry, Decision, Journal, JournalConfig, PluginRecord, RunHeader,
+};
 use crate::plugin::PluginHost;
 
-/// Journals a running world, beat by beat.
+/// Journals a running world, beat by beat, and checkpoints its tree.
 pub(super) struct Recorder {
     journal: Journal,
+    data_dir: PathBuf,
     pending: Vec<Decision>,
+    /// The tree of the last journaled beat (what the next beat's changes
+    /// are computed against).
+    prev: Snapshot,
+    checkpoint_every: u64,
+    last_checkpoint: Option<u64>,
 }
 
 /// The journal directory of a data directory.
@@ -22,24 +31,61 @@ fn journal_dir(data_dir: &FsPath) -> PathBuf {
     data_dir.join("journal")
 }
 
+/// Checkpoints kept in a data directory (older ones are deleted; the
+/// journal alone rebuilds any beat after the oldest kept one).
+const CHECKPOINTS_KEPT: usize = 4;
+
+/// Recovers the data directory of a previous run, if there is one: cuts a
+/// torn journal tail, then rebuilds the tree of the last complete beat
+/// (newest checkpoint + recorded changes, checked against every recorded
+/// hash). `None` for a new data directory.
+pub(super) fn recover(data_dir: &FsPath) -> Result<Option<Snapshot>> {
+    let dir = journal_dir(data_dir);
+    let recovery = journal::recover(&dir).context("recovering the journal")?;
+    if let Some((path, offset, cut, why)) = &recovery.truncated {
+        eprintln!(
+            "cep: journal: cut a torn tail of {cut} bytes from {} at byte {offset} ({why}); the last complete beat is kept",
+            path.display()
+        );
+    }
+    if recovery.last_beat.is_none() {
+        return Ok(None);
+    }
+    let contents = journal::read(&dir).context("reading the journal")?;
+    let rebuilt = state::tree_at(data_dir, &contents, None).map_err(|e| {
+        UsageError(format!(
+            "{}: cannot recover the last beat: {e}",
+            data_dir.display()
+        ))
+    })?;
+    for why in &rebuilt.skipped {
+        eprintln!("cep: checkpoint skipped: {why}");
+    }
+    eprintln!(
+        "cep: recovered beat {} ({}) from {} and {} journaled beats",
+        rebuilt.snapshot.beat(),
+        rebuilt.snapshot.hash_hex(),
+        rebuilt
+            .checkpoint
+            .map_or("the first beat".to_owned(), |b| format!(
+                "the checkpoint of beat {b}"
+            )),
+        rebuilt.beats_applied
+    );
+    Ok(Some(rebuilt.snapshot))
+}
+
 impl Recorder {
-    /// Recovers the journal under `data_dir` (cutting a torn tail) and
-    /// starts a run in it.
+    /// Starts a run in the journal under `data_dir` (after [`recover`]).
     pub fn start(
         data_dir: &FsPath,
         fsync: journal::Fsync,
+        checkpoint_every: u64,
         config_file: Option<&FsPath>,
         runtime: &mut Runtime,
         plugins: Option<&PluginHost>,
+        resumed: bool,
     ) -> Result<Self> {
-        let dir = journal_dir(data_dir);
-        let recovery = journal::recover(&dir).context("recovering the journal")?;
-        if let Some((path, offset, cut, why)) = &recovery.truncated {
-            eprintln!(
-                "cep: journal: cut a torn tail of {cut} bytes from {} at byte {offset} ({why}); the last complete beat is kept",
-                path.display()
-            );
-        }
         let (config, config_dir) = match config_file {
             Some(file) => {
                 let text = std::fs::read_to_string(file)
@@ -53,22 +99,29 @@ impl Recorder {
             None => (String::new(), String::new()),
         };
         let plugins: Vec<PluginRecord> = plugins.map(|h| h.records().to_vec()).unwrap_or_default();
+        let genesis = runtime.snapshot().clone();
         let header = RunHeader {
             config,
             config_dir,
             first_beat: runtime.next_beat(),
             plugin_set_hash: RunHeader::plugin_set_hash_of(&plugins),
             plugins,
+            genesis: resumed.then(|| (genesis.beat(), genesis.hash())),
         };
         let config = JournalConfig {
             fsync,
             ..JournalConfig::default()
         };
-        let journal = Journal::open(&dir, config, &header).context("opening the journal")?;
+        let journal = Journal::open(&journal_dir(data_dir), config, &header)
+            .context("opening the journal")?;
         runtime.record_inputs(true);
         Ok(Recorder {
             journal,
+            data_dir: data_dir.to_owned(),
             pending: Vec::new(),
+            prev: genesis,
+            checkpoint_every,
+            last_checkpoint: None,
         })
     }
 
@@ -77,21 +130,57 @@ impl Recorder {
         self.pending.push(decision);
     }
 
-    /// Journals the beat just run.
+    /// Journals the beat just run; checkpoints every `checkpoint_every`
+    /// beats.
     pub fn beat(&mut self, runtime: &mut Runtime, report: &BeatReport) -> Result<()> {
+        let now = runtime.snapshot().clone();
+        let mut decisions = std::mem::take(&mut self.pending);
+        decisions.extend(runtime.take_decisions().iter().map(journal_decision));
         let entry = BeatEntry {
             beat: report.beat,
-            decisions: std::mem::take(&mut self.pending),
+            decisions,
             inputs: runtime.take_inputs(),
+            changes: cell::diff(&self.prev, &now),
             state_hash: report.state_hash,
         };
         self.journal
             .append(&entry)
-            .context("appending to the journal")
+            .context("appending to the journal")?;
+        self.prev = now;
+        if self.checkpoint_every > 0 && report.beat.is_multiple_of(self.checkpoint_every) {
+            self.checkpoint()?;
+        }
+        Ok(())
     }
 
+    /// Checkpoints the tree of the last journaled beat (the journal is
+    /// synced first: a checkpoint never runs ahead of it).
+    fn checkpoint(&mut self) -> Result<()> {
+        let beat = self.prev.beat();
+        if self.last_checkpoint == Some(beat) {
+            return Ok(());
+        }
+        self.journal.sync().context("syncing the journal")?;
+        checkpoint::write(&self.data_dir, beat, &self.prev).context("writing a checkpoint")?;
+        checkpoint::prune(&self.data_dir, CHECKPOINTS_KEPT);
+        self.last_checkpoint = Some(beat);
+        Ok(())
+    }
+
+    /// A clean stop: syncs the journal and checkpoints the last beat.
     pub fn finish(mut self) -> Result<()> {
+        self.checkpoint()?;
         self.journal.sync().context("syncing the journal")
+    }
+}
+
+/// The journal's form of a kernel decision.
+fn journal_decision(d: &episode::Decision) -> Decision {
+    match &d.kind {
+        episode::DecisionKind::CancelEpisodeCpu { eid, used_ns } => Decision::CpuCancel {
+            eid: eid.to_string(),
+            used_ns: *used_ns,
+        },
     }
 }
 
@@ -143,11 +232,68 @@ fn plugin_changes(recorded: &[PluginRecord], now: &[PluginRecord]) -> Vec<String
     out
 }
 
-/// `cep replay --verify <data-dir>`: runs every recorded run again from its
-/// first beat with the recorded inputs and decisions, comparing each beat's
-/// state hash. Exit 0 when all match, 1 at the first divergence, 2 when the
-/// journal or the plugins make a replay impossible.
-pub(super) fn replay(data_dir: &FsPath) -> Result<i32> {
+/// A world as a recorded run started it: the recorded configuration, the
+/// same plugins (refused when they differ), from the empty tree or, for a
+/// run that resumed after a restart, from the tree it resumed from.
+fn world_of(
+    data_dir: &FsPath,
+    contents: &journal::Contents,
+    run: usize,
+) -> Result<(Runtime, Option<PluginHost>, Config)> {
+    let header = &contents.runs[run].0;
+    let config = if header.config.is_empty() {
+        Config::default()
+    } else {
+        Config::parse_at(&header.config, FsPath::new(&header.config_dir))
+            .map_err(|e| UsageError(format!("run {run}: the recorded configuration: {e}")))?
+    };
+    let mut runtime = match header.genesis {
+        None => Runtime::new(config.clone()).context("starting the runtime")?,
+        Some((beat, hash)) => {
+            let rebuilt = state::tree_at(data_dir, contents, Some(beat)).map_err(|e| {
+                UsageError(format!(
+                    "run {run} resumed from beat {beat}, whose tree cannot be rebuilt: {e}"
+                ))
+            })?;
+            if rebuilt.snapshot.hash() != hash {
+                return Err(UsageError(format!(
+                    "run {run} resumed from beat {beat} with hash {}, but the journal's tree hashes to {}",
+                    cell::hash::hex(&hash),
+                    rebuilt.snapshot.hash_hex()
+                ))
+                .into());
+            }
+            Runtime::resume(config.clone(), rebuilt.snapshot).context("starting the runtime")?
+        }
+    };
+    let plugins = if config.has_plugins() {
+        let host = PluginHost::bootstrap_for_replay(&mut runtime, &config)
+            .map_err(|e| UsageError(e.to_string()))?;
+        let changes = plugin_changes(&header.plugins, host.records());
+        if !changes.is_empty() {
+            return Err(UsageError(format!(
+                "run {run}: the plugin set differs from the recorded one, so a replay would prove nothing:\n  {}",
+                changes.join("\n  ")
+            ))
+            .into());
+        }
+        Some(host)
+    } else {
+        default_world::install(&mut runtime).context("installing the default world")?;
+        None
+    };
+    runtime.discard_pending_inputs();
+    Ok((runtime, plugins, config))
+}
+
+/// `cep replay --verify <data-dir>`: runs every recorded run again with the
+/// recorded inputs and decisions, comparing each beat's state hash. With
+/// `from_checkpoint`, starts at the newest checkpoint the journal's later
+/// beats can be replayed from (a restart's resume point) instead of the
+/// first beat. Exit 0 when all match, 1 at the first divergence (naming
+/// the beat, the differing cells and both values), 2 when the journal or
+/// the plugins make a replay impossible.
+pub(super) fn replay(data_dir: &FsPath, from_checkpoint: bool) -> Result<i32> {
     let dir = journal_dir(data_dir);
     let contents =
         journal::read(&dir).map_err(|e| UsageError(format!("cannot read the journal: {e}")))?;
@@ -160,39 +306,57 @@ pub(super) fn replay(data_dir: &FsPath) -> Result<i32> {
     if contents.runs.is_empty() {
         return Err(UsageError(format!("{}: no journal to replay", dir.display())).into());
     }
+    // Runs start from the empty tree or from the tree they resumed from;
+    // `--from-checkpoint` skips the runs before the last resume point.
+    let first_run = if from_checkpoint {
+        contents
+            .runs
+            .iter()
+            .rposition(|(h, _)| h.genesis.is_some())
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let total: usize = contents.beats.len() - contents.runs[first_run].1;
+    let progress = indicatif::ProgressBar::new(total as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "replay {bar:40} {pos}/{len} beats {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if total < 10_000 {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let started = std::time::Instant::now();
     let mut verified = 0usize;
     let mut last = None;
-    for (n, (header, start)) in contents.runs.iter().enumerate() {
+    for n in first_run..contents.runs.len() {
+        let start = contents.runs[n].1;
         let end = contents
             .runs
             .get(n + 1)
             .map(|(_, s)| *s)
             .unwrap_or(contents.beats.len());
-        let config = if header.config.is_empty() {
-            Config::default()
-        } else {
-            Config::parse_at(&header.config, FsPath::new(&header.config_dir))
-                .map_err(|e| UsageError(format!("run {n}: the recorded configuration: {e}")))?
-        };
-        let mut runtime = Runtime::new(config.clone()).context("starting the runtime")?;
-        let mut plugins = if config.has_plugins() {
-            let host = PluginHost::bootstrap_for_replay(&mut runtime, &config)
-                .map_err(|e| UsageError(e.to_string()))?;
-            let changes = plugin_changes(&header.plugins, host.records());
-            if !changes.is_empty() {
-                return Err(UsageError(format!(
-                    "run {n}: the plugin set differs from the recorded one, so a replay would prove nothing:\n  {}",
-                    changes.join("\n  ")
-                ))
-                .into());
-            }
-            Some(host)
-        } else {
-            default_world::install(&mut runtime).context("installing the default world")?;
-            None
-        };
-        runtime.discard_pending_inputs();
-        for entry in &contents.beats[*start..end] {
+        let (mut runtime, mut plugins, config) = world_of(data_dir, &contents, n)?;
+        let cpu: Vec<episode::Decision> = contents.beats[start..end]
+            .iter()
+            .flat_map(|e| {
+                e.decisions.iter().filter_map(move |d| match d {
+                    Decision::CpuCancel { eid, used_ns } => Some(episode::Decision {
+                        beat: e.beat,
+                        kind: episode::DecisionKind::CancelEpisodeCpu {
+                            eid: Name::new(eid).ok()?,
+                            used_ns: *used_ns,
+                        },
+                    }),
+                    _ => None,
+                })
+            })
+            .collect();
+        // Never measure: a CPU-budget cancellation happens where recorded.
+        runtime.replay_decisions(cpu);
+        for entry in &contents.beats[start..end] {
             // The inputs first: those accepted before shutdown began were
             // captured by its first beat.
             let injector = runtime.injector();
@@ -221,27 +385,93 @@ pub(super) fn replay(data_dir: &FsPath) -> Result<i32> {
                         runtime.close_inputs();
                         runtime.begin_shutdown();
                     }
+                    Decision::CpuCancel { .. } => {}
                 }
             }
+            let before = runtime.snapshot().clone();
             let report = runtime.step()?;
             if report.beat != entry.beat || report.state_hash != entry.state_hash {
-                write_stdout(&format!(
+                progress.finish_and_clear();
+                let mut text = format!(
                     "cep: replay diverged at beat {}: recorded hash {}, replayed beat {} hash {}\n",
                     entry.beat,
                     hash::hex(&entry.state_hash),
                     report.beat,
                     hash::hex(&report.state_hash)
-                ))?;
+                );
+                text.push_str(&differing_cells(
+                    &before,
+                    &entry.changes,
+                    runtime.snapshot(),
+                ));
+                write_stdout(&text)?;
                 return Ok(1);
             }
             verified += 1;
+            progress.inc(1);
             last = Some(report);
         }
     }
+    progress.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
     let last = last.map(|r| r.summary_line()).unwrap_or_default();
     write_stdout(&format!(
-        "cep: replay verified {verified} beats in {} runs: every state hash matches ({last})\n",
-        contents.runs.len()
+        "cep: replay verified {verified} beats in {} runs in {seconds:.2} s: every state hash matches ({last})\n",
+        contents.runs.len() - first_run
     ))?;
     Ok(0)
+}
+
+/// Cells shown in a divergence report.
+const DIFF_SHOWN: usize = 20;
+
+/// The cells where the replayed tree differs from the recorded one, with
+/// both values: the recorded tree is the beat before (which matched) with
+/// the recorded changes applied.
+fn differing_cells(before: &Snapshot, recorded: &[Change], replayed: &Snapshot) -> String {
+    let mut tree = WorkTree::new(before);
+    for change in recorded {
+        if tree.apply(change).is_err() {
+            return "  (the recorded changes of this beat cannot be applied)\n".to_owned();
+        }
+    }
+    let recorded = tree.commit(replayed.beat());
+    let changes = cell::diff(&recorded, replayed);
+    let show = |v: Option<&crate::cell::Value>| match v {
+        Some(v) => format!("{v}"),
+        None => "(absent)".to_owned(),
+    };
+    let mut out = format!("  {} cells differ (recorded vs replayed):\n", changes.len());
+    for change in changes.iter().take(DIFF_SHOWN) {
+        let path: &Path = change.path();
+        let was = recorded.node(path).map(|n| n.value());
+        let now = replayed.node(path).map(|n| n.value());
+        let fmt = |v: Option<Option<&crate::cell::Value>>| match v {
+            None => "(no cell)".to_owned(),
+            Some(v) => show(v),
+        };
+        out.push_str(&format!(
+            "  {path}: recorded {}, replayed {}\n",
+            fmt(was),
+            fmt(now)
+        ));
+    }
+    if changes.len() > DIFF_SHOWN {
+        out.push_str(&format!("  … and {} more\n", changes.len() - DIFF_SHOWN));
+    }
+    out
+}
+
+/// `cep inspect <data-dir> [path] [--beat N]`: the subtree at `path` of a
+/// journaled beat's tree, rebuilt from checkpoints and the journal.
+pub(super) fn inspect(data_dir: &FsPath, path: &Path, beat: Option<u64>) -> Result<()> {
+    let contents = journal::read(&journal_dir(data_dir))
+        .map_err(|e| UsageError(format!("cannot read the journal: {e}")))?;
+    let rebuilt = state::tree_at(data_dir, &contents, beat)
+        .map_err(|e| UsageError(format!("{}: {e}", data_dir.display())))?;
+    let s = &rebuilt.snapshot;
+    let text = s
+        .render(path)
+        .unwrap_or_else(|| format!("{path}: no such cell at beat {}\n", s.beat()));
+    write_stdout(&format!("{text}beat={} hash={}\n", s.beat(), s.hash_hex()))
 }

@@ -32,11 +32,18 @@ enum Command {
     /// Run the runtime: the configured world, or the embedded default one.
     /// The last line printed is `beat=<N> hash=<64 hex>`.
     Run(RunArgs),
-    /// Run like `cep run`, then print the subtree at PATH of the final state.
+    /// Print a subtree: `cep inspect DATA_DIR [PATH] [--beat N]` shows a
+    /// journaled beat (the last by default), rebuilt from checkpoints and
+    /// the journal; `cep inspect [PATH] <run options>` runs like `cep run`
+    /// and shows the final state.
     Inspect {
-        /// The subtree to print (default `/`).
-        #[arg(default_value = "/")]
-        path: String,
+        /// A data directory written by `cep run --data-dir`, then the
+        /// subtree to print (default `/`); or only the subtree.
+        #[arg(num_args = 0..=2)]
+        targets: Vec<String>,
+        /// The journaled beat to show (with a data directory).
+        #[arg(long)]
+        beat: Option<u64>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -50,6 +57,10 @@ enum Command {
         /// at the first divergence).
         #[arg(long)]
         verify: bool,
+        /// Start at the last restart's resume point (a tree rebuilt from
+        /// the newest checkpoint and the journal) instead of the first beat.
+        #[arg(long)]
+        from_checkpoint: bool,
         /// The data directory of the recorded run.
         data_dir: PathBuf,
     },
@@ -97,9 +108,15 @@ struct RunArgs {
     /// destructors, then adapters are stopped.
     #[arg(long)]
     shutdown: bool,
-    /// Journal the run into DIR/journal (for `cep replay --verify DIR`).
+    /// Journal the run into DIR (for `cep replay --verify DIR`). A DIR
+    /// holding an earlier run is recovered first and the run resumes after
+    /// its last complete beat.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// With --data-dir: checkpoint the whole tree every N beats (0: only
+    /// when the run ends).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    checkpoint_every: u64,
     /// When the journal is forced to disk: `beat` (every beat), a number of
     /// beats, or `never` (the OS decides).
     #[arg(long, default_value = "64")]
@@ -125,14 +142,22 @@ pub fn main() -> i32 {
         Command::Run(args) => {
             run(&args).and_then(|(_, report)| write_stdout(&format!("{}\n", report.summary_line())))
         }
-        Command::Inspect { path, run: args } => inspect(&path, &args),
+        Command::Inspect {
+            targets,
+            beat,
+            run: args,
+        } => inspect(&targets, beat, &args),
         Command::Plugin(PluginCommand::Check { file }) => plugin_check(&file),
-        Command::Replay { verify, data_dir } => {
+        Command::Replay {
+            verify,
+            from_checkpoint,
+            data_dir,
+        } => {
             if !verify {
                 eprintln!("cep: replay runs with --verify (the only mode so far)");
                 return 2;
             }
-            match journaled::replay(&data_dir) {
+            match journaled::replay(&data_dir, from_checkpoint) {
                 Ok(code) => return code,
                 Err(e) => Err(e),
             }
@@ -185,7 +210,16 @@ fn load_config(args: &RunArgs) -> Result<Config> {
 
 fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
     let config = load_config(args)?;
-    let mut runtime = Runtime::new(config.clone()).context("starting the runtime")?;
+    let genesis = match &args.data_dir {
+        Some(dir) => journaled::recover(dir)?,
+        None => None,
+    };
+    let resumed = genesis.is_some();
+    let mut runtime = match genesis {
+        Some(tree) => Runtime::resume(config.clone(), tree),
+        None => Runtime::new(config.clone()),
+    }
+    .context("starting the runtime")?;
     let plugins = if config.has_plugins() {
         let host = PluginHost::bootstrap(&mut runtime, &config)
             .map_err(|e| UsageError(format!("{e} (strict mode)")))?;
@@ -232,9 +266,11 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
             Some(journaled::Recorder::start(
                 dir,
                 fsync,
+                args.checkpoint_every,
                 args.config.as_deref(),
                 &mut runtime,
                 plugins.as_ref(),
+                resumed,
             )?)
         }
         None => None,
@@ -327,8 +363,23 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
     Ok((runtime, report))
 }
 
-fn inspect(path: &str, args: &RunArgs) -> Result<()> {
-    let path = Path::parse(path).map_err(|e| UsageError(e.to_string()))?;
+fn inspect(targets: &[String], beat: Option<u64>, args: &RunArgs) -> Result<()> {
+    let parse = |p: &str| Path::parse(p).map_err(|e| UsageError(e.to_string()));
+    if let Some(first) = targets.first() {
+        let dir = std::path::Path::new(first);
+        if dir.join("journal").is_dir() {
+            let path = parse(targets.get(1).map_or("/", String::as_str))?;
+            return journaled::inspect(dir, &path, beat);
+        }
+    }
+    if targets.len() > 1 || beat.is_some() {
+        return Err(UsageError(format!(
+            "{}: not a data directory (no journal/ in it); --beat and a path need one",
+            targets.first().map_or("(none given)", String::as_str)
+        ))
+        .into());
+    }
+    let path = parse(targets.first().map_or("/", String::as_str))?;
     let (runtime, report) = run(args)?;
     let text = match runtime.snapshot().render(&path) {
         Some(text) => text,

@@ -10,6 +10,7 @@ use cep_sdk::{Path, Value, Word};
 
 use super::{BeatEntry, Decision, PluginRecord, RunHeader};
 use crate::beat::{Impulse, Input};
+use crate::cell::Change;
 
 /// Frame type of a run header (first frame of each run).
 pub const FRAME_HEADER: u16 = 1;
@@ -153,6 +154,11 @@ pub fn header_frame(h: &RunHeader) -> Frame {
             .bytes(&p.file_hash);
         records.push(Record::new(format!("plugin/{i:06}"), w.0));
     }
+    if let Some((beat, hash)) = &h.genesis {
+        let mut w = Writer(Vec::new());
+        w.u64(*beat).bytes(hash);
+        records.push(Record::new("genesis", w.0));
+    }
     records.sort_by(|a, b| a.key.cmp(&b.key));
     Frame {
         kind: FRAME_HEADER,
@@ -180,6 +186,15 @@ pub fn read_header(frame: &Frame) -> Result<RunHeader, RecordError> {
                     .try_into()
                     .map_err(|_| rd.fail("not 32 bytes"))?
             }
+            b"genesis" => {
+                let beat = rd.u64()?;
+                let hash = rd
+                    .bytes()?
+                    .try_into()
+                    .map_err(|_| rd.fail("genesis hash is not 32 bytes"))?;
+                rd.done()?;
+                h.genesis = Some((beat, hash));
+            }
             k if k.starts_with(b"plugin/") => {
                 let name = rd.text()?.to_owned();
                 let version = rd.text()?.to_owned();
@@ -206,10 +221,14 @@ fn text_of(r: &Record) -> Result<String, RecordError> {
     String::from_utf8(r.body.clone()).map_err(|_| reader(r).fail("text is not UTF-8"))
 }
 
-/// The frame of one beat: `d/<i>` decisions, `h` the state hash,
-/// `i/<i>` the inputs in capture order.
+/// The frame of one beat: `c/<i>` the tree changes, `d/<i>` decisions,
+/// `h` the state hash, `i/<i>` the inputs in capture order.
 pub fn beat_frame(e: &BeatEntry) -> Frame {
-    let mut records = Vec::with_capacity(e.inputs.len() + e.decisions.len() + 1);
+    let mut records = Vec::with_capacity(e.changes.len() + e.inputs.len() + e.decisions.len() + 1);
+    // Keys in order: c/, d/, h, i/.
+    for (i, c) in e.changes.iter().enumerate() {
+        records.push(Record::new(format!("c/{i:08}"), change_body(c)));
+    }
     for (i, d) in e.decisions.iter().enumerate() {
         let mut w = Writer(Vec::new());
         match d {
@@ -218,6 +237,10 @@ pub fn beat_frame(e: &BeatEntry) -> Frame {
                 w.bytes(file.as_bytes());
             }
             Decision::Shutdown => w.0.push(2),
+            Decision::CpuCancel { eid, used_ns } => {
+                w.0.push(3);
+                w.bytes(eid.as_bytes()).u64(*used_ns);
+            }
         }
         records.push(Record::new(format!("d/{i:08}"), w.0));
     }
@@ -259,8 +282,14 @@ pub fn read_beat(frame: &Frame) -> Result<BeatEntry, RecordError> {
                     file: rd.text()?.to_owned(),
                 }),
                 2 => e.decisions.push(Decision::Shutdown),
+                3 => e.decisions.push(Decision::CpuCancel {
+                    eid: rd.text()?.to_owned(),
+                    used_ns: rd.u64()?,
+                }),
                 _ => return Err(rd.fail("unknown decision")),
             }
+        } else if r.key.starts_with(b"c/") {
+            e.changes.push(read_change(&mut rd)?);
         } else if r.key == b"h" {
             e.state_hash = r
                 .body
@@ -292,4 +321,55 @@ pub fn read_beat(frame: &Frame) -> Result<BeatEntry, RecordError> {
         rd.done()?;
     }
     Ok(e)
+}
+
+/// One tree change: tag 1 remove (path), tag 2 put (path, value, sealed).
+pub fn change_body(c: &Change) -> Vec<u8> {
+    let mut w = Writer(Vec::new());
+    match c {
+        Change::Remove(path) => {
+            w.0.push(1);
+            w.bytes(path.to_string().as_bytes());
+        }
+        Change::Put {
+            path,
+            value,
+            sealed,
+        } => {
+            w.0.push(2);
+            w.bytes(path.to_string().as_bytes());
+            w.value(value.as_ref());
+            w.0.push(*sealed as u8);
+        }
+    }
+    w.0
+}
+
+fn read_change(rd: &mut Reader) -> Result<Change, RecordError> {
+    match rd.take(1)?[0] {
+        1 => Ok(Change::Remove(rd.path()?)),
+        2 => {
+            let path = rd.path()?;
+            let value = rd.value()?;
+            let sealed = match rd.take(1)?[0] {
+                0 => false,
+                1 => true,
+                _ => return Err(rd.fail("sealed flag is not 0 or 1")),
+            };
+            Ok(Change::Put {
+                path,
+                value,
+                sealed,
+            })
+        }
+        _ => Err(rd.fail("unknown change")),
+    }
+}
+
+/// Reads a change record's body back (checkpoints store trees this way).
+pub fn read_change_record(r: &Record) -> Result<Change, RecordError> {
+    let mut rd = reader(r);
+    let change = read_change(&mut rd)?;
+    rd.done()?;
+    Ok(change)
 }

@@ -16,10 +16,14 @@
 //! frame by its CRC, truncates what follows and reports it; nothing before
 //! it is lost.
 //!
-//! Not yet journaled (issue 9 continues): episode budget cancellations
-//! (decided by wall-clock CPU time), checkpoints, execution documents.
+//! Each beat also records the changes it made to the tree, so the tree of
+//! any journaled beat can be rebuilt from the nearest [`checkpoint`]
+//! without running a plugin ([`state::tree_at`]), and a replay that
+//! diverges can name the cells it got wrong.
 
+pub mod checkpoint;
 pub mod codec;
+pub mod state;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -28,7 +32,7 @@ use std::path::{Path as FsPath, PathBuf};
 use cep_sdk::flat::{self, Encoding, FrameError, Limits};
 
 use crate::beat::Input;
-use crate::cell::Hash;
+use crate::cell::{Change, Hash};
 
 /// When appended frames are forced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +86,10 @@ pub struct RunHeader {
     pub plugins: Vec<PluginRecord>,
     /// BLAKE3 over the plugins' names, versions and file hashes.
     pub plugin_set_hash: [u8; 32],
+    /// A run that resumed after a restart starts from the tree of this
+    /// beat (with this state hash), rebuilt from the data directory; a run
+    /// without it starts from the empty tree.
+    pub genesis: Option<(u64, Hash)>,
 }
 
 impl RunHeader {
@@ -105,6 +113,9 @@ pub enum Decision {
     Reload { file: String },
     /// Shutdown began (inputs closed, `op/shdn` started).
     Shutdown,
+    /// The episode was cancelled for exceeding its CPU budget (measured
+    /// time, so recorded; applied by the beat's commit).
+    CpuCancel { eid: String, used_ns: u64 },
 }
 
 /// One beat as journaled.
@@ -115,6 +126,10 @@ pub struct BeatEntry {
     pub decisions: Vec<Decision>,
     /// Inputs captured from outside, in capture order.
     pub inputs: Vec<Input>,
+    /// What the beat changed in the tree (parents first): enough to rebuild
+    /// any beat's tree from a checkpoint without running anything, and to
+    /// name the cells a replay got wrong.
+    pub changes: Vec<Change>,
     pub state_hash: Hash,
 }
 

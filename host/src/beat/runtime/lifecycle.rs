@@ -139,6 +139,17 @@ impl Runtime {
         steps
     }
 
+    /// The dossier id of `op/boot` or `op/shdn`: `boot` / `shdn` for a
+    /// world started from the empty tree; a resumed world's tree holds
+    /// those already, so its ids carry the first beat it ran
+    /// (`<beat>-boot`).
+    fn lifecycle_oid(&self, base: &str) -> String {
+        match self.resumed_at {
+            None => base.to_owned(),
+            Some(beat) => format!("{beat}-{base}"),
+        }
+    }
+
     /// Advances `op/boot` or `op/shdn` by one step.
     pub(super) fn advance_lifecycle(
         &mut self,
@@ -147,8 +158,8 @@ impl Runtime {
         facts: &mut Vec<(Fact, Option<u32>)>,
     ) {
         let (oid, verb, step, booting) = match self.phase {
-            Phase::Booting(step) => (BOOT_OID, "op/boot", step, true),
-            Phase::ShuttingDown(step) => (SHUTDOWN_OID, "op/shdn", step, false),
+            Phase::Booting(step) => (self.lifecycle_oid(BOOT_OID), "op/boot", step, true),
+            Phase::ShuttingDown(step) => (self.lifecycle_oid(SHUTDOWN_OID), "op/shdn", step, false),
             Phase::Running | Phase::Down => return,
         };
         // Lifecycle calls still out: wait for their outcomes.
@@ -156,7 +167,7 @@ impl Runtime {
             return;
         }
         let steps = self.steps(booting);
-        let oid = Name::new(oid).expect("static name");
+        let oid = Name::new(&oid).expect("a beat number and a word form a name");
         let intent = match steps.get(step) {
             Some(&Step::State(state)) if step == 0 => OpsIntent::Start {
                 oid: oid.clone(),
@@ -189,7 +200,7 @@ impl Runtime {
         }
         if step == 0 && booting {
             let at = Path::parse("/sys/state/boot_oid").expect("static path");
-            if let Err(e) = tree.write(&at, Value::text(BOOT_OID)) {
+            if let Err(e) = tree.write(&at, Value::text(oid.as_str())) {
                 facts.push((
                     Fact::new(Severity::Crit, "cell:sealed", e.to_string()),
                     None,
