@@ -19,7 +19,7 @@ use std::ffi::{c_char, c_void};
 pub const CEP_ABI_MAJOR: u32 = 1;
 /// Minor version of the cep plugin ABI. A plugin built for a newer minor
 /// than the host's is refused; an older minor keeps working.
-pub const CEP_ABI_MINOR: u32 = 0;
+pub const CEP_ABI_MINOR: u32 = 1;
 
 /// Result of a host function, and of a plugin's enzyme or adapter function.
 /// Zero or positive is success; negative is an error.
@@ -369,6 +369,12 @@ pub struct cep_host_api {
     /// absent).
     pub view_read:
         unsafe extern "C" fn(view: *mut cep_view, path: cep_str, out: *mut cep_value) -> cep_status,
+    /// Takes a labelled snapshot of operation `oid`'s execution document
+    /// (`<data>/exec/<protocol>/<uid>/snap-<label>.json` when the run is
+    /// journaled). An empty `oid` means the episode this call is a slice
+    /// of. Added in ABI 1.1: check `struct_size` before calling it.
+    pub op_snapshot:
+        unsafe extern "C" fn(call: *mut cep_call, oid: cep_str, label: cep_str) -> cep_status,
 }
 
 /// An enzyme function: runs once per matched impulse, on a host thread.

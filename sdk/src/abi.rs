@@ -219,6 +219,9 @@ pub struct HostApi {
     pub sink_release: extern "C" fn(HostSink),
     pub view_beat: extern "C" fn(HostView) -> u64,
     pub view_read: extern "C" fn(HostView, RStr<'_>) -> HostResult<ROption<RValue>>,
+    /// oid (empty: the current episode), label: a labelled snapshot of the
+    /// operation's execution document.
+    pub op_snapshot: extern "C" fn(HostCx, RStr<'_>, RStr<'_>) -> HostResult<()>,
 }
 
 /// The root module a native plugin exports.

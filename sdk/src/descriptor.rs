@@ -111,7 +111,7 @@ pub struct AbiVersion {
 
 impl AbiVersion {
     /// The ABI this SDK (and the host built with it) speaks.
-    pub const CURRENT: AbiVersion = AbiVersion { major: 1, minor: 0 };
+    pub const CURRENT: AbiVersion = AbiVersion { major: 1, minor: 1 };
 }
 
 impl Default for AbiVersion {

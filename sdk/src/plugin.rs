@@ -358,6 +358,17 @@ impl Cx<'_> {
         ))
     }
 
+    /// Takes a labelled snapshot of operation `oid`'s execution document
+    /// (written under `<data>/exec/` when the run is journaled).
+    pub fn op_snapshot(&mut self, oid: &str, label: &str) -> Result<(), HostError> {
+        result((self.api.op_snapshot)(self.cx, oid.into(), label.into()))
+    }
+
+    /// [`Host::op_snapshot`] of the episode this call is a slice of.
+    pub fn ep_snapshot(&mut self, label: &str) -> Result<(), HostError> {
+        result((self.api.op_snapshot)(self.cx, "".into(), label.into()))
+    }
+
     pub fn ep_start(&mut self, request: &EpisodeRequest) -> Result<String, HostError> {
         let spec = REpisodeSpec {
             signal: request.signal.as_str().into(),

@@ -218,7 +218,7 @@ fn bad_c_plugins_are_rejected_with_a_typed_error_naming_file_and_cause() {
         ),
         ("abi2", &["CFX_ABI_MAJOR=2"], |e| {
             matches!(e, LoadError::Invalid(DescriptorError::Abi { found, .. }) if found.major == 2)
-                && e.to_string().contains("ABI 2.0, the host speaks 1.0")
+                && e.to_string().contains("ABI 2.0, the host speaks 1.1")
         }),
         (
             "small",

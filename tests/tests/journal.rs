@@ -376,6 +376,9 @@ fn sigkill_at_twenty_moments_loses_no_complete_beat() {
         // killed before its header reached the disk leaves none).
         let contents = journal::read(&data.join("journal")).unwrap();
         assert!(contents.runs.len() <= runs);
+        // Every execution document parses (they are renamed into place);
+        // the log may end in a torn line, cut at the next start.
+        every_exec_json_parses(&data);
         // A restart resumes after the last complete beat the previous
         // process left: the run's genesis is that beat's tree.
         for (n, (header, start)) in contents.runs.iter().enumerate().skip(1) {
@@ -524,4 +527,186 @@ fn inspect_rebuilds_any_journaled_beat_from_checkpoints_and_the_journal() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A Lua organ whose constructor starts an episode; the episode's first
+/// slice starts a child operation and takes a labelled snapshot, the
+/// second closes the child, the third closes the episode.
+const NEST: &str = r#"
+return {
+  name = "nest", version = "0.1.0", capabilities = { "write:/data/nest", "emit:nest" },
+  organs = { { kind = "nest", root = "/data/nest", constructor = "nest.ctor" } },
+  enzymes = {
+    { name = "nest.ctor", signal = "organ/nest/ctor",
+      run = function()
+        cep.write("/data/nest/eid", cep.ep_start{ signal = "nest/ep", callback = "nest.slice", max_beats = 50 })
+      end },
+    { name = "nest.slice", signal = "nest/ep",
+      run = function()
+        local step = (cep.read("/data/nest/step") or 0) + 1
+        cep.write("/data/nest/step", step)
+        if step == 1 then
+          cep.write("/data/nest/child", cep.op_start{ verb = "nest/child", payload = 7 })
+          cep.ep_snapshot("first")
+          cep.ep_yield()
+        elseif step == 2 then
+          cep.op_close(cep.read("/data/nest/child"), "sts:ok", "child done")
+          cep.ep_yield()
+        else
+          cep.ep_close("sts:ok", "done")
+        end
+      end },
+  },
+}
+"#;
+
+fn exec_log(data: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(data.join("exec/log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn json_file(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every closed dossier has start.json and end.json; the log lists the
+/// child operation under the episode that started it; the labelled
+/// snapshot is there; documents carry beats and match the tree.
+#[test]
+fn execution_documents_hold_every_dossier_and_the_tree_of_nested_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("nest.lua"), NEST).unwrap();
+    let cfg = dir.path().join("cep.toml");
+    std::fs::write(
+        &cfg,
+        "plugins = [\"nest.lua\"]\n[grants]\nnest = [\"write:/data/nest\", \"emit:nest\"]\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    run_journaled(&cfg, &data, "20", &[]);
+    let d = data.to_str().unwrap();
+    let read = |path: &str| {
+        let out = cep(&["inspect", d, path]);
+        stdout(&out).lines().next().unwrap_or_default().to_owned()
+    };
+    let eid = read("/data/nest/eid");
+    let eid = eid.split('"').nth(1).unwrap().to_owned();
+    let child = read("/data/nest/child");
+    let child = child.split('"').nth(1).unwrap().to_owned();
+    let log = exec_log(&data);
+    let child_start = log
+        .iter()
+        .find(|l| l["uid"] == child.as_str() && l["event"] == "start")
+        .expect("the child's creation is logged");
+    assert_eq!(child_start["parent_uid"], eid.as_str(), "{log:?}");
+    assert_eq!(child_start["protocol"], "nest/child");
+    let ep_dir = data.join("exec/op/ep").join(&eid);
+    let snap = json_file(&ep_dir.join("snap-first.json"));
+    assert_eq!(snap["uid"], eid.as_str());
+    assert!(snap["beat"].as_u64().unwrap() > 0);
+    let end = json_file(&ep_dir.join("end.json"));
+    assert_eq!(end["result"]["status"], "sts:ok");
+    assert_eq!(end["result"]["summary"], "done");
+    let child_dir = data.join("exec/nest/child").join(&child);
+    let child_end = json_file(&child_dir.join("end.json"));
+    assert_eq!(child_end["parent_uid"], eid.as_str());
+    assert_eq!(child_end["input"], 7);
+    assert_eq!(child_end["result"]["summary"], "child done");
+    // Every closed dossier in the tree has both files.
+    let contents = journal::read(&data.join("journal")).unwrap();
+    let closed: Vec<(String, String)> = log
+        .iter()
+        .filter(|l| l["event"] == "end")
+        .map(|l| {
+            (
+                l["protocol"].as_str().unwrap().to_owned(),
+                l["uid"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        closed.len() >= 4,
+        "boot, episode, child, shutdown: {closed:?}"
+    );
+    for (protocol, uid) in &closed {
+        let at = data.join("exec").join(protocol).join(uid);
+        for f in ["start.json", "end.json"] {
+            assert_eq!(json_file(&at.join(f))["uid"], uid.as_str());
+        }
+        let status = read(&format!("/rt/ops/{uid}/close/status"));
+        assert!(status.contains("sts:"), "{uid}: {status}");
+    }
+    assert!(contents.beats.len() >= 20);
+}
+
+/// `--exec-keep 1` keeps only the newest closed execution (and every open
+/// one), and the log lists nothing that was removed.
+#[test]
+fn retention_removes_only_old_closed_executions_and_their_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let out = cep(&[
+        "run",
+        "--beats",
+        "30",
+        "--shutdown",
+        "--data-dir",
+        d,
+        "--exec-keep",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let log = exec_log(&data);
+    let uids: std::collections::BTreeSet<&str> =
+        log.iter().map(|l| l["uid"].as_str().unwrap()).collect();
+    // The default world: boot and an episode close before shutdown, the
+    // gate operation stays open.
+    assert_eq!(uids, ["0-h0", "shdn"].into_iter().collect(), "{log:?}");
+    assert!(data.join("exec/op/shdn/shdn/end.json").exists());
+    assert!(data.join("exec/demo/gate/0-h0/start.json").exists());
+    assert!(!data.join("exec/op/boot/boot").exists());
+    assert!(!data.join("exec/op/ep/0-h1").exists());
+    // Without retention everything stays.
+    let all = dir.path().join("all");
+    let out = cep(&[
+        "run",
+        "--beats",
+        "30",
+        "--shutdown",
+        "--data-dir",
+        all.to_str().unwrap(),
+        "--exec-keep",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(all.join("exec/op/boot/boot/end.json").exists());
+    assert!(all.join("exec/op/ep/0-h1/end.json").exists());
+}
+
+fn every_exec_json_parses(data: &Path) {
+    let mut stack = vec![data.join("exec")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                json_file(&path);
+            } else if path.file_name().is_some_and(|n| n == "log.jsonl") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+                    serde_json::from_str::<serde_json::Value>(line)
+                        .unwrap_or_else(|e| panic!("{}: {line:?}: {e}", path.display()));
+                }
+            }
+        }
+    }
 }

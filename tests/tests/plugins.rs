@@ -312,7 +312,7 @@ fn a_cep_abi_major_mismatch_is_rejected_naming_both_versions() {
         "{error}"
     );
     let text = error.to_string();
-    assert!(text.contains("2.0") && text.contains("1.0"), "{text}");
+    assert!(text.contains("2.0") && text.contains("1.1"), "{text}");
 }
 
 #[test]
@@ -557,7 +557,7 @@ fn cep_plugin_check_prints_the_descriptor_or_the_typed_error_with_exit_2() {
     let out = String::from_utf8_lossy(&good.stdout);
     assert!(out.contains("\"name\": \"store\""), "{out}");
     assert!(
-        out.contains("ok: store 0.1.0 (native plugin, ABI 1.0)"),
+        out.contains("ok: store 0.1.0 (native plugin, ABI 1.1)"),
         "{out}"
     );
 

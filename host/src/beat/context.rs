@@ -21,6 +21,8 @@ pub(crate) enum EpisodeOp {
     Start {
         eid: Name,
         spec: EpisodeSpec,
+        /// The operation the starting call worked for.
+        parent: Option<Name>,
     },
     /// A slice finished: how it asked to end, the IO it accounted, the CPU it
     /// measured (when budgeted), whether it was cancelled, or why it failed.
@@ -240,8 +242,11 @@ impl<'a> EnzymeCx<'a> {
         self.op_start_in(spec, "ist:run")
     }
 
-    pub(crate) fn op_start_in(&mut self, spec: OpSpec, state: &str) -> Name {
+    pub(crate) fn op_start_in(&mut self, mut spec: OpSpec, state: &str) -> Name {
         let oid = self.next_id();
+        if spec.parent.is_none() {
+            spec.parent = self.parent();
+        }
         let intent = OpsIntent::Start {
             oid: oid.clone(),
             spec,
@@ -287,6 +292,23 @@ impl<'a> EnzymeCx<'a> {
         self.stage(Op::Ops(Box::new(intent)));
     }
 
+    /// Takes a labelled snapshot of an operation's execution document
+    /// (`<data>/exec/<protocol>/<uid>/snap-<label>.json` when journaling).
+    pub fn op_snapshot(&mut self, oid: &Name, label: &Name) {
+        let intent = OpsIntent::Snapshot {
+            oid: oid.clone(),
+            label: label.clone(),
+        };
+        self.stage(Op::Ops(Box::new(intent)));
+    }
+
+    /// [`EnzymeCx::op_snapshot`] of the episode this call is a slice of.
+    pub fn ep_snapshot(&mut self, label: &Name) -> Result<(), GuardError> {
+        let eid = self.slice_eid()?;
+        self.op_snapshot(&eid, label);
+        Ok(())
+    }
+
     /// Records a CEI fact about an operation: `crit` or `usage` closes it
     /// `sts:fail`, `fatal` starts the shutdown.
     pub fn cei_op(&mut self, oid: &Name, severity: Severity, topic: &str, note: &str) {
@@ -301,11 +323,25 @@ impl<'a> EnzymeCx<'a> {
     /// first slice runs the beat after.
     pub fn ep_start(&mut self, spec: EpisodeSpec) -> Name {
         let eid = self.next_id();
+        let parent = self.parent();
         self.stage(Op::Episode(Box::new(EpisodeOp::Start {
             eid: eid.clone(),
             spec,
+            parent,
         })));
         eid
+    }
+
+    /// The operation this call works for: the episode it is a slice of, or
+    /// the dossier its impulse is aimed at (`/rt/ops/<oid>/…`).
+    pub fn parent(&self) -> Option<Name> {
+        if let Some(slice) = self.slice {
+            return Some(slice.eid.clone());
+        }
+        match self.impulse.target.as_ref()?.names() {
+            [rt, ops, oid, ..] if rt.as_str() == "rt" && ops.as_str() == "ops" => Some(oid.clone()),
+            _ => None,
+        }
     }
 
     /// The episode this call is a slice of.

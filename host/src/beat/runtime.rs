@@ -488,6 +488,7 @@ impl Runtime {
         self.pending_episode_ops.push(EpisodeOp::Start {
             eid: eid.clone(),
             spec,
+            parent: None,
         });
         eid
     }
@@ -1118,10 +1119,11 @@ impl Runtime {
             (Fact::new(Severity::Usage, topic, note).origin(origin), None)
         };
         match op {
-            EpisodeOp::Start { eid, spec } => {
+            EpisodeOp::Start { eid, spec, parent } => {
                 let mut op_spec = OpSpec::new(Path::parse("op/ep").expect("static path"));
                 op_spec.target = spec.target.clone();
                 op_spec.mode = spec.profile.as_str().to_owned();
+                op_spec.parent = parent;
                 let start = OpsIntent::Start {
                     oid: eid.clone(),
                     spec: op_spec,

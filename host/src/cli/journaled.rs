@@ -9,6 +9,7 @@ use crate::beat::{BeatReport, Runtime};
 use crate::cell::{self, hash, Change, Name, Path, Snapshot, WorkTree};
 use crate::config::Config;
 use crate::episode;
+use crate::journal::exec::{ExecLog, Retention};
 use crate::journal::{
     self, checkpoint, state, BeatEntry, Decision, Journal, JournalConfig, PluginRecord, RunHeader,
 };
@@ -24,6 +25,7 @@ pub(super) struct Recorder {
     prev: Snapshot,
     checkpoint_every: u64,
     last_checkpoint: Option<u64>,
+    exec: ExecLog,
 }
 
 /// The journal directory of a data directory.
@@ -77,10 +79,12 @@ pub(super) fn recover(data_dir: &FsPath) -> Result<Option<Snapshot>> {
 
 impl Recorder {
     /// Starts a run in the journal under `data_dir` (after [`recover`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         data_dir: &FsPath,
         fsync: journal::Fsync,
         checkpoint_every: u64,
+        retention: Retention,
         config_file: Option<&FsPath>,
         runtime: &mut Runtime,
         plugins: Option<&PluginHost>,
@@ -115,7 +119,9 @@ impl Recorder {
         let journal = Journal::open(&journal_dir(data_dir), config, &header)
             .context("opening the journal")?;
         runtime.record_inputs(true);
+        let exec = ExecLog::open(data_dir, retention).context("opening the execution documents")?;
         Ok(Recorder {
+            exec,
             journal,
             data_dir: data_dir.to_owned(),
             pending: Vec::new(),
@@ -146,6 +152,9 @@ impl Recorder {
         self.journal
             .append(&entry)
             .context("appending to the journal")?;
+        self.exec
+            .beat(entry.beat, &entry.changes, &now)
+            .context("writing the execution documents")?;
         self.prev = now;
         if self.checkpoint_every > 0 && report.beat.is_multiple_of(self.checkpoint_every) {
             self.checkpoint()?;

@@ -117,6 +117,14 @@ struct RunArgs {
     /// when the run ends).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     checkpoint_every: u64,
+    /// With --data-dir: keep the execution documents of at most N closed
+    /// operations (the newest; 0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    exec_keep: usize,
+    /// With --data-dir: keep the execution documents of operations closed
+    /// within the last M beats only.
+    #[arg(long, value_name = "M")]
+    exec_keep_beats: Option<u64>,
     /// When the journal is forced to disk: `beat` (every beat), a number of
     /// beats, or `never` (the OS decides).
     #[arg(long, default_value = "64")]
@@ -267,6 +275,10 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
                 dir,
                 fsync,
                 args.checkpoint_every,
+                crate::journal::exec::Retention {
+                    executions: (args.exec_keep > 0).then_some(args.exec_keep),
+                    beats: args.exec_keep_beats,
+                },
                 args.config.as_deref(),
                 &mut runtime,
                 plugins.as_ref(),

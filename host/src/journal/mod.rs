@@ -23,6 +23,7 @@
 
 pub mod checkpoint;
 pub mod codec;
+pub mod exec;
 pub mod state;
 
 use std::fs::{File, OpenOptions};

@@ -6,7 +6,7 @@
 //! watchers are evaluated at the end of every commit, after all intents.
 //!
 //! ```text
-//! /rt/ops/<oid>/envelope/   [sealed] verb, target, mode, ttl, issued, payload?
+//! /rt/ops/<oid>/envelope/   [sealed] verb, target, mode, ttl, issued, payload?, parent?
 //!              /state       "ist:…"
 //!              /history/<i> = "<state>"  with beat; code, note when set
 //!              /watchers/<w>             with want, cont, deadline, armed
@@ -68,6 +68,11 @@ pub struct OpSpec {
     pub payload: Option<Value>,
     /// Beats the operation is expected to live; 0 = unbounded. Recorded only.
     pub ttl_beats: u64,
+    /// The operation or episode this one was started for: set by the
+    /// kernel when an enzyme starts it from an episode slice or from an
+    /// impulse aimed at a dossier. Execution documents carry it as
+    /// `parent_uid`, so nested operations form a tree.
+    pub parent: Option<Name>,
 }
 
 impl OpSpec {
@@ -78,6 +83,7 @@ impl OpSpec {
             mode: "opm:states".to_owned(),
             payload: None,
             ttl_beats: 0,
+            parent: None,
         }
     }
 }
@@ -118,6 +124,13 @@ pub enum OpsIntent {
         oid: Name,
         status: OpStatus,
         summary: String,
+    },
+    /// A labelled snapshot of the dossier for its execution document:
+    /// `snaps/<label>` records the beat (taking the same label again
+    /// moves it).
+    Snapshot {
+        oid: Name,
+        label: Name,
     },
 }
 
@@ -323,6 +336,10 @@ impl Ops {
                 if let Some(payload) = spec.payload {
                     tree.write(&envelope("payload"), payload).map_err(&err)?;
                 }
+                if let Some(parent) = &spec.parent {
+                    tree.write(&envelope("parent"), Value::text(parent.as_str()))
+                        .map_err(&err)?;
+                }
                 tree.seal(&field(&oid, &["envelope"])).map_err(&err)?;
                 tree.write(&field(&oid, &["state"]), Value::text(&state))
                     .map_err(&err)?;
@@ -345,6 +362,19 @@ impl Ops {
                     .map_err(&err)?;
                 record_history(tree, &oid, &state, beat, code, &note, self.history_max)
                     .map_err(&err)
+            }
+            OpsIntent::Snapshot { oid, label } => {
+                if tree.node(&dossier(&oid)).is_none() {
+                    return Err(OpsError::Unknown { oid });
+                }
+                if let Some(status) = closed_status(tree, &oid) {
+                    return Err(OpsError::Closed { oid, status });
+                }
+                tree.write(
+                    &field(&oid, &["snaps", label.as_str()]),
+                    Value::I64(beat as i64),
+                )
+                .map_err(tree_err(&oid))
             }
             OpsIntent::Await { oid, spec } => {
                 if tree.node(&dossier(&oid)).is_none() {

@@ -368,6 +368,18 @@ impl<'c, 'a> Call<'c, 'a> {
         self.cx.ep_close(status, summary).map_err(refused)
     }
 
+    /// A labelled snapshot of operation `oid`'s execution document; an
+    /// empty `oid` means the episode this call is a slice of.
+    pub fn op_snapshot(&mut self, oid: &str, label: &str) -> Result<(), ApiError> {
+        let label = name("snapshot label", label)?;
+        if oid.is_empty() {
+            return self.cx.ep_snapshot(&label).map_err(refused);
+        }
+        let oid = name("operation id", oid)?;
+        self.cx.op_snapshot(&oid, &label);
+        Ok(())
+    }
+
     pub fn ep_cancel(&mut self, eid: &str, reason: &str) -> Result<(), ApiError> {
         let eid = name("episode id", eid)?;
         self.cx.ep_cancel(&eid, reason);

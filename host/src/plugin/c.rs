@@ -862,6 +862,13 @@ unsafe extern "C" fn h_op_close(
     })
 }
 
+unsafe extern "C" fn h_op_snapshot(call: *mut cep_call, oid: cep_str, label: cep_str) -> i32 {
+    with_call(call, |s| {
+        s.call
+            .op_snapshot(unsafe { arg(oid, "oid") }?, unsafe { arg(label, "label") }?)
+    })
+}
+
 unsafe extern "C" fn h_ep_start(
     call: *mut cep_call,
     spec: *const cep_episode_spec,
@@ -1018,4 +1025,5 @@ pub static C_HOST_API: cep_host_api = cep_host_api {
     sink_inject: h_sink_inject,
     view_beat: h_view_beat,
     view_read: h_view_read,
+    op_snapshot: h_op_snapshot,
 };

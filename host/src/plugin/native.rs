@@ -341,6 +341,10 @@ extern "C" fn h_op_close(
     ))
 }
 
+extern "C" fn h_op_snapshot(cx: HostCx, oid: RStr<'_>, label: RStr<'_>) -> HostResult<()> {
+    with_call!(cx, |call| call.op_snapshot(oid.as_str(), label.as_str()))
+}
+
 extern "C" fn h_ep_start(cx: HostCx, spec: &REpisodeSpec) -> HostResult<RString> {
     with_call!(cx, |call| call
         .ep_start(
@@ -460,6 +464,7 @@ pub static HOST_API: HostApi = HostApi {
     op_state: h_op_state,
     op_await: h_op_await,
     op_close: h_op_close,
+    op_snapshot: h_op_snapshot,
     ep_start: h_ep_start,
     ep_yield: h_ep_yield,
     ep_await: h_ep_await,

@@ -284,6 +284,16 @@ pub(super) fn table(lua: &Lua, slot: &Arc<Slot>) -> mlua::Result<Table> {
                 .map_err(refused)
         },
     )?;
+    add(
+        lua,
+        &cep,
+        slot,
+        "op_snapshot",
+        |_, c, (oid, label): (String, String)| c.call.op_snapshot(&oid, &label).map_err(refused),
+    )?;
+    add(lua, &cep, slot, "ep_snapshot", |_, c, label: String| {
+        c.call.op_snapshot("", &label).map_err(refused)
+    })?;
     add(lua, &cep, slot, "ep_start", |_, c, spec: Table| {
         let signal: String = spec.get("signal")?;
         let callback: String = spec.get("callback")?;
