@@ -43,7 +43,7 @@ const CHECKPOINTS_KEPT: usize = 4;
 /// hash). `None` for a new data directory.
 pub(super) fn recover(data_dir: &FsPath) -> Result<Option<Snapshot>> {
     let dir = journal_dir(data_dir);
-    let recovery = journal::recover(&dir).context("recovering the journal")?;
+    let (recovery, contents) = journal::recover_and_read(&dir).context("recovering the journal")?;
     if let Some((path, offset, cut, why)) = &recovery.truncated {
         eprintln!(
             "cep: journal: cut a torn tail of {cut} bytes from {} at byte {offset} ({why}); the last complete beat is kept",
@@ -53,7 +53,6 @@ pub(super) fn recover(data_dir: &FsPath) -> Result<Option<Snapshot>> {
     if recovery.last_beat.is_none() {
         return Ok(None);
     }
-    let contents = journal::read(&dir).context("reading the journal")?;
     let rebuilt = state::tree_at(data_dir, &contents, None).map_err(|e| {
         UsageError(format!(
             "{}: cannot recover the last beat: {e}",
@@ -446,23 +445,19 @@ fn differing_cells(before: &Snapshot, recorded: &[Change], replayed: &Snapshot) 
     }
     let recorded = tree.commit(replayed.beat());
     let changes = cell::diff(&recorded, replayed);
-    let show = |v: Option<&crate::cell::Value>| match v {
-        Some(v) => format!("{v}"),
-        None => "(absent)".to_owned(),
+    let show = |tree: &Snapshot, path: &Path| match tree.node(path) {
+        None => "(no cell)".to_owned(),
+        Some(node) => node
+            .value()
+            .map_or_else(|| "(no value)".to_owned(), |v| v.to_string()),
     };
     let mut out = format!("  {} cells differ (recorded vs replayed):\n", changes.len());
     for change in changes.iter().take(DIFF_SHOWN) {
-        let path: &Path = change.path();
-        let was = recorded.node(path).map(|n| n.value());
-        let now = replayed.node(path).map(|n| n.value());
-        let fmt = |v: Option<Option<&crate::cell::Value>>| match v {
-            None => "(no cell)".to_owned(),
-            Some(v) => show(v),
-        };
+        let path = change.path();
         out.push_str(&format!(
             "  {path}: recorded {}, replayed {}\n",
-            fmt(was),
-            fmt(now)
+            show(&recorded, path),
+            show(replayed, path)
         ));
     }
     if changes.len() > DIFF_SHOWN {

@@ -379,16 +379,22 @@ pub fn read(dir: &FsPath) -> Result<Contents, JournalError> {
 /// Cuts a torn or corrupt tail off the journal in `dir` (after a crash),
 /// so appending continues after the last complete frame.
 pub fn recover(dir: &FsPath) -> Result<Recovery, JournalError> {
+    recover_and_read(dir).map(|(recovery, _)| recovery)
+}
+
+/// [`recover`], also returning what was read (everything before the cut),
+/// so a start-up reads the journal once.
+pub fn recover_and_read(dir: &FsPath) -> Result<(Recovery, Contents), JournalError> {
     if !dir.exists() {
-        return Ok(Recovery::default());
+        return Ok(Default::default());
     }
-    let contents = read(dir)?;
+    let mut contents = read(dir)?;
     let mut recovery = Recovery {
         frames: (contents.runs.len() + contents.beats.len()) as u64,
         last_beat: contents.beats.last().map(|b| b.beat),
         truncated: None,
     };
-    if let Some((path, offset, why)) = contents.torn {
+    if let Some((path, offset, why)) = contents.torn.take() {
         let file = OpenOptions::new()
             .write(true)
             .open(&path)
@@ -403,5 +409,5 @@ pub fn recover(dir: &FsPath) -> Result<Recovery, JournalError> {
         );
         recovery.truncated = Some((path, offset, len - offset, why));
     }
-    Ok(recovery)
+    Ok((recovery, contents))
 }
