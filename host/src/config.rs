@@ -96,6 +96,29 @@ pub struct Config {
     /// collector never runs on its own, so its work is the same on every
     /// run). Default 256.
     pub lua_gc_step_kb: u32,
+    /// Fuel one call of a wasm enzyme gets (about one unit per wasm
+    /// instruction); a call that runs out is `fatal` (`wasm:fuel`), and
+    /// stops at the same instruction on every run. Default 10,000,000.
+    pub wasm_fuel: u64,
+    /// Bytes of linear memory one wasm plugin's instance may have; growing
+    /// beyond is `fatal` (`wasm:memory`). Default 64 MiB, at most 1 GiB.
+    pub wasm_memory_max: usize,
+    /// Where compiled wasm modules are cached (relative to the
+    /// configuration file). Default `$CEP_WASM_CACHE`, else
+    /// `$XDG_CACHE_HOME/cep/wasm`, else `~/.cache/cep/wasm`; `""` turns the
+    /// cache off.
+    pub wasm_cache_dir: Option<PathBuf>,
+    /// Per-plugin overrides of `wasm_fuel` and `wasm_memory_max`:
+    /// `[wasm_limits.<plugin>]` with `fuel` and/or `memory_max`.
+    pub wasm_limits: BTreeMap<String, WasmLimit>,
+}
+
+/// One plugin's override of the wasm limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WasmLimit {
+    pub fuel: Option<u64>,
+    pub memory_max: Option<usize>,
 }
 
 impl Config {
@@ -127,6 +150,12 @@ impl Config {
             .plugins
             .iter_mut()
             .chain(config.plugin_dirs.iter_mut())
+            .chain(
+                config
+                    .wasm_cache_dir
+                    .iter_mut()
+                    .filter(|d| !d.as_os_str().is_empty()),
+            )
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -159,6 +188,16 @@ impl Config {
             for cap in caps {
                 crate::plugin::caps::Capability::parse(cap)
                     .map_err(|reason| format!("grants.{plugin}: {cap:?}: {reason}"))?;
+            }
+        }
+        let memory_max = std::iter::once(self.wasm_memory_max)
+            .chain(self.wasm_limits.values().filter_map(|l| l.memory_max));
+        for bytes in memory_max {
+            if bytes > crate::plugin::wasm::POOL_MEMORY_MAX {
+                return Err(format!(
+                    "a wasm memory cap of {bytes} bytes is above the host's limit of {} bytes",
+                    crate::plugin::wasm::POOL_MEMORY_MAX
+                ));
             }
         }
         if self.workers > Self::WORKERS_MAX {
@@ -205,6 +244,10 @@ impl Default for Config {
             lua_budget: 10_000_000,
             lua_memory_max: 64 << 20,
             lua_gc_step_kb: 256,
+            wasm_fuel: 10_000_000,
+            wasm_memory_max: 64 << 20,
+            wasm_cache_dir: None,
+            wasm_limits: BTreeMap::new(),
         }
     }
 }

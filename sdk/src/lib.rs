@@ -5,16 +5,22 @@
 //! rules that make them valid. It must not depend on the host: a plugin author
 //! links this crate and nothing else.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod abi;
+#[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
 pub use abi_stable;
 pub mod descriptor;
 pub mod flat;
+#[cfg(target_arch = "wasm32")]
+pub mod guest;
 pub mod name;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 pub mod outcome;
 pub mod plugin;
 pub mod value;
+pub mod wasm;
 
 pub use descriptor::{
     AbiVersion, AdapterDescriptor, EnzymeDescriptor, EnzymeFlags, MatchKind, OrganDescriptor,

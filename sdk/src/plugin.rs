@@ -20,16 +20,26 @@
 //! before it reaches the host and becomes a `fatal` outcome.
 
 use std::fmt;
+#[cfg(not(target_arch = "wasm32"))]
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+#[cfg(not(target_arch = "wasm32"))]
 use abi_stable::std_types::{ROption, RStr, RString};
 
+#[cfg(not(target_arch = "wasm32"))]
 use crate::abi::{
     HostApi, HostCx, HostResult, HostSink, HostView, RAwaitSpec, REpisodeSpec, ROpSpec, RValue,
 };
-use crate::descriptor::{AdapterDescriptor, EnzymeDescriptor, OrganDescriptor, PluginDescriptor};
-use crate::{AbiVersion, Outcome, PluginKind, Severity, Value};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::descriptor::AdapterDescriptor;
+use crate::descriptor::{EnzymeDescriptor, OrganDescriptor, PluginDescriptor};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::Severity;
+use crate::{AbiVersion, Outcome, PluginKind, Value};
+
+#[cfg(target_arch = "wasm32")]
+pub use crate::guest::Cx;
 
 /// A host call refused: the message says what and why (a CEI `usage` fact
 /// has been recorded too when the refusal is a capability or scope).
@@ -44,6 +54,7 @@ impl fmt::Display for HostError {
 
 impl std::error::Error for HostError {}
 
+#[cfg(not(target_arch = "wasm32"))]
 fn result<T>(r: HostResult<T>) -> Result<T, HostError> {
     r.into_result().map_err(|e| HostError(e.into_string()))
 }
@@ -106,6 +117,7 @@ pub trait Organ: Send + Sync + 'static {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// An adapter: turns the outside world into inputs the host captures at the
 /// next beat boundary, and observes committed state. It may use its own
 /// threads (with the `threads` capability); it never changes the tree.
@@ -161,6 +173,7 @@ impl EpisodeRequest {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn ropt_str(s: Option<&str>) -> ROption<RStr<'_>> {
     match s {
         Some(s) => ROption::RSome(RStr::from(s)),
@@ -168,6 +181,7 @@ fn ropt_str(s: Option<&str>) -> ROption<RStr<'_>> {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn ropt_value(v: Option<Value>) -> ROption<RValue> {
     match v {
         Some(v) => ROption::RSome(RValue::from(&v)),
@@ -175,10 +189,12 @@ fn ropt_value(v: Option<Value>) -> ROption<RValue> {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn value_opt(v: ROption<RValue>) -> Option<Value> {
     v.into_option().map(Value::from)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The host API during one enzyme call. Reads see the committed snapshot of
 /// the previous beat; changes are staged and applied at commit in agenda
 /// order. Paths are absolute cell paths (`/data/x`), signals relative
@@ -189,6 +205,7 @@ pub struct Cx<'a> {
     _call: PhantomData<&'a mut ()>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Cx<'_> {
     #[doc(hidden)]
     pub fn from_raw(api: &'static HostApi, cx: HostCx) -> Self {
@@ -423,6 +440,7 @@ impl Cx<'_> {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// An adapter's channel into the host. Cloneable and usable from any
 /// thread; inputs are captured at the next beat boundary, ordered by
 /// (adapter, sequence).
@@ -431,6 +449,7 @@ pub struct Sink {
     sink: HostSink,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Sink {
     #[doc(hidden)]
     pub fn from_raw(api: &'static HostApi, sink: HostSink) -> Self {
@@ -455,6 +474,7 @@ impl Sink {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Clone for Sink {
     fn clone(&self) -> Self {
         (self.api.sink_retain)(self.sink);
@@ -465,12 +485,14 @@ impl Clone for Sink {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Drop for Sink {
     fn drop(&mut self) {
         (self.api.sink_release)(self.sink)
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The state a beat committed, shown to an adapter.
 pub struct View<'a> {
     api: &'static HostApi,
@@ -478,6 +500,7 @@ pub struct View<'a> {
     _call: PhantomData<&'a ()>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl View<'_> {
     #[doc(hidden)]
     pub fn from_raw(api: &'static HostApi, view: HostView) -> Self {
@@ -502,15 +525,24 @@ impl View<'_> {
 pub struct Plugin {
     pub(crate) descriptor: PluginDescriptor,
     pub(crate) enzymes: Vec<Box<dyn Enzyme>>,
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) adapters: Vec<Box<dyn Adapter>>,
 }
 
 impl Plugin {
+    /// The kind of plugin this build makes: a native library, or a wasm
+    /// module when compiled for `wasm32`.
+    #[cfg(not(target_arch = "wasm32"))]
+    const KIND: PluginKind = PluginKind::Native;
+    #[cfg(target_arch = "wasm32")]
+    const KIND: PluginKind = PluginKind::Wasm;
+
     /// A plugin named `name` (a word) at semantic version `version`.
     pub fn new(name: &str, version: &str) -> Self {
         Plugin {
-            descriptor: PluginDescriptor::new(name, version, PluginKind::Native),
+            descriptor: PluginDescriptor::new(name, version, Self::KIND),
             enzymes: Vec::new(),
+            #[cfg(not(target_arch = "wasm32"))]
             adapters: Vec::new(),
         }
     }
@@ -566,6 +598,7 @@ impl Plugin {
         self.organ(descriptor)
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn adapter(mut self, descriptor: AdapterDescriptor, adapter: impl Adapter) -> Self {
         self.descriptor.adapters.push(descriptor);
         self.adapters.push(Box::new(adapter));

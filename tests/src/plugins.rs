@@ -57,6 +57,40 @@ pub fn cdylib_in(package: &str, release: bool) -> PathBuf {
     path
 }
 
+/// Builds the package `package` for `wasm32-unknown-unknown` (release: a
+/// debug module burns several times the fuel) and returns the module's
+/// path. The target must be installed (`rustup target add
+/// wasm32-unknown-unknown`; `.ci/run` does it).
+pub fn wasm_module(package: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(package) {
+        return path.clone();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["build", "--quiet", "--release", "-p", package])
+        .args(["--target", "wasm32-unknown-unknown"])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {package}: {e}"));
+    assert!(
+        status.success(),
+        "building {package} for wasm32-unknown-unknown failed: {status} (is the target installed?)"
+    );
+    let path = target_dir()
+        .join("wasm32-unknown-unknown/release")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    assert!(path.exists(), "{} was not built", path.display());
+    built.insert(package.to_owned(), path.clone());
+    path
+}
+
+/// The `.wat` example plugin (`plugins/ping/ping.wat`).
+pub fn ping_wat() -> PathBuf {
+    workspace().join("plugins/ping/ping.wat")
+}
+
 /// [`cdylib_in`], debug build.
 pub fn cdylib(package: &str) -> PathBuf {
     cdylib_in(package, false)

@@ -559,7 +559,9 @@ fn a_reload_that_is_not_newer_or_not_lua_is_refused_and_changes_nothing() {
         .reload(&mut runtime, &config, &cdylib("cep-plugin-store"))
         .unwrap_err();
     assert!(
-        native.to_string().contains("only Lua plugins reload"),
+        native
+            .to_string()
+            .contains("only Lua and wasm plugins reload"),
         "{native}"
     );
     inject(&runtime, "go/v", None);

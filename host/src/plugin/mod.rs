@@ -31,6 +31,7 @@ pub mod lua;
 pub mod native;
 pub mod sink;
 pub mod validate;
+pub mod wasm;
 
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -52,6 +53,7 @@ use lua::{LuaLimits, LuaScript, LuaWorld};
 use native::NativeModule;
 use sink::SinkState;
 use validate::DescriptorError;
+use wasm::{WasmLimits, WasmModule};
 
 /// Why a plugin file was not loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +74,8 @@ pub enum LoadError {
     Duplicate { name: String, first: String },
     #[error("cannot install: {0}")]
     Install(String),
+    #[error("wasm guest ABI: {0}")]
+    WasmAbi(String),
     #[error("unknown plugin kind: {0}")]
     UnknownKind(String),
     #[error("syntax error in {script} at line {line}: {message}")]
@@ -105,15 +109,17 @@ pub enum PluginCode {
     Native(NativeModule),
     C(Arc<CModule>),
     Lua(Arc<LuaScript>),
+    Wasm(Arc<WasmModule>),
 }
 
 impl PluginCode {
-    /// The adapter at `index` in the descriptor (Lua plugins have none).
+    /// The adapter at `index` in the descriptor (Lua and wasm plugins have
+    /// none).
     fn adapter(&self, index: usize) -> Option<Arc<dyn AdapterCode>> {
         match self {
             PluginCode::Native(module) => Some(module.adapter(index as u32)),
             PluginCode::C(module) => Some(module.adapter(index)),
-            PluginCode::Lua(_) => None,
+            PluginCode::Lua(_) | PluginCode::Wasm(_) => None,
         }
     }
 }
@@ -145,6 +151,8 @@ pub enum FileKind {
     Library,
     /// A Lua script: a `.lua` file or a folder holding `init.lua`.
     Lua,
+    /// A WebAssembly module: `.wasm`, or `.wat` text.
+    Wasm,
 }
 
 /// How `file` is loaded, from its name; `None` for files that are not
@@ -153,28 +161,43 @@ pub fn kind_of(file: &FsPath) -> Option<FileKind> {
     if lua::script_path(file).is_some() {
         return Some(FileKind::Lua);
     }
+    if wasm::is_wasm(file) {
+        return Some(FileKind::Wasm);
+    }
     match file.extension().and_then(|e| e.to_str()) {
         Some("so" | "dylib" | "dll") => Some(FileKind::Library),
         _ => None,
     }
 }
 
-/// Opens and validates one plugin file of any supported kind.
+/// Opens and validates one plugin file of any supported kind, under the
+/// default configuration.
 pub fn load_file(file: &FsPath) -> Result<Loaded, PluginError> {
+    load_file_with(file, &Config::default())
+}
+
+/// Opens and validates one plugin file of any supported kind (`config`
+/// says where compiled wasm modules are cached and how much fuel and memory
+/// a module may use while it describes itself).
+pub fn load_file_with(file: &FsPath, config: &Config) -> Result<Loaded, PluginError> {
     let fail = |error| PluginError::new(file, error);
     let kind = kind_of(file).ok_or_else(|| {
         fail(LoadError::UnknownKind(
-            "expected a shared library (.so, .dylib, .dll), a .lua script or a folder with init.lua"
+            "expected a shared library (.so, .dylib, .dll), a .lua script or a folder with init.lua, or a .wasm/.wat module"
                 .to_owned(),
         ))
     })?;
     let content = match kind {
         FileKind::Lua => lua::script_path(file).unwrap_or_else(|| file.to_owned()),
-        FileKind::Library => file.to_owned(),
+        FileKind::Library | FileKind::Wasm => file.to_owned(),
     };
     let bytes = std::fs::read(content).map_err(|e| fail(LoadError::Open(e.to_string())))?;
     let file_hash = *blake3::hash(&bytes).as_bytes();
     let (kind, code, descriptor) = match kind {
+        FileKind::Wasm => {
+            let (module, descriptor) = wasm::open(file, bytes, config).map_err(fail)?;
+            (PluginKind::Wasm, PluginCode::Wasm(module), descriptor)
+        }
         FileKind::Library if c::is_c_plugin(file).map_err(fail)? => {
             let (module, descriptor) = CModule::open(file).map_err(fail)?;
             (PluginKind::C, PluginCode::C(module), descriptor)
@@ -247,7 +270,7 @@ pub fn load_all(config: &Config) -> Result<PluginSet, PluginError> {
         }
     };
     for file in discover(config)? {
-        match load_file(&file) {
+        match load_file_with(&file, config) {
             Ok(loaded) => set.loaded.push(loaded),
             Err(e) => reject(&mut set, e)?,
         }
@@ -423,6 +446,12 @@ impl PluginHost {
                 .map_err(&fail)?
                 .install(script, d, ctx.clone())
                 .map_err(&fail)?,
+            PluginCode::Wasm(module) => {
+                let instance = module
+                    .instantiate(ctx.clone(), &grants, WasmLimits::of(config, &d.name))
+                    .map_err(&fail)?;
+                (0..d.enzymes.len()).map(|i| instance.enzyme(i)).collect()
+            }
         };
         // All or none: try every registration on a copy first.
         let mut trial = runtime.registry().clone();
@@ -485,16 +514,19 @@ impl PluginHost {
         Ok(())
     }
 
-    /// Replaces an installed Lua plugin with a newer version from `file`,
+    /// Replaces an installed Lua or wasm plugin with a newer version from
+    /// `file`,
     /// between beats: the new version's enzymes take over from the next
     /// beat (the old ones are retired, all or none), the new descriptor is
     /// published sealed beside the old one, `active` names it, and
     /// `/sys/plugins/<name>/reloads/<i>` records `{from, to, beat}` (the
     /// first beat the new version runs), with a `debug` fact
-    /// `plugin:reload`. Callbacks scheduled with `cep.delay` still run.
+    /// `plugin:reload`. Lua callbacks scheduled with `cep.delay` still run;
+    /// a wasm plugin gets a new instance (the old one's memory is dropped
+    /// with it).
     ///
-    /// Refused: a plugin that is not Lua (native and C libraries are never
-    /// unloaded), a name not installed, a version not newer, changed
+    /// Refused: a native or C plugin (libraries are never unloaded), a
+    /// change of kind, a name not installed, a version not newer, changed
     /// organs (they are constructed once, at boot), or anything `install`
     /// refuses. A refused reload changes nothing.
     pub fn reload(
@@ -503,23 +535,25 @@ impl PluginHost {
         config: &Config,
         file: &FsPath,
     ) -> Result<(), PluginError> {
-        let loaded = load_file(file)?;
+        let loaded = load_file_with(file, config)?;
         let fail = |e: String| PluginError::new(file, LoadError::Install(format!("reload: {e}")));
         let d = &loaded.descriptor;
-        let PluginCode::Lua(script) = &loaded.code else {
+        if !matches!(loaded.code, PluginCode::Lua(_) | PluginCode::Wasm(_)) {
             return Err(fail(format!(
-                "{} is a {} plugin; only Lua plugins reload (native and C libraries are never unloaded)",
+                "{} is a {} plugin; only Lua and wasm plugins reload (native and C libraries are never unloaded)",
                 d.name,
                 d.kind.as_str()
             )));
-        };
+        }
         let Some((old, reloads)) = self.descriptors.get(&d.name).cloned() else {
             return Err(fail(format!("no plugin named {} is installed", d.name)));
         };
-        if old.kind != PluginKind::Lua {
+        if old.kind != d.kind {
             return Err(fail(format!(
-                "the installed {} is not a Lua plugin",
-                d.name
+                "the installed {} is a {} plugin, the new version a {} plugin",
+                d.name,
+                old.kind.as_str(),
+                d.kind.as_str()
             )));
         }
         let newer = match (
@@ -542,11 +576,20 @@ impl PluginHost {
         }
         let grants = Grants::resolve(&d.capabilities, &config.grants_for(&d.name));
         let ctx = Arc::new(PluginCtx::new(&d.name, grants.clone()));
-        let callbacks = self
-            .lua_world(runtime, config)
-            .map_err(&fail)?
-            .install(script, d, ctx)
-            .map_err(&fail)?;
+        let callbacks: Vec<Arc<dyn Enzyme>> = match &loaded.code {
+            PluginCode::Lua(script) => self
+                .lua_world(runtime, config)
+                .map_err(&fail)?
+                .install(script, d, ctx)
+                .map_err(&fail)?,
+            PluginCode::Wasm(module) => {
+                let instance = module
+                    .instantiate(ctx, &grants, WasmLimits::of(config, &d.name))
+                    .map_err(&fail)?;
+                (0..d.enzymes.len()).map(|i| instance.enzyme(i)).collect()
+            }
+            PluginCode::Native(_) | PluginCode::C(_) => unreachable!("refused above"),
+        };
         let retire: Vec<String> = old.enzymes.iter().map(|e| e.name.clone()).collect();
         let add: Vec<(cep_sdk::EnzymeDescriptor, Arc<dyn Enzyme>)> =
             d.enzymes.iter().cloned().zip(callbacks).collect();
