@@ -1,6 +1,7 @@
 //! Plugin benchmarks: the cost of calling an enzyme in a native plugin, a C
-//! plugin and a Lua script against the same enzyme compiled into the host,
-//! measured in one run; bootstrapping 50 native plugins; a C adapter's inputs
+//! plugin, a Lua script and a wasm module against the same enzyme compiled
+//! into the host, measured in one run; loading a cached wasm module and
+//! making a fresh instance; bootstrapping 50 native plugins; a C adapter's inputs
 //! captured per second. Figures: docs/BENCHMARKS.md.
 //!
 //! The plugin libraries are release builds (`cargo bench` builds them
@@ -33,12 +34,33 @@ fn config(plugins: Vec<std::path::PathBuf>) -> Config {
             "write:/data/fx".into(),
             "write:/data/cfx".into(),
             "write:/data/lx".into(),
+            "write:/data/wx".into(),
             "emit:*".into(),
             "threads".into(),
         ],
     );
     config
 }
+
+/// A wasm plugin in WebAssembly text: `wx.empty` returns at once;
+/// `wx.write` writes the payload to the target, as the other kinds' do.
+const WX: &str = r#"(module
+  (import "cep" "target" (func $target (param i32 i32) (result i32)))
+  (import "cep" "payload" (func $payload (param i32 i32) (result i32)))
+  (import "cep" "write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "{\"name\":\"wx\",\"version\":\"0.1.0\",\"abi\":{\"major\":1,\"minor\":0},\"kind\":\"wasm\",\"capabilities\":[\"write:/data/wx\"],\"enzymes\":[{\"name\":\"wx.empty\",\"signal\":\"wx/empty\"},{\"name\":\"wx.write\",\"signal\":\"wx/write\"}]}")
+  (func (export "cep_abi_1_0"))
+  (func (export "cep_describe") (result i64)
+    (i64.or (i64.const 1024) (i64.shl (i64.const 199) (i64.const 32))))
+  (func (export "cep_call") (param $e i32) (result i64) (local $t i32) (local $v i32)
+    (if (i32.eq (local.get $e) (i32.const 1))
+      (then
+        (local.set $t (call $target (i32.const 4096) (i32.const 256)))
+        (local.set $v (call $payload (i32.const 8192) (i32.const 256)))
+        (drop (call $write (i32.const 4096) (local.get $t) (i32.const 8192) (local.get $v)))))
+    (i64.const 0))
+)"#;
 
 fn native_call(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -59,7 +81,10 @@ fn native_call(c: &mut Criterion) {
   } }"#,
     )
     .unwrap();
-    let config = config(vec![lib, c_lib, lua]);
+    let wasm = dir.path().join("wx.wat");
+    std::fs::write(&wasm, WX).unwrap();
+    let mut config = config(vec![lib, c_lib, lua, wasm]);
+    config.wasm_cache_dir = Some(std::path::PathBuf::new());
     let mut rt = Runtime::new(config.clone()).unwrap();
     let _host = PluginHost::bootstrap(&mut rt, &config).unwrap();
     // The same two enzymes compiled into the host.
@@ -89,7 +114,7 @@ fn native_call(c: &mut Criterion) {
             .map(|i| p(&format!("/data/{organ}/c{i}")))
             .collect()
     };
-    let (fx, cfx, lx) = (targets("fx"), targets("cfx"), targets("lx"));
+    let (fx, cfx, lx, wx) = (targets("fx"), targets("cfx"), targets("lx"), targets("wx"));
     let mut group = c.benchmark_group("plugin_call");
     group.throughput(Throughput::Elements(CALLS as u64));
     for (label, signal, targeted, targets) in [
@@ -97,10 +122,12 @@ fn native_call(c: &mut Criterion) {
         ("native_empty", "fx/empty", false, &fx),
         ("c_empty", "cfx/empty", false, &cfx),
         ("lua_empty", "lx/empty", false, &lx),
+        ("wasm_empty", "wx/empty", false, &wx),
         ("host_write", "hx/write", true, &fx),
         ("native_write", "fx/write", true, &fx),
         ("c_write", "cfx/write", true, &cfx),
         ("lua_write", "lx/write", true, &lx),
+        ("wasm_write", "wx/write", true, &wx),
     ] {
         let signal = p(signal);
         group.bench_function(label, |b| {
@@ -205,5 +232,46 @@ fn adapter_capture(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, native_call, bootstrap_50, adapter_capture);
+/// Loading the Rust-built wasm example from a warm module cache (read,
+/// checksum, deserialize, check, describe in a throwaway instance), and
+/// making a fresh instance from its `InstancePre`.
+fn wasm_module(c: &mut Criterion) {
+    use cep_host::plugin::caps::Grants;
+    use cep_host::plugin::wasm::WasmLimits;
+    use cep_host::plugin::{api::PluginCtx, load_file_with, PluginCode};
+    let cache = tempfile::tempdir().unwrap();
+    let file = cep_tests::plugins::wasm_module("cep-plugin-tally");
+    let mut config = Config::default();
+    config.wasm_cache_dir = Some(cache.path().to_owned());
+    load_file_with(&file, &config).unwrap();
+    let mut group = c.benchmark_group("wasm_module");
+    group.bench_function("load_cached", |b| {
+        b.iter(|| {
+            let loaded = load_file_with(&file, &config).unwrap();
+            match &loaded.code {
+                PluginCode::Wasm(module) => assert!(module.from_cache()),
+                _ => unreachable!(),
+            }
+            loaded
+        })
+    });
+    let loaded = load_file_with(&file, &config).unwrap();
+    let PluginCode::Wasm(module) = &loaded.code else {
+        unreachable!()
+    };
+    let ctx = std::sync::Arc::new(PluginCtx::new("tally", Grants::all()));
+    let instance = module
+        .instantiate(ctx, &Grants::all(), WasmLimits::of(&config, "tally"))
+        .unwrap();
+    group.bench_function("instantiate", |b| b.iter(|| instance.reset().unwrap()));
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    native_call,
+    wasm_module,
+    bootstrap_50,
+    adapter_capture
+);
 criterion_main!(benches);

@@ -24,7 +24,7 @@ fn config(plugins: Vec<PathBuf>) -> Config {
         ..Config::default()
     };
     for (name, caps) in [
-        ("tally", &["write:/data/tally", "emit:tally"][..]),
+        ("tally", &["write:/data/tally", "emit:ping"][..]),
         ("ping", &["write:/data/ping"]),
         ("g", &["write:/data/g", "emit:g"]),
     ] {
@@ -121,12 +121,15 @@ fn the_rust_and_wat_examples_run_beside_each_other() {
     assert_eq!(int(&runtime, "/data/tally/beat"), Some(beat as i64));
     assert_eq!(int(&runtime, "/data/ping/count"), Some(2));
     assert_eq!(text(&runtime, "/data/ping/last").as_deref(), Some("hello"));
+    // Passing 10, tally (Rust) emitted ping/pong with the count to ping
+    // (WebAssembly text), which ran next beat.
+    runtime.run(1).unwrap();
+    assert_eq!(int(&runtime, "/data/ping/count"), Some(3));
+    assert_eq!(int(&runtime, "/data/ping/last"), Some(12));
     for (name, version) in [("tally", "0.1.0"), ("ping", "0.1.0")] {
         let kind = text(&runtime, &format!("/sys/plugins/{name}/{version}/kind"));
         assert_eq!(kind.as_deref(), Some("wasm"));
     }
-    // Passing 10 emitted tally/ten, which nobody handles but the ledger saw.
-    runtime.run(1).unwrap();
     assert!(facts(&runtime, "wasm:trap").is_empty());
 }
 

@@ -4,9 +4,10 @@
 //! - `demo [--beats N]`: builds the `cep` binary and the example plugins in
 //!   release mode (the Rust ones with cargo, the C ones with the system C
 //!   compiler against `include/cep.h`), writes `target/demo/cep.toml`, runs
-//!   the plugin world (Rust, C and Lua organs) on both executors (their
-//!   final hashes must match) and prints its organs, its index, the
-//!   thermostat, the Lua watcher (whose follow-ups use `cep.delay`) and its
+//!   the plugin world (Rust, C, Lua and wasm organs) on both executors
+//!   (their final hashes must match) and prints its organs, its index, the
+//!   thermostat, the Lua watcher (whose follow-ups use `cep.delay`), the
+//!   wasm tally (Rust built for wasm32) and ping (WebAssembly text) and its
 //!   boot dossier; runs the same world live with the C sensor adapter,
 //!   journaled into `target/demo/data`, and verifies it with
 //!   `cep replay --verify`; then runs the embedded kernel world on both
@@ -101,6 +102,24 @@ fn demo(args: &[String]) -> Result<()> {
         build.args(["-p", package]);
     }
     status(&mut build)?;
+    // The Rust wasm organ: the same SDK, built for wasm32.
+    println!("== building the wasm organ tally (--target wasm32-unknown-unknown)");
+    if Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| !String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown"))
+        .unwrap_or(false)
+    {
+        status(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    status(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "cep-plugin-tally",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]))?;
     let release = workspace_root().join("target/release");
     let cep = release.join("cep");
     let c_dir = release.join("c-plugins");
@@ -133,12 +152,20 @@ fn demo(args: &[String]) -> Result<()> {
     // The Lua organ: a script, loaded as it is.
     let watch = workspace_root().join("plugins/watch/watch.lua");
     libs.push(format!("{:?}", watch.display().to_string()));
-    let grants = "[grants]\nstore = [\"write:/data/store\", \"emit:store\", \"emit:index\"]\nindex = [\"write:/data/index\"]\nthermo = [\"write:/data/thermo\", \"emit:thermo\"]\nsensor = [\"threads\", \"emit:sensor\"]\nwatch = [\"write:/data/watch\", \"emit:watch\"]\n";
+    // The wasm organs: tally (Rust) sums the store's puts and pings ping
+    // (WebAssembly text, compiled on load) at every tenth.
+    let tally =
+        workspace_root().join("target/wasm32-unknown-unknown/release/cep_plugin_tally.wasm");
+    let ping = workspace_root().join("plugins/ping/ping.wat");
+    for module in [tally, ping] {
+        libs.push(format!("{:?}", module.display().to_string()));
+    }
+    let grants = "[grants]\nstore = [\"write:/data/store\", \"emit:store\", \"emit:index\"]\nindex = [\"write:/data/index\"]\nthermo = [\"write:/data/thermo\", \"emit:thermo\"]\nsensor = [\"threads\", \"emit:sensor\"]\nwatch = [\"write:/data/watch\", \"emit:watch\"]\ntally = [\"write:/data/tally\", \"emit:ping\"]\nping = [\"write:/data/ping\"]\n";
     let config = demo_dir.join("cep.toml");
     std::fs::write(
         &config,
         format!(
-            "# Written by `cargo xtask demo`: the Rust organs, the C thermostat and the Lua watcher.\nplugins = [{}]\n\n{grants}",
+            "# Written by `cargo xtask demo`: the Rust organs, the C thermostat, the Lua watcher and the wasm tally (Rust) and ping (WebAssembly text).\nplugins = [{}]\n\n{grants}",
             libs.join(", ")
         ),
     )?;
@@ -163,7 +190,7 @@ fn demo(args: &[String]) -> Result<()> {
     };
     println!("== cep run --config {config} --beats {beats} --shutdown (cooperative)");
     let one = output(&mut with_config(&[]))?;
-    let loaded = format!("{} plugins loaded", DEMO_PLUGINS.len() + 2);
+    let loaded = format!("{} plugins loaded", DEMO_PLUGINS.len() + 4);
     if !one.contains(&loaded) || !one.contains(", 0 rejected") {
         bail!("the demo plugins did not all load");
     }
@@ -181,6 +208,8 @@ fn demo(args: &[String]) -> Result<()> {
         "/data/index",
         "/data/thermo",
         "/data/watch",
+        "/data/tally",
+        "/data/ping",
         "/rt/ops/boot/history",
     ] {
         println!("== cep inspect {path} (plugin world)");

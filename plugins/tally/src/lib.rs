@@ -6,8 +6,10 @@
 //!
 //! - `tally.ctor` (organ constructor): `/data/tally/count = 0`.
 //! - `tally.add` (`tally/add`, payload: i64, default 1): adds to the count,
-//!   records the beat, and emits `tally/ten` each time the count passes a
-//!   multiple of ten.
+//!   records the beat, and emits `ping/pong` with the count each time it
+//!   passes a multiple of ten (the `.wat` example `ping` handles it).
+//! - `tally.put` (`store/put`): the same, for each item the native store
+//!   organ puts — in the demo world, a wasm organ following a native one.
 //! - `tally.burn` (`tally/burn`, payload: iterations): spins a hash for the
 //!   given number of rounds and writes the result — given enough rounds it
 //!   runs out of fuel, which stops it at the same instruction every run.
@@ -33,7 +35,7 @@ fn add(cx: &mut Cx<'_>) -> Result<(), HostError> {
     cx.write(COUNT, after)?;
     cx.write("/data/tally/beat", cx.beat() as i64)?;
     if after / 10 > before / 10 {
-        cx.emit("tally/ten", None, Some(Value::I64(after)))?;
+        cx.emit("ping/pong", None, Some(Value::I64(after)))?;
     }
     Ok(())
 }
@@ -58,13 +60,14 @@ fn keep(cx: &mut Cx<'_>) -> Result<(), HostError> {
 fn build() -> Plugin {
     Plugin::new("tally", "0.1.0")
         .capability("write:/data/tally")
-        .capability("emit:tally")
+        .capability("emit:ping")
         .organ(OrganDescriptor::new("tally", "/data/tally").constructor("tally.ctor"))
         .enzyme(
             EnzymeDescriptor::new("tally.ctor", "organ/tally/ctor"),
             |cx: &mut Cx<'_>| cx.write(COUNT, 0i64),
         )
         .enzyme(EnzymeDescriptor::new("tally.add", "tally/add"), add)
+        .enzyme(EnzymeDescriptor::new("tally.put", "store/put"), add)
         .enzyme(EnzymeDescriptor::new("tally.burn", "tally/burn"), burn)
         .enzyme(EnzymeDescriptor::new("tally.keep", "tally/keep"), keep)
 }

@@ -467,6 +467,14 @@ impl WasmInstance {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Replaces the instance with a fresh one from the [`InstancePre`]
+    /// (what a failed call leads to before the next call).
+    pub fn reset(&self) -> Result<(), String> {
+        let live = Live::new(&self.pre, self.limits)?;
+        *self.lock() = Some(live);
+        Ok(())
+    }
+
     /// The enzyme that calls `cep_call(index)`.
     pub fn enzyme(self: &Arc<Self>, index: usize) -> Arc<dyn Enzyme> {
         Arc::new(WasmEnzyme {
