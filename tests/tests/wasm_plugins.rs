@@ -696,3 +696,33 @@ fn wasm_scenarios_give_the_same_hashes_on_every_run_and_executor() {
         assert_eq!(scenario(&backend), reference, "{name}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// The same code, two targets.
+
+/// The values tally leaves under /data/tally after a fixed input stream.
+fn tally_values(module: PathBuf) -> Vec<(String, Option<i64>)> {
+    let (mut runtime, _host) = boot(&config(vec![module]));
+    runtime.run(6).unwrap();
+    for beat in 0..12i64 {
+        inject(&runtime, "tally/add", Some(Value::I64(beat * 3 % 11)));
+        inject(&runtime, "tally/burn", Some(Value::I64(100 + beat)));
+        runtime.run(1).unwrap();
+    }
+    runtime.run(1).unwrap();
+    ["count", "beat", "burn"]
+        .iter()
+        .map(|cell| {
+            let path = format!("/data/tally/{cell}");
+            (path.clone(), int(&runtime, &path))
+        })
+        .collect()
+}
+
+#[test]
+fn the_rust_example_gives_the_same_results_built_native_and_built_for_wasm() {
+    let native = cep_tests::plugins::cdylib("cep-plugin-tally");
+    let as_native = tally_values(native);
+    assert!(as_native.iter().all(|(_, v)| v.is_some()), "{as_native:?}");
+    assert_eq!(tally_values(tally()), as_native);
+}
