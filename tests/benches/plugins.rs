@@ -241,8 +241,10 @@ fn wasm_module(c: &mut Criterion) {
     use cep_host::plugin::{api::PluginCtx, load_file_with, PluginCode};
     let cache = tempfile::tempdir().unwrap();
     let file = cep_tests::plugins::wasm_module("cep-plugin-tally");
-    let mut config = Config::default();
-    config.wasm_cache_dir = Some(cache.path().to_owned());
+    let config = Config {
+        wasm_cache_dir: Some(cache.path().to_owned()),
+        ..Config::default()
+    };
     load_file_with(&file, &config).unwrap();
     let mut group = c.benchmark_group("wasm_module");
     group.bench_function("load_cached", |b| {
