@@ -285,7 +285,10 @@ fn split<'c>(
     let memory = caller
         .data()
         .memory
-        .ok_or_else(|| wasmtime::Error::msg("the module exports no memory"))?;
+        .ok_or_else(|| {
+            // Set right after instantiation: only a start function gets here.
+            wasmtime::Error::msg("cep host functions cannot be called from the start function")
+        })?;
     Ok(memory.data_and_store_mut(caller))
 }
 
