@@ -726,3 +726,27 @@ fn the_rust_example_gives_the_same_results_built_native_and_built_for_wasm() {
     assert!(as_native.iter().all(|(_, v)| v.is_some()), "{as_native:?}");
     assert_eq!(tally_values(tally()), as_native);
 }
+
+#[test]
+fn a_wasm_enzyme_runs_an_episode_through_the_guest_sdk() {
+    let (mut runtime, _host) = boot(&config(vec![tally()]));
+    runtime.run(6).unwrap();
+    inject(&runtime, "tally/job", None);
+    runtime.run(8).unwrap();
+    let eid = text(&runtime, "/data/tally/job/eid").expect("episode started");
+    assert_eq!(int(&runtime, "/data/tally/job/steps"), Some(3));
+    assert_eq!(
+        text(&runtime, &format!("/rt/ops/{eid}/close/status")).as_deref(),
+        Some("sts:ok")
+    );
+    assert_eq!(
+        text(&runtime, &format!("/rt/ops/{eid}/close/summary")).as_deref(),
+        Some("3 steps")
+    );
+    assert!(
+        read(&runtime, &format!("/rt/ops/{eid}/snaps/half")).is_some(),
+        "the labelled snapshot was taken"
+    );
+    let cells = text(&runtime, "/data/tally/job/cells").unwrap_or_default();
+    assert!(cells.contains("count") && cells.contains("job"), "{cells}");
+}

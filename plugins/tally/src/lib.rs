@@ -16,10 +16,14 @@
 //! - `tally.keep` (`tally/keep`): remembers a number in the instance's own
 //!   memory between calls and writes it (`/data/tally/kept`), showing that
 //!   an instance keeps state until it is reset by a failure or a reload.
+//! - `tally.job` (`tally/job`) starts an episode whose slices are
+//!   `tally.step` (`tally/step`): three slices, one per beat, each
+//!   recording the cells under `/data/tally`; the second takes an
+//!   execution-document snapshot `half`; the third closes it `sts:ok`.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use cep_sdk::plugin::{Cx, HostError, Plugin};
+use cep_sdk::plugin::{Cx, EpisodeRequest, HostError, Plugin};
 use cep_sdk::{EnzymeDescriptor, OrganDescriptor, Value};
 
 const COUNT: &str = "/data/tally/count";
@@ -57,6 +61,34 @@ fn keep(cx: &mut Cx<'_>) -> Result<(), HostError> {
     cx.write("/data/tally/kept", kept)
 }
 
+fn job(cx: &mut Cx<'_>) -> Result<(), HostError> {
+    let mut request = EpisodeRequest::new("tally.step");
+    request.signal = "tally/step".into();
+    request.max_beats = 100;
+    let eid = cx.ep_start(&request)?;
+    cx.write("/data/tally/job/eid", eid.as_str())?;
+    cx.write("/data/tally/job/steps", 0i64)
+}
+
+fn step(cx: &mut Cx<'_>) -> Result<(), HostError> {
+    let steps = cx
+        .read("/data/tally/job/steps")?
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0)
+        + 1;
+    cx.write("/data/tally/job/steps", steps)?;
+    let cells = cx.children("/data/tally")?;
+    cx.write("/data/tally/job/cells", cells.join(","))?;
+    match steps {
+        1 => cx.ep_yield(),
+        2 => {
+            cx.ep_snapshot("half")?;
+            cx.ep_yield()
+        }
+        _ => cx.ep_close("sts:ok", &format!("{steps} steps")),
+    }
+}
+
 fn build() -> Plugin {
     Plugin::new("tally", "0.1.0")
         .capability("write:/data/tally")
@@ -70,6 +102,8 @@ fn build() -> Plugin {
         .enzyme(EnzymeDescriptor::new("tally.put", "store/put"), add)
         .enzyme(EnzymeDescriptor::new("tally.burn", "tally/burn"), burn)
         .enzyme(EnzymeDescriptor::new("tally.keep", "tally/keep"), keep)
+        .enzyme(EnzymeDescriptor::new("tally.job", "tally/job"), job)
+        .enzyme(EnzymeDescriptor::new("tally.step", "tally/step"), step)
 }
 
 cep_sdk::export_plugin!(build());

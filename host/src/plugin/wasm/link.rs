@@ -282,13 +282,10 @@ fn status(r: Result<(), i32>) -> i32 {
 fn split<'c>(
     caller: &'c mut Caller<'_, HostState>,
 ) -> Result<(&'c mut [u8], &'c mut HostState), Trap> {
-    let memory = caller
-        .data()
-        .memory
-        .ok_or_else(|| {
-            // Set right after instantiation: only a start function gets here.
-            wasmtime::Error::msg("cep host functions cannot be called from the start function")
-        })?;
+    let memory = caller.data().memory.ok_or_else(|| {
+        // Set right after instantiation: only a start function gets here.
+        wasmtime::Error::msg("cep host functions cannot be called from the start function")
+    })?;
     Ok(memory.data_and_store_mut(caller))
 }
 
