@@ -434,25 +434,9 @@ impl PluginHost {
         let fail = |error: String| PluginError::new(&loaded.file, LoadError::Install(error));
         let grants = Grants::resolve(&d.capabilities, &config.grants_for(&d.name));
         let ctx = Arc::new(PluginCtx::new(&d.name, grants.clone()));
-        let callbacks: Vec<Arc<dyn Enzyme>> = match &loaded.code {
-            PluginCode::Native(module) => (0..d.enzymes.len())
-                .map(|i| module.enzyme(i as u32, ctx.clone()))
-                .collect(),
-            PluginCode::C(module) => (0..d.enzymes.len())
-                .map(|i| module.enzyme(i, ctx.clone()))
-                .collect(),
-            PluginCode::Lua(script) => self
-                .lua_world(runtime, config)
-                .map_err(&fail)?
-                .install(script, d, ctx.clone())
-                .map_err(&fail)?,
-            PluginCode::Wasm(module) => {
-                let instance = module
-                    .instantiate(ctx.clone(), &grants, WasmLimits::of(config, &d.name))
-                    .map_err(&fail)?;
-                (0..d.enzymes.len()).map(|i| instance.enzyme(i)).collect()
-            }
-        };
+        let callbacks = self
+            .callbacks(runtime, config, &loaded, ctx, &grants)
+            .map_err(&fail)?;
         // All or none: try every registration on a copy first.
         let mut trial = runtime.registry().clone();
         for (desc, callback) in d.enzymes.iter().zip(&callbacks) {
@@ -576,20 +560,9 @@ impl PluginHost {
         }
         let grants = Grants::resolve(&d.capabilities, &config.grants_for(&d.name));
         let ctx = Arc::new(PluginCtx::new(&d.name, grants.clone()));
-        let callbacks: Vec<Arc<dyn Enzyme>> = match &loaded.code {
-            PluginCode::Lua(script) => self
-                .lua_world(runtime, config)
-                .map_err(&fail)?
-                .install(script, d, ctx)
-                .map_err(&fail)?,
-            PluginCode::Wasm(module) => {
-                let instance = module
-                    .instantiate(ctx, &grants, WasmLimits::of(config, &d.name))
-                    .map_err(&fail)?;
-                (0..d.enzymes.len()).map(|i| instance.enzyme(i)).collect()
-            }
-            PluginCode::Native(_) | PluginCode::C(_) => unreachable!("refused above"),
-        };
+        let callbacks = self
+            .callbacks(runtime, config, &loaded, ctx, &grants)
+            .map_err(&fail)?;
         let retire: Vec<String> = old.enzymes.iter().map(|e| e.name.clone()).collect();
         let add: Vec<(cep_sdk::EnzymeDescriptor, Arc<dyn Enzyme>)> =
             d.enzymes.iter().cloned().zip(callbacks).collect();
@@ -620,6 +593,33 @@ impl PluginHost {
         self.descriptors
             .insert(d.name.clone(), (d.clone(), reloads + 1));
         Ok(())
+    }
+
+    /// One callback per enzyme of `loaded`'s descriptor, in order: the
+    /// library's entry points, or the enzymes of a script evaluated in the
+    /// world's VM, or of a new wasm instance.
+    fn callbacks(
+        &mut self,
+        runtime: &mut Runtime,
+        config: &Config,
+        loaded: &Loaded,
+        ctx: Arc<PluginCtx>,
+        grants: &Grants,
+    ) -> Result<Vec<Arc<dyn Enzyme>>, String> {
+        let d = &loaded.descriptor;
+        Ok(match &loaded.code {
+            PluginCode::Native(module) => (0..d.enzymes.len())
+                .map(|i| module.enzyme(i as u32, ctx.clone()))
+                .collect(),
+            PluginCode::C(module) => (0..d.enzymes.len())
+                .map(|i| module.enzyme(i, ctx.clone()))
+                .collect(),
+            PluginCode::Lua(script) => self.lua_world(runtime, config)?.install(script, d, ctx)?,
+            PluginCode::Wasm(module) => {
+                let instance = module.instantiate(ctx, grants, WasmLimits::of(config, &d.name))?;
+                (0..d.enzymes.len()).map(|i| instance.enzyme(i)).collect()
+            }
+        })
     }
 
     /// The world's Lua VM, made on first use; its collector steps after

@@ -100,7 +100,7 @@ pub struct WasmModule {
     /// Names of the `cep` functions it imports.
     imports: Vec<String>,
     /// How the module was obtained (compiled now, or from the cache).
-    pub source: Source,
+    source: Source,
 }
 
 impl WasmModule {
