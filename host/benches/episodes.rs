@@ -11,6 +11,10 @@ use cep_host::{
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+// The allocator the `cep` binary runs with (host/src/bin/cep.rs).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn config() -> Config {
     Config {
         ledger_beats: 0,

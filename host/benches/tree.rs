@@ -10,6 +10,10 @@ use cep_host::cell::{Snapshot, WorkTree};
 use cep_host::{Name, Path, Value};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
+// The allocator the `cep` binary runs with (host/src/bin/cep.rs).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../examples/support/mod.rs"]
 mod support;
 

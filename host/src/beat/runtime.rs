@@ -1160,10 +1160,7 @@ impl Runtime {
                         suspended: None,
                     },
                 );
-                let cont = Impulse::targeted(
-                    Path::parse(episode::CONT_SIGNAL).expect("static path"),
-                    ops::dossier(&eid),
-                );
+                let cont = Impulse::targeted(episode::cont_signal(), ops::dossier(&eid));
                 self.enqueue(beat + 1, Queued::new(cont), facts, queue_full);
             }
             EpisodeOp::SliceDone {
@@ -1190,13 +1187,10 @@ impl Runtime {
                 if io_bytes > 0 {
                     let _ = tree.write(&io_at, Value::I64(io_used as i64));
                 }
-                let run = OpsIntent::State {
-                    oid: eid.clone(),
-                    state: "ist:run".to_owned(),
-                    code: 0,
-                    note: String::new(),
-                };
-                let _ = self.ops.apply(tree, beat, run);
+                // The slice ran in `ist:run`, but it began and ended inside
+                // this beat: no committed snapshot can show that state, and
+                // the entry of the state it ended in records the slice. So
+                // the history gets one entry per slice (see semantics.md).
                 let over_cpu = cpu_budget > 0 && cpu_used > cpu_budget;
                 if let Some(message) = failed {
                     self.finish_episode(tree, beat, &eid, OpStatus::Fail, &message, facts);
@@ -1229,10 +1223,8 @@ impl Runtime {
                                 note: String::new(),
                             };
                             let _ = self.ops.apply(tree, beat, state);
-                            let cont = Impulse::targeted(
-                                Path::parse(episode::CONT_SIGNAL).expect("static path"),
-                                ops::dossier(&eid),
-                            );
+                            let cont =
+                                Impulse::targeted(episode::cont_signal(), ops::dossier(&eid));
                             self.enqueue(beat + 1, Queued::new(cont), facts, queue_full);
                         }
                         Some(SliceEnd::Await {
@@ -1252,7 +1244,7 @@ impl Runtime {
                                 spec: AwaitSpec {
                                     want,
                                     ttl_beats,
-                                    cont: Path::parse(episode::CONT_SIGNAL).expect("static path"),
+                                    cont: episode::cont_signal(),
                                     payload: None,
                                     reply_to: Some(ops::dossier(&eid)),
                                 },

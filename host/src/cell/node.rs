@@ -178,20 +178,7 @@ impl WorkTree {
     fn node_mut(&mut self, path: &Path) -> Result<&mut Node, TreeError> {
         self.root_hash = STALE;
         self.changes += 1;
-        let mut node = Arc::make_mut(&mut self.root);
-        for (depth, name) in path.names().iter().enumerate() {
-            if node.is_sealed() {
-                return Err(sealed_error(path, depth));
-            }
-            let index = node.children.find_or_insert(name);
-            let entry = node.children.at_mut(index);
-            entry.hash = STALE;
-            node = Arc::make_mut(&mut entry.node);
-        }
-        if node.is_sealed() {
-            return Err(sealed_error(path, path.len()));
-        }
-        Ok(node)
+        walk_mut(&mut self.root, path)
     }
 
     /// The node at `path` made unique for mutation, without the seal rules;
@@ -312,6 +299,18 @@ impl WorkTree {
         Ok(())
     }
 
+    /// A cursor on the cell at `path` (created with its ancestors when
+    /// absent), for several changes below one cell with one walk from the
+    /// root. The seal rules are those of [`WorkTree::write`].
+    pub fn cell_mut(&mut self, path: &Path) -> Result<CellMut<'_>, TreeError> {
+        self.root_hash = STALE;
+        self.changes += 1;
+        Ok(CellMut {
+            node: walk_mut(&mut self.root, path)?,
+            changes: &mut self.changes,
+        })
+    }
+
     /// Cells changed so far in this batch.
     pub fn changes(&self) -> usize {
         self.changes
@@ -348,6 +347,114 @@ impl WorkTree {
             self.root_hash = Arc::make_mut(&mut self.root).rehash_top(parallel);
         }
         Snapshot::new(self.root, self.root_hash, beat)
+    }
+}
+
+/// The node at `path` below `root`, made unique and created when absent,
+/// with the path marked stale; refused (before creating anything) when it or
+/// an ancestor is sealed.
+fn walk_mut<'a>(root: &'a mut Arc<Node>, path: &Path) -> Result<&'a mut Node, TreeError> {
+    let mut node = Arc::make_mut(root);
+    for (depth, name) in path.names().iter().enumerate() {
+        if node.is_sealed() {
+            return Err(sealed_error(path, depth));
+        }
+        let index = node.children.find_or_insert(name);
+        let entry = node.children.at_mut(index);
+        entry.hash = STALE;
+        node = Arc::make_mut(&mut entry.node);
+    }
+    if node.is_sealed() {
+        return Err(sealed_error(path, path.len()));
+    }
+    Ok(node)
+}
+
+/// A cell of a [`WorkTree`] reached once from the root, changed in place
+/// through relative steps (see [`WorkTree::cell_mut`]): the dossier code
+/// changes several cells of one operation without searching `/rt/ops` for
+/// each. Every step marks what it touches for rehash; reads through
+/// [`CellMut::node`] copy nothing.
+pub struct CellMut<'t> {
+    node: &'t mut Node,
+    changes: &'t mut usize,
+}
+
+impl CellMut<'_> {
+    /// The cell as it is now.
+    pub fn node(&self) -> &Node {
+        self.node
+    }
+
+    /// The child `name` (created when absent), for mutation. Errors name
+    /// paths relative to this cell (the caller knows where it is).
+    pub fn child(&mut self, name: &Name) -> Result<CellMut<'_>, TreeError> {
+        if self.node.is_sealed() {
+            return Err(TreeError::Sealed {
+                path: Path::from_names(vec![name.clone()]),
+                sealed_at: Path::from_names(Vec::new()),
+            });
+        }
+        *self.changes += 1;
+        let index = self.node.children.find_or_insert(name);
+        let entry = self.node.children.at_mut(index);
+        entry.hash = STALE;
+        Ok(CellMut {
+            node: Arc::make_mut(&mut entry.node),
+            changes: &mut *self.changes,
+        })
+    }
+
+    /// Sets the value of child `name`, creating it.
+    pub fn write(&mut self, name: &Name, value: Value) -> Result<(), TreeError> {
+        let child = self.child(name)?;
+        if child.node.is_sealed() {
+            return Err(TreeError::Sealed {
+                path: Path::from_names(vec![name.clone()]),
+                sealed_at: Path::from_names(vec![name.clone()]),
+            });
+        }
+        child.node.value = Some(value);
+        Ok(())
+    }
+
+    /// Adds a child named by the next index holding `value` (as
+    /// [`WorkTree::append`]) and returns a cursor on it.
+    pub fn append(&mut self, value: Value) -> Result<CellMut<'_>, TreeError> {
+        let next = self
+            .node
+            .children
+            .last()
+            .and_then(|e| e.name.as_str().parse::<u64>().ok())
+            .map_or(0, |n| n + 1);
+        let child = self.child(&Name::from_index(next))?;
+        child.node.value = Some(value);
+        Ok(child)
+    }
+
+    /// As [`WorkTree::append`] followed by [`CellMut::keep_newest`]`(keep)`,
+    /// but the oldest children go first, so a full window that was just
+    /// copied (a clone has no spare capacity) never grows its list.
+    pub fn append_bounded(&mut self, value: Value, keep: usize) -> Result<CellMut<'_>, TreeError> {
+        self.trim_front(keep.max(1) - 1)?;
+        self.append(value)
+    }
+
+    /// Removes the first children until at most `keep` remain.
+    fn trim_front(&mut self, keep: usize) -> Result<(), TreeError> {
+        let excess = self.node.child_count().saturating_sub(keep);
+        for i in 0..excess {
+            let entry = self.node.children.at(i);
+            if entry.node.flags & (SEALED | HOLDS_SEALED) != 0 {
+                return Err(TreeError::HoldsSealed {
+                    path: Path::from_names(vec![entry.name.clone()]),
+                });
+            }
+        }
+        if excess > 0 {
+            self.node.children.remove_front(excess);
+        }
+        Ok(())
     }
 }
 

@@ -316,6 +316,89 @@ fn keep_newest_trims_the_oldest_children_but_never_sealed_ones() {
     );
 }
 
+#[test]
+fn a_cursor_changes_the_tree_exactly_as_paths_do() {
+    let base = commit(&Snapshot::empty(), 0, |t| {
+        for i in 0..100 {
+            t.write(&p(&format!("/ops/d{i:03}/state")), Value::I64(i))
+                .unwrap();
+        }
+        for i in 0..5 {
+            t.append(&p("/ops/d042/log"), Value::I64(i)).unwrap();
+        }
+    });
+    let by_paths = commit(&base, 1, |t| {
+        t.write(&p("/ops/d042/state"), Value::text("moved"))
+            .unwrap();
+        let name = t.append(&p("/ops/d042/log"), Value::text("entry")).unwrap();
+        t.write(
+            &p("/ops/d042/log")
+                .child(name)
+                .child(Name::new("beat").unwrap()),
+            Value::I64(1),
+        )
+        .unwrap();
+        t.keep_newest(&p("/ops/d042/log"), 3).unwrap();
+        t.write(&p("/ops/d077/new/deep"), Value::Bool(true))
+            .unwrap();
+    });
+    let by_cursor = commit(&base, 1, |t| {
+        let mut cell = t.cell_mut(&p("/ops/d042")).unwrap();
+        cell.write(&Name::new("state").unwrap(), Value::text("moved"))
+            .unwrap();
+        let mut log = cell.child(&Name::new("log").unwrap()).unwrap();
+        let mut entry = log.append_bounded(Value::text("entry"), 3).unwrap();
+        entry
+            .write(&Name::new("beat").unwrap(), Value::I64(1))
+            .unwrap();
+        let mut other = t.cell_mut(&p("/ops/d077")).unwrap();
+        let mut new = other.child(&Name::new("new").unwrap()).unwrap();
+        new.write(&Name::new("deep").unwrap(), Value::Bool(true))
+            .unwrap();
+    });
+    assert_eq!(by_cursor.hash(), by_paths.hash());
+    assert_eq!(by_cursor.hash(), by_cursor.recompute_hash());
+    assert_eq!(
+        by_cursor.children(&p("/ops/d042/log"))[0].as_str(),
+        "0000000003"
+    );
+    assert_ne!(by_cursor.hash(), base.hash());
+}
+
+#[test]
+fn a_cursor_keeps_the_seal_rules() {
+    let base = commit(&Snapshot::empty(), 0, |t| {
+        t.write(&p("/d/env/verb"), Value::text("op/x")).unwrap();
+        t.seal(&p("/d/env")).unwrap();
+        t.append(&p("/d/log"), Value::I64(0)).unwrap();
+        t.seal(&p("/d/log/0000000000")).unwrap();
+    });
+    let mut t = WorkTree::new(&base);
+    assert!(matches!(
+        t.cell_mut(&p("/d/env/verb")),
+        Err(TreeError::Sealed { .. })
+    ));
+    let mut cell = t.cell_mut(&p("/d")).unwrap();
+    let env = Name::new("env").unwrap();
+    assert!(matches!(
+        cell.write(&env, Value::I64(1)),
+        Err(TreeError::Sealed { .. })
+    ));
+    let mut sealed = cell.child(&env).unwrap();
+    assert!(matches!(
+        sealed.write(&Name::new("verb").unwrap(), Value::I64(1)),
+        Err(TreeError::Sealed { .. })
+    ));
+    let mut log = cell.child(&Name::new("log").unwrap()).unwrap();
+    assert!(matches!(
+        log.append_bounded(Value::I64(1), 1),
+        Err(TreeError::HoldsSealed { .. })
+    ));
+    let after = t.commit(1);
+    assert_eq!(after.hash(), base.hash(), "nothing changed");
+    assert_eq!(after.children(&p("/d/log")).len(), 1);
+}
+
 fn apply_all(base: &Snapshot, changes: &[super::Change]) -> Snapshot {
     commit(base, base.beat() + 1, |t| {
         for c in changes {

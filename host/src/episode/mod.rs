@@ -5,7 +5,9 @@
 //! record of nondeterministic decisions (CPU-budget cancellations).
 //!
 //! An episode is an `op/ep` dossier (see [`crate::ops`]) with
-//! `ist:plan → ist:run ↔ ist:yield | ist:await → ist:ok | ist:fail | ist:cxl`.
+//! `ist:plan → ist:run ↔ ist:yield | ist:await → ist:ok | ist:fail | ist:cxl`;
+//! the history gets one entry per slice, the state it ended in (`ist:run`
+//! begins and ends inside the beat).
 //! Each slice is one call of the episode's callback enzyme, dispatched by an
 //! `ep/cont` impulse targeted at the dossier. Must not touch: the tree layout
 //! of dossiers (ops does that) or the order of the agenda (the heartbeat).
@@ -21,6 +23,13 @@ use crate::ops::OpStatus;
 
 /// The continuation signal that runs an episode's next slice.
 pub const CONT_SIGNAL: &str = "ep/cont";
+
+/// [`CONT_SIGNAL`] as a path, parsed once (one is emitted per slice).
+pub(crate) fn cont_signal() -> Path {
+    static CONT: std::sync::OnceLock<Path> = std::sync::OnceLock::new();
+    CONT.get_or_init(|| Path::parse(CONT_SIGNAL).expect("static path"))
+        .clone()
+}
 
 /// What a slice may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

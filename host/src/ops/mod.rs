@@ -22,7 +22,7 @@ use cep_sdk::{Name, Path, Value};
 
 use crate::beat::Impulse;
 use crate::cei::{Fact, Severity};
-use crate::cell::{Snapshot, TreeError, WorkTree};
+use crate::cell::{CellMut, Node, Snapshot, TreeError, WorkTree};
 
 /// Where dossiers live.
 pub const OPS_ROOT: &str = "/rt/ops";
@@ -170,6 +170,30 @@ fn name(text: &str) -> Name {
     Name::new(text).expect("static field name")
 }
 
+/// The field names of a dossier, made once.
+struct Fields {
+    state: Name,
+    history: Name,
+    beat: Name,
+    code: Name,
+    note: Name,
+    close: Name,
+    status: Name,
+}
+
+fn fields() -> &'static Fields {
+    static FIELDS: std::sync::OnceLock<Fields> = std::sync::OnceLock::new();
+    FIELDS.get_or_init(|| Fields {
+        state: name("state"),
+        history: name("history"),
+        beat: name("beat"),
+        code: name("code"),
+        note: name("note"),
+        close: name("close"),
+        status: name("status"),
+    })
+}
+
 /// `/rt/ops/<oid>`.
 pub fn dossier(oid: &Name) -> Path {
     field(oid, &[])
@@ -250,27 +274,21 @@ fn current_state(tree: &WorkTree, oid: &Name) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn closed_status(tree: &WorkTree, oid: &Name) -> Option<String> {
-    tree.read(&field(oid, &["close", "status"]))
-        .and_then(Value::as_text)
-        .map(str::to_owned)
-}
-
-/// Appends a history entry, unless the last one has the same state and beat.
-/// An entry's value is the state; it holds `beat`, and `code` and `note`
-/// only when they are set (0 and "" otherwise), so a transition costs two
-/// cells.
+/// Appends a history entry to the dossier under `cell`, unless the last one
+/// has the same state and beat. An entry's value is the state; it holds
+/// `beat`, and `code` and `note` only when they are set (0 and "" otherwise),
+/// so a transition costs two cells.
 fn record_history(
-    tree: &mut WorkTree,
-    oid: &Name,
+    cell: &mut CellMut<'_>,
     state: &str,
     beat: u64,
     code: i64,
     note: &str,
     history_max: usize,
 ) -> Result<(), TreeError> {
-    let history = field(oid, &["history"]);
-    if let Some(last) = tree.node(&history).and_then(|h| h.last_child()) {
+    let f = fields();
+    let mut history = cell.child(&f.history)?;
+    if let Some(last) = history.node().last_child() {
         let same_state = last.value().and_then(Value::as_text) == Some(state);
         let same_beat = last
             .child("beat")
@@ -281,17 +299,50 @@ fn record_history(
             return Ok(());
         }
     }
-    let entry = history.child(tree.append(&history, Value::text(state))?);
-    tree.write(&entry.child(name("beat")), Value::I64(beat as i64))?;
-    if code != 0 {
-        tree.write(&entry.child(name("code")), Value::I64(code))?;
-    }
-    if !note.is_empty() {
-        tree.write(&entry.child(name("note")), Value::text(note))?;
-    }
     // Keep the newest `history_max` entries: the tree holds a recent window,
     // the journal and the execution documents hold the whole record.
-    tree.keep_newest(&history, history_max)
+    let mut entry = history.append_bounded(Value::text(state), history_max)?;
+    entry.write(&f.beat, Value::I64(beat as i64))?;
+    if code != 0 {
+        entry.write(&f.code, Value::I64(code))?;
+    }
+    if !note.is_empty() {
+        entry.write(&f.note, Value::text(note))?;
+    }
+    Ok(())
+}
+
+/// Sets the state of the dossier under `cell` and records it in the history.
+fn set_state(
+    cell: &mut CellMut<'_>,
+    state: &str,
+    beat: u64,
+    code: i64,
+    note: &str,
+    history_max: usize,
+) -> Result<(), TreeError> {
+    let f = fields();
+    let unchanged = cell
+        .node()
+        .child(f.state.as_str())
+        .and_then(Node::value)
+        .and_then(Value::as_text)
+        == Some(state);
+    if !unchanged {
+        cell.write(&f.state, Value::text(state))?;
+    }
+    record_history(cell, state, beat, code, note, history_max)
+}
+
+/// The status a dossier was closed with, if it was.
+fn closed_in(dossier: &Node) -> Option<String> {
+    let f = fields();
+    dossier
+        .child(f.close.as_str())?
+        .child(f.status.as_str())?
+        .value()
+        .and_then(Value::as_text)
+        .map(str::to_owned)
 }
 
 impl Ops {
@@ -341,9 +392,8 @@ impl Ops {
                         .map_err(&err)?;
                 }
                 tree.seal(&field(&oid, &["envelope"])).map_err(&err)?;
-                tree.write(&field(&oid, &["state"]), Value::text(&state))
-                    .map_err(&err)?;
-                record_history(tree, &oid, &state, beat, 0, "", self.history_max).map_err(&err)
+                let mut cell = tree.cell_mut(&dossier(&oid)).map_err(&err)?;
+                set_state(&mut cell, &state, beat, 0, "", self.history_max).map_err(&err)
             }
             OpsIntent::State {
                 oid,
@@ -351,24 +401,27 @@ impl Ops {
                 code,
                 note,
             } => {
-                if tree.node(&dossier(&oid)).is_none() {
-                    return Err(OpsError::Unknown { oid });
-                }
-                if let Some(status) = closed_status(tree, &oid) {
-                    return Err(OpsError::Closed { oid, status });
+                let at = dossier(&oid);
+                match tree.node(&at) {
+                    None => return Err(OpsError::Unknown { oid }),
+                    Some(node) => {
+                        if let Some(status) = closed_in(node) {
+                            return Err(OpsError::Closed { oid, status });
+                        }
+                    }
                 }
                 let err = tree_err(&oid);
-                tree.write(&field(&oid, &["state"]), Value::text(&state))
-                    .map_err(&err)?;
-                record_history(tree, &oid, &state, beat, code, &note, self.history_max)
-                    .map_err(&err)
+                let mut cell = tree.cell_mut(&at).map_err(&err)?;
+                set_state(&mut cell, &state, beat, code, &note, self.history_max).map_err(&err)
             }
             OpsIntent::Snapshot { oid, label } => {
-                if tree.node(&dossier(&oid)).is_none() {
-                    return Err(OpsError::Unknown { oid });
-                }
-                if let Some(status) = closed_status(tree, &oid) {
-                    return Err(OpsError::Closed { oid, status });
+                match tree.node(&dossier(&oid)) {
+                    None => return Err(OpsError::Unknown { oid }),
+                    Some(node) => {
+                        if let Some(status) = closed_in(node) {
+                            return Err(OpsError::Closed { oid, status });
+                        }
+                    }
                 }
                 tree.write(
                     &field(&oid, &["snaps", label.as_str()]),
@@ -412,10 +465,10 @@ impl Ops {
                 status,
                 summary,
             } => {
-                if tree.node(&dossier(&oid)).is_none() {
+                let Some(node) = tree.node(&dossier(&oid)) else {
                     return Err(OpsError::Unknown { oid });
-                }
-                if let Some(had) = closed_status(tree, &oid) {
+                };
+                if let Some(had) = closed_in(node) {
                     return if had == status.sts() {
                         Ok(())
                     } else {
@@ -437,10 +490,8 @@ impl Ops {
                 tree.write(&field(&oid, &["close", "summary"]), Value::from(summary))
                     .map_err(&err)?;
                 tree.seal(&field(&oid, &["close"])).map_err(&err)?;
-                tree.write(&field(&oid, &["state"]), Value::text(status.ist()))
-                    .map_err(&err)?;
-                record_history(tree, &oid, status.ist(), beat, 0, "", self.history_max)
-                    .map_err(&err)
+                let mut cell = tree.cell_mut(&dossier(&oid)).map_err(&err)?;
+                set_state(&mut cell, status.ist(), beat, 0, "", self.history_max).map_err(&err)
             }
         }
     }
