@@ -311,6 +311,34 @@ impl WorkTree {
         })
     }
 
+    /// A cursor on the cell at `path` if it exists (`None` otherwise), in
+    /// one walk from the root. When it does not exist, the ancestors that
+    /// do were copied and marked for rehash: harmless (they rehash to the
+    /// same hashes), and cheaper for the common case than a read walk first.
+    pub fn existing_mut(&mut self, path: &Path) -> Result<Option<CellMut<'_>>, TreeError> {
+        self.root_hash = STALE;
+        let mut node = Arc::make_mut(&mut self.root);
+        for (depth, name) in path.names().iter().enumerate() {
+            if node.is_sealed() {
+                return Err(sealed_error(path, depth));
+            }
+            let Ok(index) = node.children.search(name.as_str()) else {
+                return Ok(None);
+            };
+            let entry = node.children.at_mut(index);
+            entry.hash = STALE;
+            node = Arc::make_mut(&mut entry.node);
+        }
+        if node.is_sealed() {
+            return Err(sealed_error(path, path.len()));
+        }
+        self.changes += 1;
+        Ok(Some(CellMut {
+            node,
+            changes: &mut self.changes,
+        }))
+    }
+
     /// Cells changed so far in this batch.
     pub fn changes(&self) -> usize {
         self.changes

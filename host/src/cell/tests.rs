@@ -366,6 +366,27 @@ fn a_cursor_changes_the_tree_exactly_as_paths_do() {
 }
 
 #[test]
+fn existing_mut_finds_only_cells_that_exist_and_a_miss_changes_nothing() {
+    let base = commit(&Snapshot::empty(), 0, |t| {
+        for i in 0..100 {
+            t.write(&p(&format!("/ops/d{i:03}/state")), Value::I64(i))
+                .unwrap();
+        }
+    });
+    let mut t = WorkTree::new(&base);
+    assert!(t.existing_mut(&p("/ops/d100")).unwrap().is_none());
+    assert!(t.existing_mut(&p("/nope/deeper")).unwrap().is_none());
+    assert_eq!(t.commit(1).hash(), base.hash(), "a miss changes nothing");
+    let after = commit(&base, 1, |t| {
+        let mut cell = t.existing_mut(&p("/ops/d007")).unwrap().unwrap();
+        cell.write(&Name::new("state").unwrap(), Value::I64(-7))
+            .unwrap();
+    });
+    assert_eq!(after.read(&p("/ops/d007/state")), Some(&Value::I64(-7)));
+    assert_eq!(after.hash(), after.recompute_hash());
+}
+
+#[test]
 fn a_cursor_keeps_the_seal_rules() {
     let base = commit(&Snapshot::empty(), 0, |t| {
         t.write(&p("/d/env/verb"), Value::text("op/x")).unwrap();

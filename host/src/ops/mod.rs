@@ -401,18 +401,18 @@ impl Ops {
                 code,
                 note,
             } => {
-                let at = dossier(&oid);
-                match tree.node(&at) {
-                    None => return Err(OpsError::Unknown { oid }),
-                    Some(node) => {
-                        if let Some(status) = closed_in(node) {
-                            return Err(OpsError::Closed { oid, status });
-                        }
-                    }
+                let Some(mut cell) = tree.existing_mut(&dossier(&oid)).map_err(tree_err(&oid))?
+                else {
+                    return Err(OpsError::Unknown { oid });
+                };
+                if let Some(status) = closed_in(cell.node()) {
+                    return Err(OpsError::Closed {
+                        oid: oid.clone(),
+                        status,
+                    });
                 }
-                let err = tree_err(&oid);
-                let mut cell = tree.cell_mut(&at).map_err(&err)?;
-                set_state(&mut cell, &state, beat, code, &note, self.history_max).map_err(&err)
+                set_state(&mut cell, &state, beat, code, &note, self.history_max)
+                    .map_err(tree_err(&oid))
             }
             OpsIntent::Snapshot { oid, label } => {
                 match tree.node(&dossier(&oid)) {
