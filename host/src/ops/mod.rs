@@ -274,11 +274,12 @@ fn current_state(tree: &WorkTree, oid: &Name) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Appends a history entry to the dossier under `cell`, unless the last one
-/// has the same state and beat. An entry's value is the state; it holds
-/// `beat`, and `code` and `note` only when they are set (0 and "" otherwise),
-/// so a transition costs two cells.
-fn record_history(
+/// Sets the state of the dossier under `cell` and appends a history entry,
+/// unless the last one has the same state and beat. An entry's value is the
+/// state; it holds `beat`, and `code` and `note` only when they are set (0
+/// and "" otherwise), so a transition costs two cells. An unchanged state
+/// value is not rewritten.
+fn set_state(
     cell: &mut CellMut<'_>,
     state: &str,
     beat: u64,
@@ -286,16 +287,17 @@ fn record_history(
     note: &str,
     history_max: usize,
 ) -> Result<(), TreeError> {
+    fn text(node: Option<&Node>) -> Option<&str> {
+        node.and_then(Node::value).and_then(Value::as_text)
+    }
     let f = fields();
+    if text(cell.node().child(f.state.as_str())) != Some(state) {
+        cell.write(&f.state, Value::text(state))?;
+    }
     let mut history = cell.child(&f.history)?;
     if let Some(last) = history.node().last_child() {
-        let same_state = last.value().and_then(Value::as_text) == Some(state);
-        let same_beat = last
-            .child("beat")
-            .and_then(|n| n.value())
-            .and_then(Value::as_i64)
-            == Some(beat as i64);
-        if same_state && same_beat {
+        let last_beat = last.child(f.beat.as_str()).and_then(Node::value);
+        if text(Some(last)) == Some(state) && last_beat == Some(&Value::I64(beat as i64)) {
             return Ok(());
         }
     }
@@ -310,28 +312,6 @@ fn record_history(
         entry.write(&f.note, Value::text(note))?;
     }
     Ok(())
-}
-
-/// Sets the state of the dossier under `cell` and records it in the history.
-fn set_state(
-    cell: &mut CellMut<'_>,
-    state: &str,
-    beat: u64,
-    code: i64,
-    note: &str,
-    history_max: usize,
-) -> Result<(), TreeError> {
-    let f = fields();
-    let unchanged = cell
-        .node()
-        .child(f.state.as_str())
-        .and_then(Node::value)
-        .and_then(Value::as_text)
-        == Some(state);
-    if !unchanged {
-        cell.write(&f.state, Value::text(state))?;
-    }
-    record_history(cell, state, beat, code, note, history_max)
 }
 
 /// The status a dossier was closed with, if it was.
