@@ -1,12 +1,16 @@
 //! Cell values: null, bool, i64, f64, text and bytes — nothing else.
 //!
-//! Values are cheap to clone (text and bytes are shared) and serde
-//! serializable. How a value is hashed is fixed in `docs/formats.md`.
+//! Values are cheap to clone and serde serializable: a text of up to 23
+//! bytes is stored in place (cloning it copies 24 bytes and touches no
+//! shared counter, which matters for the many short state and status texts
+//! the kernel writes), longer texts and all bytes are shared. How a value is
+//! hashed is fixed in `docs/formats.md`.
 
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 
 /// The value a cell may hold.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -15,13 +19,14 @@ pub enum Value {
     Bool(bool),
     I64(i64),
     F64(f64),
-    Text(Arc<str>),
+    /// UTF-8 text; up to 23 bytes inline, longer shared.
+    Text(SmolStr),
     Bytes(Arc<[u8]>),
 }
 
 impl Value {
     pub fn text(text: &str) -> Self {
-        Value::Text(Arc::from(text))
+        Value::Text(SmolStr::new(text))
     }
 
     pub fn bytes(bytes: &[u8]) -> Self {
@@ -127,7 +132,7 @@ impl From<&str> for Value {
 
 impl From<String> for Value {
     fn from(v: String) -> Self {
-        Value::Text(Arc::from(v))
+        Value::Text(SmolStr::from(v))
     }
 }
 

@@ -73,8 +73,10 @@ fn organs_construct_in_dependency_order_then_validate() {
             "ist:ok"
         ]
     );
-    let notes: Vec<Option<String>> = (4..6)
-        .map(|i| text(&runtime, &format!("/rt/ops/boot/history/{i:010}/note")))
+    // A history entry is named by its beat.
+    let notes: Vec<Option<String>> = boot[4..6]
+        .iter()
+        .map(|(_, beat)| text(&runtime, &format!("/rt/ops/boot/history/{beat:010}/note")))
         .collect();
     assert_eq!(notes, [Some("store".into()), Some("index".into())]);
     // Bound enzyme, before/after and the clock are running.
@@ -157,10 +159,8 @@ fn shutdown_runs_destructors_in_reverse_dependency_order() {
     runtime.shutdown().unwrap();
     assert!(runtime.is_down());
     let shdn = cep_host::Name::new("shdn").unwrap();
-    let states: Vec<String> = ops::history(runtime.snapshot(), &shdn)
-        .into_iter()
-        .map(|(s, _)| s)
-        .collect();
+    let history = ops::history(runtime.snapshot(), &shdn);
+    let states: Vec<&str> = history.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
         states,
         [
@@ -173,14 +173,13 @@ fn shutdown_runs_destructors_in_reverse_dependency_order() {
             "ist:ok"
         ]
     );
-    assert_eq!(
-        text(&runtime, "/rt/ops/shdn/history/0000000001/note").as_deref(),
-        Some("index")
-    );
-    assert_eq!(
-        text(&runtime, "/rt/ops/shdn/history/0000000002/note").as_deref(),
-        Some("store")
-    );
+    // History entries are named by their beat.
+    let note = |i: usize| {
+        let beat = history[i].1;
+        text(&runtime, &format!("/rt/ops/shdn/history/{beat:010}/note"))
+    };
+    assert_eq!(note(1).as_deref(), Some("index"));
+    assert_eq!(note(2).as_deref(), Some("store"));
     assert!(int(&runtime, "/data/store/meta/closed").is_some());
     for kind in ["store", "index"] {
         assert_eq!(

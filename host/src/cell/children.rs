@@ -1,96 +1,335 @@
-//! A node's ordered children.
+//! A cell's ordered children: a persistent tree of chunks whose shape is
+//! exactly the shape of the hash format (`docs/formats.md`).
 //!
-//! Up to [`CHUNK_ENTRIES`] children live in one sorted `Vec` (`Flat`). Wider
-//! nodes are stored as a persistent, complete 32-ary tree of chunks (`Wide`)
-//! whose shape is exactly the shape of the hash format: leaves of 32 entries
-//! (the last may be shorter), groups of 32 lower nodes, each caching its
-//! hash. Rewriting one child of a wide node therefore copies and rehashes one
-//! leaf and its O(log fanout) ancestors, not the whole child list.
+//! Entries live in *chunks* (level 0) of about 8 entries, chunks in *groups*
+//! (level 1) of about 8 chunks, and so on; every node caches its hash. Where
+//! a node ends is decided by the names ([`hash::ends_at`]) and a cap
+//! ([`NODE_ITEMS_MAX`]), never by positions, so inserting or removing a child
+//! changes only the nodes around it: one change copies and rehashes a chunk
+//! and one node per level.
 //!
-//! Inserting or removing a child of a wide node flattens it into a `Vec`
-//! (O(fanout)); the commit rebuilds the chunk tree once for all the inserts of
-//! the batch. Inserts in name order are appends and stay cheap.
+//! During a batch, inserts and removes keep the tree sorted and searchable
+//! but may leave it cut in the wrong places (a chunk grown past the cap, a
+//! cut name in the middle of a chunk, a chunk that no longer ends on a cut).
+//! [`Children::rehash`] re-cuts only the nodes marked `reshaped`, reusing
+//! every untouched subtree as it is, and then hashes what changed.
+//!
+//! Must not touch: what the children are (the caller decides); values and
+//! seals of the cells themselves ([`Node`]).
 
 use std::sync::Arc;
 
-use super::hash::{self, Hash, CHUNK_ENTRIES, STALE};
+use super::hash::{self, ChunkItem, Hash, INLINE, NODE_ITEMS_MAX, STALE};
 use super::node::Node;
 use cep_sdk::Name;
 
-const SHIFT: u32 = CHUNK_ENTRIES.trailing_zeros();
-const MASK: usize = CHUNK_ENTRIES - 1;
+/// Deepest chunk tree a list can have (levels decided by names, then caps).
+const HEIGHT_MAX: usize = 64;
 
+/// Items an open chunk (or a group) may reach during a batch before an
+/// insert splits it in two, so that inserts in any order cost O(log n)
+/// until the commit re-cuts the list.
+const OPEN_ITEMS_MAX: usize = 2 * NODE_ITEMS_MAX;
+
+/// One child: its name, its cached hash and the cell itself, stored in place.
 #[derive(Clone)]
 pub(crate) struct Entry {
     pub name: Name,
-    /// The child's hash, or [`STALE`] when the child changed in this batch.
+    /// The child's cell hash; [`INLINE`] when it is hashed in place in the
+    /// chunk; [`STALE`] when it changed in this batch.
     pub hash: Hash,
-    pub node: Arc<Node>,
+    pub node: Node,
 }
 
 impl Entry {
     pub fn new(name: Name) -> Self {
+        let mut node = Node::default();
+        node.cut = hash::cut_level(name.as_str());
         Entry {
             name,
             hash: STALE,
-            node: Arc::new(Node::default()),
+            node,
         }
     }
-}
 
-pub(crate) enum Children {
-    Flat(Vec<Entry>),
-    Wide(Arc<Wide>),
-}
+    fn cut(&self) -> u8 {
+        self.node.cut
+    }
 
-impl Clone for Children {
-    fn clone(&self) -> Self {
-        match self {
-            Children::Flat(entries) => {
-                // Copying a node increments every child's reference count.
-                // Those are locked instructions, which wait for each cache
-                // miss in turn; plain loads first bring the counts in
-                // parallel (measured: the write phase of 1,000 random writes
-                // on a 1M-cell tree went from 3.15 ms to 2.7 ms).
-                let mut touched = 0usize;
-                for entry in entries {
-                    touched = touched.wrapping_add(Arc::strong_count(&entry.node));
-                }
-                std::hint::black_box(touched);
-                Children::Flat(entries.clone())
+    fn item(&self) -> ChunkItem<'_> {
+        debug_assert!(self.hash != STALE, "entry {} hashed while stale", self.name);
+        if self.hash == INLINE {
+            ChunkItem::Inline {
+                flags: self.node.hashed_flags(),
+                value: self.node.value(),
             }
-            Children::Wide(wide) => Children::Wide(wide.clone()),
+        } else {
+            ChunkItem::Hashed(&self.hash)
+        }
+    }
+
+    /// Moves the entry out of `slot`, leaving an empty cell of the same name.
+    fn take(slot: &mut Entry) -> Entry {
+        Entry {
+            name: slot.name.clone(),
+            hash: slot.hash,
+            node: std::mem::take(&mut slot.node),
         }
     }
 }
 
-impl Default for Children {
-    fn default() -> Self {
-        Children::Flat(Vec::new())
+/// The children of one cell: the root node of its chunk tree (none: no
+/// allocation at all). The root's own digest is not kept; the cell's hash,
+/// cached by its parent, is.
+#[derive(Clone, Default)]
+pub(crate) struct Children(Option<Link>);
+
+/// A node of the chunk tree, one allocation each.
+#[derive(Clone)]
+enum Link {
+    /// Level 0: up to [`NODE_ITEMS_MAX`] entries.
+    Chunk(Arc<[Entry]>),
+    /// Level k: up to [`NODE_ITEMS_MAX`] level-(k-1) nodes.
+    Group(Arc<[Kid]>),
+    /// A chunk that took several inserts or removes in this batch, until
+    /// the commit re-cuts it. Never in a committed snapshot. Boxed so that a
+    /// link (and so every cell) stays 8 bytes smaller.
+    #[allow(clippy::box_collection)]
+    Open(Box<Vec<Entry>>),
+}
+
+/// A node as its parent group holds it, with what the parent needs to know
+/// about it without following the link.
+#[derive(Clone)]
+struct Kid {
+    /// The first name below the kid, so a search descends once. During a
+    /// batch it may be a name removed since: still a correct lower bound,
+    /// and the re-cut at commit makes it exact again.
+    first: Name,
+    /// [`STALE`] when something below changed in this batch.
+    hash: Hash,
+    /// Entries below.
+    len: u32,
+    /// The cut level of the last name below (exact unless `reshaped`).
+    last_cut: u8,
+    /// Entries were inserted or removed below since the last re-cut.
+    reshaped: bool,
+    link: Link,
+}
+
+fn chunk_hash(entries: &[Entry]) -> Hash {
+    hash::chunk(entries.iter().map(|e| (&e.name, e.item())))
+}
+
+fn group_hash(level: usize, kids: &[Kid]) -> Hash {
+    hash::group(level as u8, kids.iter().map(|k| &k.hash))
+}
+
+impl Kid {
+    /// Moves the kid out of `slot` (its link replaced by an empty chunk).
+    fn take(slot: &mut Kid) -> Kid {
+        Kid {
+            first: slot.first.clone(),
+            hash: slot.hash,
+            len: slot.len,
+            last_cut: slot.last_cut,
+            reshaped: slot.reshaped,
+            link: Link::take(&mut slot.link),
+        }
+    }
+
+    /// The kids of a group, moved out when the group is not shared (then
+    /// no open chunk below is copied), cloned otherwise.
+    fn drain(mut kids: Arc<[Kid]>) -> Vec<Kid> {
+        match Arc::get_mut(&mut kids) {
+            Some(own) => own.iter_mut().map(Kid::take).collect(),
+            None => kids.to_vec(),
+        }
+    }
+
+    /// A finished chunk, hashed.
+    fn chunk(entries: Arc<[Entry]>) -> Self {
+        Kid {
+            first: entries[0].name.clone(),
+            hash: chunk_hash(&entries),
+            len: entries.len() as u32,
+            last_cut: entries[entries.len() - 1].cut(),
+            reshaped: false,
+            link: Link::Chunk(entries),
+        }
+    }
+
+    /// A finished group of `level`, hashed.
+    fn group(level: usize, kids: Arc<[Kid]>) -> Self {
+        Kid {
+            first: kids[0].first.clone(),
+            hash: group_hash(level, &kids),
+            len: kids.iter().map(|k| k.len).sum(),
+            last_cut: kids[kids.len() - 1].last_cut,
+            reshaped: false,
+            link: Link::Group(kids),
+        }
+    }
+
+    /// An unfinished node, to be re-cut at commit.
+    fn pending(link: Link) -> Self {
+        Kid {
+            first: link.first().name.clone(),
+            hash: STALE,
+            len: link.len() as u32,
+            last_cut: link.last().cut(),
+            reshaped: true,
+            link,
+        }
     }
 }
 
-#[derive(Clone)]
-pub(crate) struct Wide {
-    len: usize,
-    /// The level of `root`: 1 when it groups leaf chunks.
-    height: u32,
-    root: Arc<WNode>,
+impl Link {
+    fn len(&self) -> usize {
+        match self {
+            Link::Chunk(e) => e.len(),
+            Link::Open(v) => v.len(),
+            Link::Group(kids) => kids.iter().map(|k| k.len as usize).sum(),
+        }
+    }
+
+    /// Levels below this node (0 for a chunk). Every chunk of a list is at
+    /// the same depth.
+    fn height(&self) -> usize {
+        match self {
+            Link::Chunk(_) | Link::Open(_) => 0,
+            Link::Group(kids) => 1 + kids[0].link.height(),
+        }
+    }
+
+    /// Whether entries were inserted or removed below (for the root, which
+    /// has no [`Kid`] to say so).
+    fn reshaped(&self) -> bool {
+        match self {
+            Link::Chunk(_) => false,
+            Link::Open(_) => true,
+            Link::Group(kids) => kids.iter().any(|k| k.reshaped),
+        }
+    }
+
+    /// Nodes in a tree are never empty: removing the last entry of a node
+    /// removes the node.
+    fn first(&self) -> &Entry {
+        match self {
+            Link::Chunk(e) => &e[0],
+            Link::Open(v) => &v[0],
+            Link::Group(kids) => kids[0].link.first(),
+        }
+    }
+
+    fn last(&self) -> &Entry {
+        match self {
+            Link::Chunk(e) => &e[e.len() - 1],
+            Link::Open(v) => &v[v.len() - 1],
+            Link::Group(kids) => kids[kids.len() - 1].link.last(),
+        }
+    }
+
+    fn entries(&self) -> &[Entry] {
+        match self {
+            Link::Chunk(e) => e,
+            Link::Open(v) => v,
+            Link::Group(_) => &[],
+        }
+    }
+
+    fn for_each<'a>(&'a self, f: &mut dyn FnMut(&'a Entry)) {
+        match self {
+            Link::Group(kids) => kids.iter().for_each(|k| k.link.for_each(f)),
+            chunk => chunk.entries().iter().for_each(f),
+        }
+    }
+
+    /// The entries of a chunk, opened for inserts and removes (moved out of
+    /// an unshared chunk, copied out of a shared one with room for one more).
+    fn open(&mut self) -> &mut Vec<Entry> {
+        if let Link::Chunk(entries) = self {
+            let open = match Arc::get_mut(entries) {
+                Some(own) => own.iter_mut().map(Entry::take).collect(),
+                None => {
+                    let mut copy = Vec::with_capacity(entries.len() + 1);
+                    copy.extend_from_slice(entries);
+                    copy
+                }
+            };
+            *self = Link::Open(Box::new(open));
+        }
+        match self {
+            Link::Open(v) => v,
+            _ => unreachable!("only chunks open"),
+        }
+    }
+
+    /// Replaces a shared chunk by `edit` of its entries in one new
+    /// allocation; opens an unshared one. Either way the chunk ends up
+    /// holding the edited entries. Returns whether it is now empty.
+    fn edit(&mut self, edit: Edit) -> bool {
+        if let Link::Chunk(entries) = self {
+            if Arc::get_mut(entries).is_none() {
+                let rebuilt: Arc<[Entry]> = match edit {
+                    Edit::Insert(i, entry) => entries[..i]
+                        .iter()
+                        .cloned()
+                        .chain(std::iter::once(entry))
+                        .chain(entries[i..].iter().cloned())
+                        .collect(),
+                    Edit::Remove(i) => entries[..i]
+                        .iter()
+                        .chain(&entries[i + 1..])
+                        .cloned()
+                        .collect(),
+                    Edit::RemoveFront(n) => entries[n..].iter().cloned().collect(),
+                };
+                let empty = rebuilt.is_empty();
+                *self = Link::Chunk(rebuilt);
+                return empty;
+            }
+        }
+        let open = self.open();
+        match edit {
+            Edit::Insert(i, entry) => open.insert(i, entry),
+            Edit::Remove(i) => drop(open.remove(i)),
+            Edit::RemoveFront(n) => drop(open.drain(..n)),
+        }
+        open.is_empty()
+    }
+
+    /// The entry at `i` of a chunk, for mutation.
+    fn entry_mut(&mut self, i: usize) -> &mut Entry {
+        match self {
+            Link::Chunk(e) => &mut Arc::make_mut(e)[i],
+            Link::Open(v) => &mut v[i],
+            Link::Group(_) => unreachable!("entries live in chunks"),
+        }
+    }
+
+    /// Takes the link out of `slot`, leaving an empty chunk (shared, no
+    /// allocation) in its place.
+    fn take(slot: &mut Link) -> Link {
+        static EMPTY: std::sync::LazyLock<Arc<[Entry]>> =
+            std::sync::LazyLock::new(|| Arc::from(Vec::new()));
+        std::mem::replace(slot, Link::Chunk(EMPTY.clone()))
+    }
+
+    fn same_node(&self, other: &Link) -> bool {
+        match (self, other) {
+            (Link::Chunk(a), Link::Chunk(b)) => Arc::ptr_eq(a, b),
+            (Link::Group(a), Link::Group(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
-#[derive(Clone)]
-enum WNode {
-    Leaf {
-        entries: Vec<Entry>,
-        hash: Hash,
-    },
-    Group {
-        kids: Vec<Arc<WNode>>,
-        /// The first name under each kid, so a search descends once instead
-        /// of starting from the top for every probe.
-        firsts: Vec<Name>,
-        hash: Hash,
-    },
+/// A structural change to one chunk.
+enum Edit {
+    Insert(usize, Entry),
+    Remove(usize),
+    RemoveFront(usize),
 }
 
 /// Binary search that stops at the first equal comparison (std's version
@@ -112,286 +351,752 @@ fn search_by<'a>(
     Err(lo)
 }
 
-impl Children {
-    pub fn len(&self) -> usize {
-        match self {
-            Children::Flat(v) => v.len(),
-            Children::Wide(w) => w.len,
+/// The kid whose range holds `name`: the last one starting at or before it,
+/// or the first.
+fn kid_for(kids: &[Kid], name: &str) -> usize {
+    match search_by(kids.len(), name, |i| kids[i].first.as_str()) {
+        Ok(k) => k,
+        Err(k) => k.saturating_sub(1),
+    }
+}
+
+fn entry_search(entries: &[Entry], name: &str) -> Result<usize, usize> {
+    search_by(entries.len(), name, |i| entries[i].name.as_str())
+}
+
+/// Where a name is, or would go: the kid taken at each level, then the
+/// chunk position.
+struct Route {
+    kids: [u8; HEIGHT_MAX],
+    depth: usize,
+    at: Result<usize, usize>,
+    /// A node on the way holds [`OPEN_ITEMS_MAX`] items: an insert must
+    /// split it first.
+    crowded: bool,
+}
+
+/// Whether a node must be split before it takes another item.
+fn crowded(link: &Link) -> bool {
+    match link {
+        Link::Open(v) => v.len() >= OPEN_ITEMS_MAX,
+        Link::Group(kids) => kids.len() >= OPEN_ITEMS_MAX,
+        Link::Chunk(e) => e.len() >= OPEN_ITEMS_MAX,
+    }
+}
+
+/// Splits a crowded node into two halves of the same level, as kids to
+/// re-cut at commit.
+fn halves(link: Link) -> [Kid; 2] {
+    match link {
+        Link::Group(kids) => {
+            let mut left = Kid::drain(kids);
+            let right = left.split_off(left.len() / 2);
+            [
+                Kid::pending(Link::Group(Arc::from(left))),
+                Kid::pending(Link::Group(Arc::from(right))),
+            ]
+        }
+        mut chunk => {
+            let mut left = std::mem::take(chunk.open());
+            let right = left.split_off(left.len() / 2);
+            [
+                Kid::pending(Link::Open(Box::new(left))),
+                Kid::pending(Link::Open(Box::new(right))),
+            ]
         }
     }
+}
 
-    /// `Ok(index)` of `name`, or `Err(insertion index)`.
-    pub fn search(&self, name: &str) -> Result<usize, usize> {
-        match self {
-            Children::Flat(v) => search_by(v.len(), name, |i| v[i].name.as_str()),
-            Children::Wide(w) => w.search(name),
-        }
+impl Children {
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, Link::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
     }
 
     pub fn find(&self, name: &str) -> Option<&Entry> {
-        let index = self.search(name).ok()?;
-        Some(self.at(index))
-    }
-
-    pub fn at(&self, index: usize) -> &Entry {
-        match self {
-            Children::Flat(v) => &v[index],
-            Children::Wide(w) => w.get(index),
-        }
-    }
-
-    /// The entry at `index`, for mutation; marks the chunk hashes above it
-    /// stale.
-    pub fn at_mut(&mut self, index: usize) -> &mut Entry {
-        match self {
-            Children::Flat(v) => &mut v[index],
-            Children::Wide(w) => Arc::make_mut(w).get_mut(index),
-        }
-    }
-
-    /// The index of child `name`, inserting an empty child when absent.
-    pub fn find_or_insert(&mut self, name: &Name) -> usize {
-        match self.search(name.as_str()) {
-            Ok(index) => index,
-            Err(index) => {
-                self.insert(index, Entry::new(name.clone()));
-                index
+        let mut link = self.0.as_ref()?;
+        loop {
+            match link {
+                Link::Group(kids) => link = &kids[kid_for(kids, name)].link,
+                chunk => {
+                    let entries = chunk.entries();
+                    return entry_search(entries, name).ok().map(|i| &entries[i]);
+                }
             }
         }
     }
 
-    pub fn insert(&mut self, index: usize, entry: Entry) {
-        self.flatten().insert(index, entry);
-    }
-
-    /// Removes the first `count` children.
-    pub fn remove_front(&mut self, count: usize) {
-        let entries = self.flatten();
-        entries.drain(..count.min(entries.len()));
-    }
-
-    pub fn remove(&mut self, index: usize) -> Entry {
-        self.flatten().remove(index)
+    pub fn first(&self) -> Option<&Entry> {
+        self.0.as_ref().map(Link::first)
     }
 
     pub fn last(&self) -> Option<&Entry> {
-        match self.len() {
-            0 => None,
-            n => Some(self.at(n - 1)),
-        }
+        self.0.as_ref().map(Link::last)
     }
 
     /// Calls `f` on every entry in name order.
     pub fn for_each<'a>(&'a self, f: &mut dyn FnMut(&'a Entry)) {
-        match self {
-            Children::Flat(v) => v.iter().for_each(f),
-            Children::Wide(w) => w.root.for_each(f),
+        if let Some(link) = &self.0 {
+            link.for_each(f);
         }
     }
 
-    fn flatten(&mut self) -> &mut Vec<Entry> {
-        if let Children::Wide(w) = self {
-            let mut all = Vec::with_capacity(w.len + 1);
-            w.root.for_each(&mut |e| all.push(e.clone()));
-            *self = Children::Flat(all);
-        }
-        match self {
-            Children::Flat(v) => v,
-            Children::Wide(_) => unreachable!("flattened above"),
-        }
-    }
-
-    /// Brings every stale entry hash up to date (through `rehash_child`) and
-    /// returns the children digest, or `None` when there are no children.
-    /// A flat list longer than one chunk becomes a wide chunk tree here.
-    pub fn rehash(&mut self, rehash_child: &mut dyn FnMut(&mut Entry)) -> Option<Hash> {
-        match self {
-            Children::Flat(v) if v.is_empty() => None,
-            Children::Flat(v) => {
-                for entry in v.iter_mut().filter(|e| e.hash == STALE) {
-                    rehash_child(entry);
+    /// The first `count` entries in name order (fewer if there are fewer).
+    pub fn first_n(&self, count: usize) -> Vec<&Entry> {
+        fn walk<'a>(link: &'a Link, out: &mut Vec<&'a Entry>, count: usize) {
+            match link {
+                Link::Group(kids) => {
+                    for kid in kids.iter() {
+                        if out.len() == count {
+                            return;
+                        }
+                        walk(&kid.link, out, count);
+                    }
                 }
-                if v.len() <= CHUNK_ENTRIES {
-                    Some(hash::chunk(v.iter().map(|e| (&e.name, &e.hash))))
+                chunk => {
+                    let room = count - out.len();
+                    out.extend(chunk.entries().iter().take(room));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(count.min(self.len()));
+        if let Some(link) = &self.0 {
+            walk(link, &mut out, count);
+        }
+        out
+    }
+
+    fn route(&self, name: &str) -> Option<Route> {
+        let mut link = self.0.as_ref()?;
+        let mut route = Route {
+            kids: [0; HEIGHT_MAX],
+            depth: 0,
+            at: Err(0),
+            crowded: crowded(link),
+        };
+        loop {
+            match link {
+                Link::Group(kids) => {
+                    let k = kid_for(kids, name);
+                    route.kids[route.depth] = k as u8;
+                    route.depth += 1;
+                    link = &kids[k].link;
+                    route.crowded |= crowded(link);
+                }
+                chunk => {
+                    route.at = entry_search(chunk.entries(), name);
+                    return Some(route);
+                }
+            }
+        }
+    }
+
+    /// The entry `name`, for mutation (inserted empty when absent and
+    /// `create`). The nodes above it are copied if shared and marked for
+    /// rehash; a miss without `create` changes nothing.
+    pub fn entry_mut(&mut self, name: &Name, create: bool) -> Option<&mut Entry> {
+        // A read-only search first, so a miss copies nothing and an insert
+        // can count itself into every group on the way down.
+        let Some(route) = self.route(name.as_str()) else {
+            if !create {
+                return None;
+            }
+            let root = self
+                .0
+                .insert(Link::Open(Box::new(vec![Entry::new(name.clone())])));
+            return root.open().first_mut();
+        };
+        let insert = route.at.is_err();
+        if insert && !create {
+            return None;
+        }
+        let route = if insert && route.crowded {
+            self.make_room(name.as_str());
+            self.route(name.as_str()).expect("not empty")
+        } else {
+            route
+        };
+        let mut link = self.0.as_mut().expect("routed, so not empty");
+        for &k in &route.kids[..route.depth] {
+            let Link::Group(kids) = link else {
+                unreachable!("the route descends through groups")
+            };
+            let kid = &mut Arc::make_mut(kids)[k as usize];
+            kid.hash = STALE;
+            if insert {
+                kid.len += 1;
+                kid.reshaped = true;
+            }
+            link = &mut kid.link;
+        }
+        match route.at {
+            Ok(i) => Some(link.entry_mut(i)),
+            Err(i) => {
+                if route.depth == 0 {
+                    // The root says it was reshaped only by being open.
+                    link.open().insert(i, Entry::new(name.clone()));
                 } else {
-                    let wide = Wide::build(std::mem::take(v));
-                    let digest = wide.root.hash();
-                    *self = Children::Wide(Arc::new(wide));
-                    Some(digest)
+                    link.edit(Edit::Insert(i, Entry::new(name.clone())));
                 }
-            }
-            Children::Wide(w) => {
-                if w.root.hash() == STALE {
-                    let w = Arc::make_mut(w);
-                    Arc::make_mut(&mut w.root).rehash(w.height, rehash_child);
-                }
-                Some(w.root.hash())
+                Some(link.entry_mut(i))
             }
         }
     }
-}
 
-impl Children {
-    /// Brings the stale entries of a wide node up to date on two threads:
-    /// the top group's stale kids are split between this thread and a helper.
-    /// Cached hashes are then fresh, so the following `rehash` only
-    /// recombines them. A flat list is left alone.
-    pub fn rehash_parallel(&mut self, rehash_entries: &(dyn Fn(&mut [Entry]) + Sync)) {
-        let Children::Wide(w) = self else { return };
-        if w.root.hash() != STALE {
+    /// Splits every crowded node on the way to `name`, the root first (a
+    /// root split makes the list one level higher).
+    fn make_room(&mut self, name: &str) {
+        let Some(root) = self.0.as_mut() else { return };
+        if crowded(root) {
+            let [left, right] = halves(Link::take(root));
+            *root = Link::Group(Arc::from(vec![left, right]));
+        }
+        let mut link = root;
+        while let Link::Group(kids) = link {
+            let k = kid_for(kids, name);
+            if crowded(&kids[k].link) {
+                let mut all = Kid::drain(std::mem::replace(kids, Arc::from(Vec::new())));
+                let split = all.remove(k);
+                all.splice(k..k, halves(split.link));
+                *kids = Arc::from(all);
+            }
+            let k = kid_for(kids, name);
+            let kid = &mut Arc::make_mut(kids)[k];
+            kid.hash = STALE;
+            kid.reshaped = true;
+            link = &mut kid.link;
+        }
+    }
+
+    /// Removes the entry `name`; false (and nothing changed) when absent.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let Some(route) = self.route(name) else {
+            return false;
+        };
+        let Ok(at) = route.at else {
+            return false;
+        };
+        /// Whether `link` is now empty.
+        fn remove_at(link: &mut Link, route: &[u8], at: usize, root: bool) -> bool {
+            let Link::Group(kids) = link else {
+                if root {
+                    let open = link.open();
+                    open.remove(at);
+                    return open.is_empty();
+                }
+                return link.edit(Edit::Remove(at));
+            };
+            let k = route[0] as usize;
+            let kid = &mut Arc::make_mut(kids)[k];
+            kid.hash = STALE;
+            kid.reshaped = true;
+            kid.len -= 1;
+            if remove_at(&mut kid.link, &route[1..], at, false) {
+                let mut rest = Kid::drain(std::mem::replace(kids, Arc::from(Vec::new())));
+                rest.remove(k);
+                // The group lost a node: it must be re-cut at commit, and
+                // a root group says so only through its kids.
+                if let Some(next) = rest.get_mut(k.saturating_sub(1)) {
+                    next.reshaped = true;
+                }
+                *kids = Arc::from(rest);
+            }
+            kids.is_empty()
+        }
+        let root = self.0.as_mut().expect("routed, so not empty");
+        if remove_at(root, &route.kids[..route.depth], at, true) {
+            self.0 = None;
+        }
+        true
+    }
+
+    /// Removes the first `count` entries (all, if fewer). Whole nodes
+    /// before the cut go without being copied.
+    pub fn remove_front(&mut self, count: usize) {
+        /// Whether `link` is now empty.
+        fn trim(link: &mut Link, count: usize, root: bool) -> bool {
+            let Link::Group(kids) = link else {
+                if root {
+                    let open = link.open();
+                    open.drain(..count);
+                    return open.is_empty();
+                }
+                return link.edit(Edit::RemoveFront(count));
+            };
+            let mut left = count;
+            let mut whole = 0;
+            while whole < kids.len() && kids[whole].len as usize <= left {
+                left -= kids[whole].len as usize;
+                whole += 1;
+            }
+            if whole == kids.len() {
+                return true;
+            }
+            if whole > 0 {
+                let mut rest = Kid::drain(std::mem::replace(kids, Arc::from(Vec::new())));
+                rest.drain(..whole);
+                *kids = Arc::from(rest);
+            }
+            let kid = &mut Arc::make_mut(kids)[0];
+            // Re-cut from the new first node: the group lost its front.
+            kid.reshaped = true;
+            if left > 0 {
+                kid.hash = STALE;
+                kid.len -= left as u32;
+                trim(&mut kid.link, left, false);
+            }
+            false
+        }
+        let count = count.min(self.len());
+        if count == 0 {
             return;
         }
-        let w = Arc::make_mut(w);
-        let height = w.height;
-        let WNode::Group { kids, .. } = Arc::make_mut(&mut w.root) else {
+        if let Some(root) = self.0.as_mut() {
+            if trim(root, count, true) {
+                self.0 = None;
+            }
+        }
+    }
+
+    /// Brings every stale entry hash up to date (through `rehash_child`),
+    /// re-cuts the nodes where entries were inserted or removed, and
+    /// returns the children digest, or `None` when there are no children.
+    pub fn rehash(&mut self, rehash_child: &mut dyn FnMut(&mut Entry)) -> Option<Hash> {
+        let root = self.0.as_mut()?;
+        let height = root.height();
+        refresh_entries(root, rehash_child);
+        if !root.reshaped() {
+            return Some(settle_root(root, height));
+        }
+        if still_cut(root, height) {
+            finish_in_place(root);
+            return Some(settle_root(root, height));
+        }
+        let old = self.0.take().expect("checked above");
+        let mut builder = Builder::default();
+        builder.feed_all(old, height);
+        let root = builder.finish()?;
+        let digest = root.hash;
+        self.0 = Some(root.link);
+        Some(digest)
+    }
+}
+
+/// Rehashes the stale entries below `link` (their subtrees).
+fn refresh_entries(link: &mut Link, rehash_child: &mut dyn FnMut(&mut Entry)) {
+    match link {
+        Link::Chunk(e) => {
+            if e.iter().any(|e| e.hash == STALE) {
+                Arc::make_mut(e)
+                    .iter_mut()
+                    .filter(|e| e.hash == STALE)
+                    .for_each(&mut *rehash_child);
+            }
+        }
+        Link::Open(v) => v
+            .iter_mut()
+            .filter(|e| e.hash == STALE)
+            .for_each(&mut *rehash_child),
+        Link::Group(kids) => {
+            if kids.iter().any(|k| k.hash == STALE) {
+                Arc::make_mut(kids)
+                    .iter_mut()
+                    .filter(|k| k.hash == STALE)
+                    .for_each(|k| refresh_entries(&mut k.link, rehash_child));
+            }
+        }
+    }
+}
+
+/// Recomputes the stale node hashes of a correctly cut subtree, bottom up.
+/// Its entries' hashes must be fresh.
+fn settle(kid: &mut Kid, level: usize) {
+    if kid.hash == STALE {
+        kid.hash = settle_root(&mut kid.link, level);
+    }
+}
+
+/// The hash of a correctly cut node at `level`, settling stale kids first.
+fn settle_root(link: &mut Link, level: usize) -> Hash {
+    match link {
+        Link::Group(kids) => {
+            if kids.iter().any(|k| k.hash == STALE) {
+                Arc::make_mut(kids)
+                    .iter_mut()
+                    .for_each(|k| settle(k, level - 1));
+            }
+            group_hash(level, kids)
+        }
+        chunk => chunk_hash(chunk.entries()),
+    }
+}
+
+/// Whether a reshaped list is still cut exactly as the format says, so it
+/// can be finished in place instead of rebuilt: the usual case for an
+/// append at the end or a trim at the front. Only reshaped nodes are
+/// looked into; the others were cut correctly and did not change.
+fn still_cut(root: &Link, height: usize) -> bool {
+    /// `last`: the node ends the whole list (it may end without a cut).
+    fn node_ok(link: &Link, level: usize, last: bool) -> bool {
+        match link {
+            Link::Group(kids) => {
+                let n = kids.len();
+                n > 0
+                    && n <= NODE_ITEMS_MAX
+                    && kids.iter().enumerate().all(|(i, kid)| {
+                        let cut = if kid.reshaped {
+                            kid.link.last().cut()
+                        } else {
+                            kid.last_cut
+                        };
+                        let end_ok = if i + 1 < n {
+                            !hash::ends_at(level, cut)
+                        } else {
+                            last || n == NODE_ITEMS_MAX || hash::ends_at(level, cut)
+                        };
+                        end_ok
+                            && (!kid.reshaped || node_ok(&kid.link, level - 1, last && i + 1 == n))
+                    })
+            }
+            chunk => {
+                let entries = chunk.entries();
+                let n = entries.len();
+                n > 0
+                    && n <= NODE_ITEMS_MAX
+                    && entries[..n - 1].iter().all(|e| !hash::ends_at(0, e.cut()))
+                    && (last || n == NODE_ITEMS_MAX || hash::ends_at(0, entries[n - 1].cut()))
+            }
+        }
+    }
+    match root {
+        // A group over one node is not a root the format knows.
+        Link::Group(kids) if kids.len() < 2 => false,
+        root => node_ok(root, height, true),
+    }
+}
+
+/// Finishes a list that [`still_cut`] accepted: open chunks become chunks,
+/// reshaped kids get their exact first name, last cut and no flag.
+fn finish_in_place(link: &mut Link) {
+    match link {
+        Link::Group(kids) => {
+            for kid in Arc::make_mut(kids).iter_mut().filter(|k| k.reshaped) {
+                finish_in_place(&mut kid.link);
+                kid.first = kid.link.first().name.clone();
+                kid.last_cut = kid.link.last().cut();
+                kid.reshaped = false;
+            }
+        }
+        Link::Open(v) => *link = Link::Chunk(Arc::from(std::mem::take(&mut **v))),
+        Link::Chunk(_) => {}
+    }
+}
+
+/// Cuts a stream of entries (and of whole, already cut subtrees) into the
+/// chunk tree of the hash format, bottom up, as they arrive.
+#[derive(Default)]
+struct Builder {
+    /// The open chunk.
+    entries: Vec<Entry>,
+    /// `levels[k]`: the open run of finished level-k nodes.
+    levels: Vec<Vec<Kid>>,
+}
+
+impl Builder {
+    /// Whether a finished node of `level` may be added whole: nothing below
+    /// its level is open.
+    fn aligned(&self, level: usize) -> bool {
+        self.entries.is_empty() && self.levels.iter().take(level).all(Vec::is_empty)
+    }
+
+    /// Adds everything below a root node of `level`.
+    fn feed_all(&mut self, root: Link, level: usize) {
+        match root {
+            Link::Group(kids) => Kid::drain(kids)
+                .into_iter()
+                .for_each(|k| self.feed(k, level - 1)),
+            Link::Open(v) => self.push_entries(*v),
+            Link::Chunk(mut e) => match Arc::get_mut(&mut e) {
+                Some(own) => own.iter_mut().for_each(|e| self.push_entry(Entry::take(e))),
+                None => e.iter().for_each(|e| self.push_entry(e.clone())),
+            },
+        }
+    }
+
+    /// Adds a node of `level` in order: whole when it was not reshaped and
+    /// the cuts so far line up with its start, else what is below it.
+    fn feed(&mut self, kid: Kid, level: usize) {
+        if !kid.reshaped && self.aligned(level) {
+            let mut kid = kid;
+            settle(&mut kid, level);
+            self.push_kid(level, kid);
             return;
-        };
-        let mid = kids.len() / 2;
-        let (left, right) = kids.split_at_mut(mid);
-        let work = |part: &mut [Arc<WNode>]| {
-            for kid in part.iter_mut().filter(|k| k.hash() == STALE) {
-                Arc::make_mut(kid).rehash(height - 1, &mut |e: &mut Entry| {
-                    rehash_entries(std::slice::from_mut(e))
-                });
+        }
+        self.feed_all(kid.link, level);
+    }
+
+    /// Adds a reshaped chunk's entries; when they form one correctly cut
+    /// chunk by themselves (the usual case), they become it in one copy.
+    fn push_entries(&mut self, entries: Vec<Entry>) {
+        let n = entries.len();
+        let uncut = n > 0
+            && n <= NODE_ITEMS_MAX
+            && entries[..n - 1].iter().all(|e| !hash::ends_at(0, e.cut()));
+        if !(self.entries.is_empty() && uncut) {
+            entries.into_iter().for_each(|e| self.push_entry(e));
+            return;
+        }
+        if hash::ends_at(0, entries[n - 1].cut()) || n == NODE_ITEMS_MAX {
+            self.push_kid(0, Kid::chunk(Arc::from(entries)));
+        } else {
+            self.entries = entries;
+        }
+    }
+
+    fn push_entry(&mut self, entry: Entry) {
+        let cut = entry.cut();
+        self.entries.push(entry);
+        if hash::ends_at(0, cut) || self.entries.len() == NODE_ITEMS_MAX {
+            let chunk: Arc<[Entry]> = self.entries.drain(..).collect();
+            self.push_kid(0, Kid::chunk(chunk));
+        }
+    }
+
+    /// Adds a finished node of `level`, closing the group above when its
+    /// last name or the cap says so.
+    fn push_kid(&mut self, level: usize, kid: Kid) {
+        if self.levels.len() <= level {
+            self.levels.resize_with(level + 1, Vec::new);
+        }
+        let cut = kid.last_cut;
+        self.levels[level].push(kid);
+        let above = level + 1;
+        if hash::ends_at(above, cut) || self.levels[level].len() == NODE_ITEMS_MAX {
+            let kids: Arc<[Kid]> = self.levels[level].drain(..).collect();
+            self.push_kid(above, Kid::group(above, kids));
+        }
+    }
+
+    /// Closes everything still open; the root, or `None` for no entries.
+    fn finish(mut self) -> Option<Kid> {
+        if !self.entries.is_empty() {
+            let chunk = Kid::chunk(Arc::from(std::mem::take(&mut self.entries)));
+            if self.levels.is_empty() {
+                self.levels.push(Vec::new());
             }
-        };
-        std::thread::scope(|scope| {
-            scope.spawn(|| work(left));
-            work(right);
-        });
+            self.levels[0].push(chunk);
+        }
+        let mut level = 0;
+        while level < self.levels.len() {
+            let run = std::mem::take(&mut self.levels[level]);
+            level += 1;
+            if run.is_empty() {
+                continue;
+            }
+            let higher = self.levels[level..].iter().any(|l| !l.is_empty());
+            if !higher && run.len() == 1 {
+                // Names may have closed groups above the last node eagerly;
+                // the format stops at the first level with one node.
+                let mut root = run.into_iter().next()?;
+                while let Link::Group(kids) = &root.link {
+                    if kids.len() > 1 {
+                        break;
+                    }
+                    root = kids[0].clone();
+                }
+                return Some(root);
+            }
+            let group = Kid::group(level, run.into());
+            if self.levels.len() == level {
+                self.levels.push(Vec::new());
+            }
+            self.levels[level].push(group);
+        }
+        None
+    }
+}
+/// Walks two committed lists side by side and calls `on(old, new)` for
+/// every name whose entry may differ: `(Some, None)` removed, `(None, Some)`
+/// added, `(Some, Some)` present in both but not provably equal. Subtrees
+/// with equal hashes are skipped whole; since cuts follow the names,
+/// unchanged stretches of the two lists line up.
+pub(crate) fn diff<'a>(
+    old: &'a Children,
+    new: &'a Children,
+    on: &mut dyn FnMut(Option<&'a Entry>, Option<&'a Entry>),
+) {
+    /// A node still to visit: its link, level, and hash (none for a root).
+    type Pending<'a> = (&'a Link, usize, Option<&'a Hash>);
+    struct Stream<'a> {
+        /// Nodes still to visit; the next one last.
+        stack: Vec<Pending<'a>>,
+        /// What is left of the chunk being read.
+        entries: &'a [Entry],
+    }
+    impl<'a> Stream<'a> {
+        fn new(children: &'a Children) -> Self {
+            Stream {
+                stack: children.0.iter().map(|l| (l, l.height(), None)).collect(),
+                entries: &[],
+            }
+        }
+        fn node(&self) -> Option<Pending<'a>> {
+            if self.entries.is_empty() {
+                self.stack.last().copied()
+            } else {
+                None
+            }
+        }
+        fn expand(&mut self) {
+            match self.stack.pop() {
+                Some((Link::Group(kids), level, _)) => self.stack.extend(
+                    kids.iter()
+                        .rev()
+                        .map(|k| (&k.link, level - 1, Some(&k.hash))),
+                ),
+                Some((Link::Chunk(e), ..)) => self.entries = e,
+                Some((Link::Open(v), ..)) => self.entries = v,
+                None => {}
+            }
+        }
+        fn entry(&mut self) -> Option<&'a Entry> {
+            while self.entries.is_empty() && !self.stack.is_empty() {
+                self.expand();
+            }
+            self.entries.first()
+        }
+        fn advance(&mut self) {
+            self.entries = &self.entries[1..];
+        }
+    }
+    let mut a = Stream::new(old);
+    let mut b = Stream::new(new);
+    loop {
+        if let (Some((x, lx, hx)), Some((y, ly, hy))) = (a.node(), b.node()) {
+            let same = x.same_node(y) || (lx == ly && hx.is_some() && hx == hy);
+            if same {
+                a.stack.pop();
+                b.stack.pop();
+            } else {
+                if lx >= ly {
+                    a.expand();
+                }
+                if ly >= lx {
+                    b.expand();
+                }
+            }
+            continue;
+        }
+        match (a.entry(), b.entry()) {
+            (None, None) => return,
+            (Some(x), None) => {
+                on(Some(x), None);
+                a.advance();
+            }
+            (None, Some(y)) => {
+                on(None, Some(y));
+                b.advance();
+            }
+            (Some(x), Some(y)) => match x.name.cmp(&y.name) {
+                std::cmp::Ordering::Less => {
+                    on(Some(x), None);
+                    a.advance();
+                }
+                std::cmp::Ordering::Greater => {
+                    on(None, Some(y));
+                    b.advance();
+                }
+                std::cmp::Ordering::Equal => {
+                    if !same_entry(x, y) {
+                        on(Some(x), Some(y));
+                    }
+                    a.advance();
+                    b.advance();
+                }
+            },
+        }
     }
 }
 
-impl Wide {
-    fn build(entries: Vec<Entry>) -> Wide {
-        let len = entries.len();
-        let mut level: Vec<Arc<WNode>> = Vec::with_capacity(len.div_ceil(CHUNK_ENTRIES));
-        let mut rest = entries.into_iter().peekable();
-        while rest.peek().is_some() {
-            let chunk: Vec<Entry> = rest.by_ref().take(CHUNK_ENTRIES).collect();
-            let hash = hash::chunk(chunk.iter().map(|e| (&e.name, &e.hash)));
-            level.push(Arc::new(WNode::Leaf {
-                entries: chunk,
-                hash,
-            }));
-        }
-        let mut height = 0;
-        while level.len() > 1 {
-            height += 1;
-            let mut next = Vec::with_capacity(level.len().div_ceil(CHUNK_ENTRIES));
-            let mut rest = level.into_iter().peekable();
-            while rest.peek().is_some() {
-                let kids: Vec<Arc<WNode>> = rest.by_ref().take(CHUNK_ENTRIES).collect();
-                let hash = hash::group(height as u8, kids.iter().map(|k| k.hash_ref()));
-                let firsts = kids.iter().map(|k| k.first_name().clone()).collect();
-                next.push(Arc::new(WNode::Group { kids, firsts, hash }));
-            }
-            level = next;
-        }
-        let root = level.pop().expect("a wide node has more than one chunk");
-        Wide { len, height, root }
-    }
-
-    /// `Ok(index)` of `name`, or `Err(insertion index)`, descending once.
-    fn search(&self, name: &str) -> Result<usize, usize> {
-        let mut node = &self.root;
-        let mut level = self.height;
-        let mut base = 0usize;
-        loop {
-            match node.as_ref() {
-                WNode::Group { kids, firsts, .. } => {
-                    // The last kid whose first name is <= name (or the first kid).
-                    let k = match search_by(firsts.len(), name, |i| firsts[i].as_str()) {
-                        Ok(k) => k,
-                        Err(0) => 0,
-                        Err(k) => k - 1,
-                    };
-                    base += k << (SHIFT * level);
-                    node = &kids[k];
-                    level -= 1;
-                }
-                WNode::Leaf { entries, .. } => {
-                    return match search_by(entries.len(), name, |i| entries[i].name.as_str()) {
-                        Ok(i) => Ok(base + i),
-                        Err(i) => Err(base + i),
-                    };
-                }
-            }
-        }
-    }
-
-    fn get(&self, index: usize) -> &Entry {
-        let mut node = &self.root;
-        let mut level = self.height;
-        loop {
-            match node.as_ref() {
-                WNode::Group { kids, .. } => {
-                    node = &kids[(index >> (SHIFT * level)) & MASK];
-                    level -= 1;
-                }
-                WNode::Leaf { entries, .. } => return &entries[index & MASK],
-            }
-        }
-    }
-
-    fn get_mut(&mut self, index: usize) -> &mut Entry {
-        let mut node = Arc::make_mut(&mut self.root);
-        let mut level = self.height;
-        loop {
-            match node {
-                WNode::Group { kids, hash, .. } => {
-                    *hash = STALE;
-                    node = Arc::make_mut(&mut kids[(index >> (SHIFT * level)) & MASK]);
-                    level -= 1;
-                }
-                WNode::Leaf { entries, hash } => {
-                    *hash = STALE;
-                    return &mut entries[index & MASK];
-                }
-            }
-        }
+/// Whether two committed entries of one name are provably equal.
+fn same_entry(x: &Entry, y: &Entry) -> bool {
+    if x.hash == INLINE || y.hash == INLINE {
+        x.hash == y.hash
+            && x.node.hashed_flags() == y.node.hashed_flags()
+            && x.node.value() == y.node.value()
+    } else {
+        x.hash == y.hash
     }
 }
 
-impl WNode {
-    fn hash(&self) -> Hash {
-        *self.hash_ref()
-    }
-
-    fn first_name(&self) -> &Name {
-        match self {
-            WNode::Leaf { entries, .. } => &entries[0].name,
-            WNode::Group { firsts, .. } => &firsts[0],
-        }
-    }
-
-    fn hash_ref(&self) -> &Hash {
-        match self {
-            WNode::Leaf { hash, .. } | WNode::Group { hash, .. } => hash,
-        }
-    }
-
-    fn for_each<'a>(&'a self, f: &mut dyn FnMut(&'a Entry)) {
-        match self {
-            WNode::Leaf { entries, .. } => entries.iter().for_each(f),
-            WNode::Group { kids, .. } => kids.iter().for_each(|k| k.for_each(f)),
-        }
-    }
-
-    fn rehash(&mut self, level: u32, rehash_child: &mut dyn FnMut(&mut Entry)) {
-        match self {
-            WNode::Leaf { entries, hash } => {
-                for entry in entries.iter_mut().filter(|e| e.hash == STALE) {
-                    rehash_child(entry);
-                }
-                *hash = hash::chunk(entries.iter().map(|e| (&e.name, &e.hash)));
-            }
-            WNode::Group { kids, hash, .. } => {
-                for kid in kids.iter_mut().filter(|k| k.hash() == STALE) {
-                    Arc::make_mut(kid).rehash(level - 1, rehash_child);
-                }
-                *hash = hash::group(level as u8, kids.iter().map(|k| k.hash_ref()));
+/// The node shapes below a list, for tests: (level, items) per node, in
+/// order, depth first.
+#[cfg(test)]
+pub(crate) fn shape(children: &Children) -> Vec<(usize, usize)> {
+    fn walk(link: &Link, level: usize, out: &mut Vec<(usize, usize)>) {
+        match link {
+            Link::Chunk(e) => out.push((0, e.len())),
+            Link::Open(v) => out.push((0, v.len())),
+            Link::Group(kids) => {
+                out.push((level, kids.len()));
+                kids.iter().for_each(|k| walk(&k.link, level - 1, out));
             }
         }
+    }
+    let mut out = Vec::new();
+    if let Some(link) = &children.0 {
+        walk(link, link.height(), &mut out);
+    }
+    out
+}
+
+/// How many nodes of `new` are shared (the same allocation) with `old`,
+/// for tests of how much a change copies.
+#[cfg(test)]
+pub(crate) fn shared_nodes(old: &Children, new: &Children) -> usize {
+    fn collect(link: &Link, out: &mut Vec<*const u8>) {
+        match link {
+            Link::Chunk(e) => out.push(Arc::as_ptr(e) as *const u8),
+            Link::Open(v) => out.push(v.as_ptr() as *const u8),
+            Link::Group(kids) => {
+                out.push(Arc::as_ptr(kids) as *const u8);
+                kids.iter().for_each(|k| collect(&k.link, out));
+            }
+        }
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    old.0.iter().for_each(|l| collect(l, &mut a));
+    new.0.iter().for_each(|l| collect(l, &mut b));
+    let a: std::collections::BTreeSet<_> = a.into_iter().collect();
+    b.iter().filter(|p| a.contains(p)).count()
+}
+
+/// Checks what a committed list caches against what it holds, for tests:
+/// no open chunk, no reshaped flag, and every kid's first name, length and
+/// last cut exact.
+#[cfg(test)]
+pub(crate) fn check_cached(children: &Children) {
+    fn walk(link: &Link) {
+        match link {
+            Link::Open(_) => panic!("an open chunk in a committed list"),
+            Link::Chunk(e) => assert!(!e.is_empty(), "an empty chunk"),
+            Link::Group(kids) => {
+                assert!(!kids.is_empty(), "an empty group");
+                for kid in kids.iter() {
+                    assert!(!kid.reshaped, "a reshaped kid after commit");
+                    assert_ne!(kid.hash, STALE, "a stale kid after commit");
+                    assert_eq!(kid.first, kid.link.first().name, "first name");
+                    assert_eq!(kid.len as usize, kid.link.len(), "length");
+                    assert_eq!(kid.last_cut, kid.link.last().cut(), "last cut");
+                    walk(&kid.link);
+                }
+            }
+        }
+    }
+    if let Some(link) = &children.0 {
+        walk(link);
     }
 }

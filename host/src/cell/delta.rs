@@ -2,16 +2,14 @@
 //! recovery can apply again.
 //!
 //! [`diff`] walks both trees together and descends only where the cached
-//! child hashes differ, so it costs O(changed cells × depth), not the size
+//! hashes differ (whole chunks and groups of children included), so it costs O(changed cells × depth), not the size
 //! of the tree. Against [`Snapshot::empty`] it lists the whole tree: that is
 //! what a checkpoint holds.
 //!
 //! [`WorkTree::apply`] replays a change without the seal rules: a change
 //! list records what the runtime already decided, sealed cells included.
 
-use std::sync::Arc;
-
-use super::children::Entry;
+use super::children::{self, Entry};
 use super::node::{Node, TreeError, WorkTree};
 use super::snapshot::Snapshot;
 use cep_sdk::{Path, Value};
@@ -60,35 +58,12 @@ fn diff_node(old: &Node, new: &Node, path: &Path, out: &mut Vec<Change>) {
     if old.value() != new.value() || old.is_sealed() != new.is_sealed() {
         out.push(put(path, new));
     }
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    old.children.for_each(&mut |e| a.push(e));
-    new.children.for_each(&mut |e| b.push(e));
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        let order = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.name.cmp(&y.name),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
-        };
-        match order {
-            std::cmp::Ordering::Less => {
-                out.push(Change::Remove(path.child(a[i].name.clone())));
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                added(b[j], path, out);
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                let (x, y): (&Entry, &Entry) = (a[i], b[j]);
-                if x.hash != y.hash && !Arc::ptr_eq(&x.node, &y.node) {
-                    diff_node(&x.node, &y.node, &path.child(x.name.clone()), out);
-                }
-                i += 1;
-                j += 1;
-            }
-        }
-    }
+    children::diff(&old.children, &new.children, &mut |x, y| match (x, y) {
+        (Some(x), None) => out.push(Change::Remove(path.child(x.name.clone()))),
+        (None, Some(y)) => added(y, path, out),
+        (Some(x), Some(y)) => diff_node(&x.node, &y.node, &path.child(x.name.clone()), out),
+        (None, None) => {}
+    });
 }
 
 /// Lists a new subtree, parents first.
@@ -111,9 +86,7 @@ impl WorkTree {
                     return Err(TreeError::DeleteRoot);
                 };
                 if let Some(node) = self.node_mut_unchecked(&parent, false) {
-                    if let Ok(index) = node.children.search(name.as_str()) {
-                        node.children.remove(index);
-                    }
+                    node.children.remove(name.as_str());
                 }
             }
             Change::Put {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::children::{Children, Entry};
-use super::hash::{self, Hash, STALE};
+use super::hash::{self, Hash, INLINE, STALE};
 use super::snapshot::Snapshot;
 use cep_sdk::{Name, Path, Value};
 
@@ -13,12 +13,17 @@ const SEALED: u8 = 1;
 const HOLDS_SEALED: u8 = 2;
 
 /// One cell: an optional value, a sealed flag and ordered, named children.
-/// Nodes are shared between snapshots; a commit copies only changed paths.
+/// A cell is stored in place in its parent's list of children; the lists
+/// are shared between snapshots, and a commit copies only changed paths.
 #[derive(Clone, Default)]
 pub struct Node {
     value: Option<Value>,
-    flags: u8,
     pub(crate) children: Children,
+    flags: u8,
+    /// The cut level of this cell's name in its parent's list (see
+    /// `hash::cut_level`), cached where the layout has room for it. Not part
+    /// of the cell; meaningless for the root.
+    pub(super) cut: u8,
 }
 
 /// Why a mutation of the tree was refused. Nothing was changed.
@@ -41,6 +46,11 @@ impl Node {
         self.flags & SEALED != 0
     }
 
+    /// The flags that are part of the hash.
+    pub(crate) fn hashed_flags(&self) -> u8 {
+        self.flags & SEALED
+    }
+
     pub(super) fn set_value(&mut self, value: Option<Value>) {
         self.value = value;
     }
@@ -54,22 +64,22 @@ impl Node {
     }
 
     pub fn child(&self, name: &str) -> Option<&Node> {
-        self.children.find(name).map(|e| e.node.as_ref())
-    }
-
-    /// The hash of child `name` as of the last commit.
-    pub fn child_hash(&self, name: &str) -> Option<Hash> {
-        self.children.find(name).map(|e| e.hash)
+        self.children.find(name).map(|e| &e.node)
     }
 
     /// The last child in name order.
     pub fn last_child(&self) -> Option<&Node> {
-        self.children.last().map(|e| e.node.as_ref())
+        self.children.last().map(|e| &e.node)
+    }
+
+    /// The last child in name order, with its name.
+    pub fn last_child_named(&self) -> Option<(&Name, &Node)> {
+        self.children.last().map(|e| (&e.name, &e.node))
     }
 
     /// The first child's name in name order.
     pub fn first_child_name(&self) -> Option<&Name> {
-        (self.children.len() > 0).then(|| &self.children.at(0).name)
+        self.children.first().map(|e| &e.name)
     }
 
     /// Child names in name order.
@@ -93,48 +103,29 @@ impl Node {
         Some(node)
     }
 
-    /// Like [`Node::rehash`], but with `parallel` the first cell with several
-    /// stale children (in a flat list) splits them between this thread and
-    /// one helper. The result is the same either way.
-    fn rehash_top(&mut self, parallel: bool) -> Hash {
-        if parallel {
-            if let Children::Wide(_) = &self.children {
-                self.children
-                    .rehash_parallel(&|entries: &mut [Entry]| rehash_entries(entries));
-            }
-            if let Children::Flat(entries) = &mut self.children {
-                let stale = entries.iter().filter(|e| e.hash == STALE).count();
-                if stale == 1 && entries.len() <= hash::CHUNK_ENTRIES {
-                    // Descend through the single changed child.
-                    if let Some(entry) = entries.iter_mut().find(|e| e.hash == STALE) {
-                        entry.hash = Arc::make_mut(&mut entry.node).rehash_top(true);
-                    }
-                } else if stale > 1 {
-                    let mid = entries.len() / 2;
-                    let (left, right) = entries.split_at_mut(mid);
-                    std::thread::scope(|scope| {
-                        scope.spawn(|| rehash_entries(left));
-                        rehash_entries(right);
-                    });
-                }
-            }
-        }
-        self.rehash()
-    }
-
     /// Recomputes this cell's hash, rehashing only stale descendants.
     fn rehash(&mut self) -> Hash {
-        let digest = self.children.rehash(&mut |entry: &mut Entry| {
-            entry.hash = Arc::make_mut(&mut entry.node).rehash();
-        });
-        let count = self.children.len() as u64;
+        let digest = self.children.rehash(&mut rehash_entry);
         hash::cell(
             self.flags & SEALED,
             self.value.as_ref(),
-            count,
+            self.children.len() as u64,
             digest.as_ref(),
         )
     }
+}
+
+/// Whether a cell is hashed in place in its parent's chunk.
+fn is_inline(node: &Node) -> bool {
+    node.children.is_empty() && hash::inline_leaf(node.value.as_ref())
+}
+
+fn rehash_entry(entry: &mut Entry) {
+    entry.hash = if is_inline(&entry.node) {
+        INLINE
+    } else {
+        entry.node.rehash()
+    };
 }
 
 /// A batch of mutations on top of a committed snapshot. Unchanged subtrees
@@ -143,13 +134,9 @@ impl Node {
 pub struct WorkTree {
     root: Arc<Node>,
     root_hash: Hash,
-    /// Cells changed in this batch (a hint for parallel rehash).
+    /// Cells changed in this batch (a hint for how much the commit frees).
     changes: usize,
 }
-
-/// Batches with at least this many changes rehash on two threads: below it
-/// the thread start-up costs more than it saves.
-pub(crate) const PARALLEL_REHASH_CHANGES_MIN: usize = 256;
 
 impl WorkTree {
     pub fn new(base: &Snapshot) -> Self {
@@ -191,10 +178,9 @@ impl WorkTree {
         self.changes += 1;
         let mut node = Arc::make_mut(&mut self.root);
         for name in path.names() {
-            let index = node.children.find_or_insert(name);
-            let entry = node.children.at_mut(index);
+            let entry = node.children.entry_mut(name, true).expect("created");
             entry.hash = STALE;
-            node = Arc::make_mut(&mut entry.node);
+            node = &mut entry.node;
         }
         Some(node)
     }
@@ -204,10 +190,11 @@ impl WorkTree {
         let mut node = Arc::make_mut(&mut self.root);
         node.flags |= HOLDS_SEALED;
         for name in path.names() {
-            let Ok(index) = node.children.search(name.as_str()) else {
+            let Some(entry) = node.children.entry_mut(name, false) else {
                 return;
             };
-            node = Arc::make_mut(&mut node.children.at_mut(index).node);
+            entry.hash = STALE;
+            node = &mut entry.node;
             node.flags |= HOLDS_SEALED;
         }
     }
@@ -259,10 +246,7 @@ impl WorkTree {
             }
             Some(_) => {}
         }
-        let parent = self.node_mut(&parent)?;
-        if let Ok(index) = parent.children.search(name.as_str()) {
-            parent.children.remove(index);
-        }
+        self.node_mut(&parent)?.children.remove(name.as_str());
         Ok(true)
     }
 
@@ -271,15 +255,10 @@ impl WorkTree {
     /// `value`. Returns the new child's name.
     pub fn append(&mut self, path: &Path, value: Value) -> Result<Name, TreeError> {
         let node = self.node_mut(path)?;
-        let next = node
-            .children
-            .last()
-            .and_then(|e| e.name.as_str().parse::<u64>().ok())
-            .map_or(0, |n| n + 1);
-        let name = Name::from_index(next);
-        let index = node.children.find_or_insert(&name);
-        let entry = node.children.at_mut(index);
-        Arc::make_mut(&mut entry.node).value = Some(value);
+        let name = next_index(node);
+        let entry = node.children.entry_mut(&name, true).expect("created");
+        entry.hash = STALE;
+        entry.node.value = Some(value);
         Ok(name)
     }
 
@@ -288,14 +267,7 @@ impl WorkTree {
     pub fn seal(&mut self, path: &Path) -> Result<(), TreeError> {
         self.check_unsealed(path)?;
         self.node_mut(path)?.flags |= SEALED;
-        // Mark the ancestors; re-walking is cheap and keeps node_mut simple.
-        let mut node = Arc::make_mut(&mut self.root);
-        node.flags |= HOLDS_SEALED;
-        for name in path.names() {
-            let index = node.children.search(name.as_str()).expect("just created");
-            node = Arc::make_mut(&mut node.children.at_mut(index).node);
-            node.flags |= HOLDS_SEALED;
-        }
+        self.mark_holds_sealed(path);
         Ok(())
     }
 
@@ -322,12 +294,11 @@ impl WorkTree {
             if node.is_sealed() {
                 return Err(sealed_error(path, depth));
             }
-            let Ok(index) = node.children.search(name.as_str()) else {
+            let Some(entry) = node.children.entry_mut(name, false) else {
                 return Ok(None);
             };
-            let entry = node.children.at_mut(index);
             entry.hash = STALE;
-            node = Arc::make_mut(&mut entry.node);
+            node = &mut entry.node;
         }
         if node.is_sealed() {
             return Err(sealed_error(path, path.len()));
@@ -356,13 +327,10 @@ impl WorkTree {
         if excess == 0 {
             return Ok(());
         }
-        for i in 0..excess {
-            let entry = node.children.at(i);
-            if entry.node.flags & (SEALED | HOLDS_SEALED) != 0 {
-                return Err(TreeError::HoldsSealed {
-                    path: path.child(entry.name.clone()),
-                });
-            }
+        if let Some(entry) = held_sealed(node, excess) {
+            return Err(TreeError::HoldsSealed {
+                path: path.child(entry.clone()),
+            });
         }
         self.node_mut(path)?.children.remove_front(excess);
         Ok(())
@@ -371,11 +339,31 @@ impl WorkTree {
     /// Rehashes what changed and returns the new snapshot for `beat`.
     pub fn commit(mut self, beat: u64) -> Snapshot {
         if self.root_hash == STALE {
-            let parallel = self.changes >= PARALLEL_REHASH_CHANGES_MIN;
-            self.root_hash = Arc::make_mut(&mut self.root).rehash_top(parallel);
+            self.root_hash = Arc::make_mut(&mut self.root).rehash();
         }
         Snapshot::new(self.root, self.root_hash, beat)
     }
+}
+
+/// The name of the first of the first `count` children of `node` that is
+/// or holds a sealed cell.
+fn held_sealed(node: &Node, count: usize) -> Option<&Name> {
+    node.children
+        .first_n(count)
+        .into_iter()
+        .find(|e| e.node.flags & (SEALED | HOLDS_SEALED) != 0)
+        .map(|e| &e.name)
+}
+
+/// The next index name under `node`: one more than its last index-named
+/// child, or `0000000000`.
+fn next_index(node: &Node) -> Name {
+    let next = node
+        .children
+        .last()
+        .and_then(|e| e.name.as_str().parse::<u64>().ok())
+        .map_or(0, |n| n + 1);
+    Name::from_index(next)
 }
 
 /// The node at `path` below `root`, made unique and created when absent,
@@ -387,10 +375,9 @@ fn walk_mut<'a>(root: &'a mut Arc<Node>, path: &Path) -> Result<&'a mut Node, Tr
         if node.is_sealed() {
             return Err(sealed_error(path, depth));
         }
-        let index = node.children.find_or_insert(name);
-        let entry = node.children.at_mut(index);
+        let entry = node.children.entry_mut(name, true).expect("created");
         entry.hash = STALE;
-        node = Arc::make_mut(&mut entry.node);
+        node = &mut entry.node;
     }
     if node.is_sealed() {
         return Err(sealed_error(path, path.len()));
@@ -424,11 +411,10 @@ impl CellMut<'_> {
             });
         }
         *self.changes += 1;
-        let index = self.node.children.find_or_insert(name);
-        let entry = self.node.children.at_mut(index);
+        let entry = self.node.children.entry_mut(name, true).expect("created");
         entry.hash = STALE;
         Ok(CellMut {
-            node: Arc::make_mut(&mut entry.node),
+            node: &mut entry.node,
             changes: &mut *self.changes,
         })
     }
@@ -449,46 +435,64 @@ impl CellMut<'_> {
     /// Adds a child named by the next index holding `value` (as
     /// [`WorkTree::append`]) and returns a cursor on it.
     pub fn append(&mut self, value: Value) -> Result<CellMut<'_>, TreeError> {
-        let next = self
-            .node
-            .children
-            .last()
-            .and_then(|e| e.name.as_str().parse::<u64>().ok())
-            .map_or(0, |n| n + 1);
-        let child = self.child(&Name::from_index(next))?;
+        let name = next_index(self.node);
+        let child = self.child(&name)?;
         child.node.value = Some(value);
         Ok(child)
     }
 
-    /// As [`WorkTree::append`] followed by [`CellMut::keep_newest`]`(keep)`,
-    /// but the oldest children go first, so a full window that was just
-    /// copied (a clone has no spare capacity) never grows its list.
+    /// Removes the child `name` and its subtree, if there is one and it
+    /// holds no sealed cell.
+    pub fn remove_child(&mut self, name: &Name) -> Result<(), TreeError> {
+        let Some(child) = self.node.child(name.as_str()) else {
+            return Ok(());
+        };
+        if child.flags & (SEALED | HOLDS_SEALED) != 0 {
+            return Err(TreeError::HoldsSealed {
+                path: Path::from_names(vec![name.clone()]),
+            });
+        }
+        *self.changes += 1;
+        self.node.children.remove(name.as_str());
+        Ok(())
+    }
+
+    /// Sets this cell's value (the seal rules were checked on the way here).
+    pub fn set_value(&mut self, value: Value) {
+        self.node.value = Some(value);
+    }
+
+    /// As [`WorkTree::append`] followed by [`WorkTree::keep_newest`]`(keep)`,
+    /// but the oldest children go first, so the list never grows past
+    /// `keep`.
     pub fn append_bounded(&mut self, value: Value, keep: usize) -> Result<CellMut<'_>, TreeError> {
         self.trim_front(keep.max(1) - 1)?;
         self.append(value)
     }
 
+    /// The child `name` (created when absent; for a new name, one that
+    /// sorts after every other) after the oldest children were removed so
+    /// that at most `keep` remain with it: the window of an ordered log.
+    pub fn push_bounded(&mut self, name: &Name, keep: usize) -> Result<CellMut<'_>, TreeError> {
+        if self.node.child(name.as_str()).is_none() {
+            self.trim_front(keep.max(1) - 1)?;
+        }
+        self.child(name)
+    }
+
     /// Removes the first children until at most `keep` remain.
     fn trim_front(&mut self, keep: usize) -> Result<(), TreeError> {
         let excess = self.node.child_count().saturating_sub(keep);
-        for i in 0..excess {
-            let entry = self.node.children.at(i);
-            if entry.node.flags & (SEALED | HOLDS_SEALED) != 0 {
-                return Err(TreeError::HoldsSealed {
-                    path: Path::from_names(vec![entry.name.clone()]),
-                });
-            }
+        if excess == 0 {
+            return Ok(());
         }
-        if excess > 0 {
-            self.node.children.remove_front(excess);
+        if let Some(name) = held_sealed(self.node, excess) {
+            return Err(TreeError::HoldsSealed {
+                path: Path::from_names(vec![name.clone()]),
+            });
         }
+        self.node.children.remove_front(excess);
         Ok(())
-    }
-}
-
-pub(crate) fn rehash_entries(entries: &mut [Entry]) {
-    for entry in entries.iter_mut().filter(|e| e.hash == STALE) {
-        entry.hash = Arc::make_mut(&mut entry.node).rehash();
     }
 }
 
@@ -499,33 +503,68 @@ fn sealed_error(path: &Path, depth: usize) -> TreeError {
     }
 }
 
-/// The hash of a tree computed from scratch, ignoring every cache: the
-/// reference the incremental hash is tested against.
+/// The hash of a tree computed from scratch, ignoring every cache and every
+/// stored chunk: the reference the incremental hash is tested against. It
+/// implements the cut rules of `docs/formats.md` on its own.
 pub fn full_hash(node: &Node) -> Hash {
-    let mut child_hashes: Vec<(Name, Hash)> = Vec::new();
-    node.for_each_child(&mut |name, child| child_hashes.push((name.clone(), full_hash(child))));
-    let digest = if child_hashes.is_empty() {
-        None
-    } else {
-        let chunk_size = hash::CHUNK_ENTRIES;
-        let mut level: Vec<Hash> = child_hashes
-            .chunks(chunk_size)
-            .map(|c| hash::chunk(c.iter().map(|(n, h)| (n, h))))
-            .collect();
+    enum Item {
+        Inline(u8, Option<Value>),
+        Hashed(Hash),
+    }
+    let mut items: Vec<(Name, Item)> = Vec::new();
+    node.for_each_child(&mut |name, child| {
+        let item = if child.child_count() == 0 && hash::inline_leaf(child.value()) {
+            Item::Inline(child.flags & SEALED, child.value().cloned())
+        } else {
+            Item::Hashed(full_hash(child))
+        };
+        items.push((name.clone(), item));
+    });
+    let digest = (!items.is_empty()).then(|| {
+        // Level 0: cut after a name that ends a chunk, or at the cap.
+        let mut level: Vec<(Hash, u8)> = Vec::new();
+        let mut start = 0;
+        for i in 0..items.len() {
+            let cut = hash::cut_level(items[i].0.as_str());
+            let full = i + 1 - start == hash::NODE_ITEMS_MAX;
+            if hash::ends_at(0, cut) || full || i + 1 == items.len() {
+                let chunk = hash::chunk(items[start..=i].iter().map(|(name, item)| {
+                    let item = match item {
+                        Item::Inline(flags, value) => hash::ChunkItem::Inline {
+                            flags: *flags,
+                            value: value.as_ref(),
+                        },
+                        Item::Hashed(h) => hash::ChunkItem::Hashed(h),
+                    };
+                    (name, item)
+                }));
+                level.push((chunk, cut));
+                start = i + 1;
+            }
+        }
+        // Level k: cut after a node whose last name ends a level-k group.
         let mut height = 0u8;
         while level.len() > 1 {
             height += 1;
-            level = level
-                .chunks(chunk_size)
-                .map(|g| hash::group(height, g.iter()))
-                .collect();
+            let mut next = Vec::new();
+            let mut start = 0;
+            for i in 0..level.len() {
+                let cut = level[i].1;
+                let full = i + 1 - start == hash::NODE_ITEMS_MAX;
+                if hash::ends_at(height as usize, cut) || full || i + 1 == level.len() {
+                    let group = hash::group(height, level[start..=i].iter().map(|(h, _)| h));
+                    next.push((group, cut));
+                    start = i + 1;
+                }
+            }
+            level = next;
         }
-        Some(level[0])
-    };
+        level[0].0
+    });
     hash::cell(
         node.flags & SEALED,
         node.value(),
-        child_hashes.len() as u64,
+        items.len() as u64,
         digest.as_ref(),
     )
 }

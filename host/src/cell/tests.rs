@@ -269,7 +269,7 @@ proptest! {
 }
 
 #[test]
-fn wide_node_search_finds_every_name_and_every_insertion_point() {
+fn wide_node_search_finds_every_name_and_no_other() {
     // Even numbers present; odd ones, and names below and above all, absent.
     let s = commit(&Snapshot::empty(), 0, |t| {
         for i in (0..4000u64).step_by(2) {
@@ -278,13 +278,19 @@ fn wide_node_search_finds_every_name_and_every_insertion_point() {
         }
     });
     let node = s.node(&p("/w")).unwrap();
-    let names: Vec<String> = node.child_names().iter().map(|n| n.to_string()).collect();
     for probe in (0..4001u64)
         .map(|i| format!("{i:05}"))
         .chain(["!".to_owned(), "~".to_owned()])
     {
-        let expected = names.binary_search(&probe);
-        assert_eq!(node.children.search(&probe), expected, "probe {probe}");
+        let expected = probe
+            .parse::<u64>()
+            .ok()
+            .filter(|i| i % 2 == 0 && *i < 4000);
+        let found = node
+            .child(&probe)
+            .and_then(|n| n.value())
+            .and_then(Value::as_i64);
+        assert_eq!(found, expected.map(|i| i as i64), "probe {probe}");
     }
 }
 
@@ -512,4 +518,343 @@ fn diff_names_removed_subtrees_once_and_added_ones_cell_by_cell() {
             },
         ]
     );
+}
+
+/// The first `count` names `u<i>` that cut at no level (cut level 0).
+fn uncut_names(count: usize) -> Vec<String> {
+    (0u32..)
+        .map(|i| format!("u{i}"))
+        .filter(|name| super::hash::cut_level(name) == 0)
+        .take(count)
+        .collect()
+}
+
+/// Names of three families: index names (logs), short words, and names that
+/// never end a chunk (so chunks fill up to the cap and cuts cascade).
+fn list_name(family: u8, n: u16) -> String {
+    static UNCUT: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    match family % 3 {
+        0 => format!("{n:010}"),
+        1 => format!("k{n}"),
+        _ => UNCUT.get_or_init(|| uncut_names(1024))[n as usize].clone(),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum ListOp {
+    Insert(u8, u16),
+    Remove(u8, u16),
+    Rewrite(u8, u16),
+    Append,
+    KeepNewest(u16),
+    Subtree(u8, u16),
+}
+
+fn list_op() -> impl Strategy<Value = ListOp> {
+    prop_oneof![
+        6 => (0u8..3, 0u16..700).prop_map(|(f, n)| ListOp::Insert(f, n)),
+        3 => (0u8..3, 0u16..700).prop_map(|(f, n)| ListOp::Remove(f, n)),
+        2 => (0u8..3, 0u16..700).prop_map(|(f, n)| ListOp::Rewrite(f, n)),
+        2 => Just(ListOp::Append),
+        1 => (0u16..900).prop_map(ListOp::KeepNewest),
+        1 => (0u8..3, 0u16..700).prop_map(|(f, n)| ListOp::Subtree(f, n)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Inserts, removes, front trims and rewrites of one wide list, batch
+    /// after batch: the chunk tree stays cut as the format says (the
+    /// incremental hash equals the one computed from scratch), it lists
+    /// exactly the names a model holds, and older snapshots are untouched.
+    #[test]
+    fn a_wide_list_stays_canonical_through_any_changes(
+        seed in prop::collection::vec((0u8..3, 0u16..700), 0..600),
+        batches in prop::collection::vec(prop::collection::vec(list_op(), 1..80), 1..6),
+    ) {
+        let list = p("/w");
+        let mut model = std::collections::BTreeMap::new();
+        let mut s = commit(&Snapshot::empty(), 0, |t| {
+            for (f, n) in &seed {
+                let name = list_name(*f, *n);
+                t.write(&list.child(Name::new(&name).unwrap()), Value::I64(*n as i64)).unwrap();
+                model.insert(name, Value::I64(*n as i64));
+            }
+        });
+        prop_assert_eq!(s.hash(), s.recompute_hash());
+        for (beat, batch) in batches.into_iter().enumerate() {
+            let old = s.clone();
+            let old_hash = s.hash();
+            s = commit(&s, beat as u64 + 1, |t| {
+                for op in batch {
+                    match op {
+                        ListOp::Insert(f, n) | ListOp::Rewrite(f, n) => {
+                            let name = list_name(f, n);
+                            let value = Value::I64(beat as i64 * 1000 + n as i64);
+                            t.write(&list.child(Name::new(&name).unwrap()), value.clone()).unwrap();
+                            model.insert(name, value);
+                        }
+                        ListOp::Remove(f, n) => {
+                            let name = list_name(f, n);
+                            let existed = t.delete(&list.child(Name::new(&name).unwrap())).unwrap();
+                            assert_eq!(existed, model.remove(&name).is_some());
+                        }
+                        ListOp::Append => {
+                            let name = t.append(&list, Value::Bool(true)).unwrap();
+                            model.insert(name.to_string(), Value::Bool(true));
+                        }
+                        ListOp::KeepNewest(keep) => {
+                            t.keep_newest(&list, keep as usize).unwrap();
+                            while model.len() > (keep as usize).max(1) {
+                                model.pop_first();
+                            }
+                        }
+                        ListOp::Subtree(f, n) => {
+                            let name = list_name(f, n);
+                            let deep = list.child(Name::new(&name).unwrap()).child(Name::new("x").unwrap());
+                            t.write(&deep, Value::text("a value longer than thirty-two bytes, so hashed")).unwrap();
+                            model.insert(name, Value::Null);
+                        }
+                    }
+                    let live = t.node(&list).map_or(0, Node::child_count);
+                    assert_eq!(live, model.len(), "child_count during the batch");
+                }
+            });
+            prop_assert_eq!(s.hash(), s.recompute_hash(), "beat {}", beat);
+            if let Some(node) = s.node(&list) {
+                super::children::check_cached(&node.children);
+            }
+            prop_assert_eq!(old.hash(), old_hash);
+            prop_assert_eq!(old.recompute_hash(), old_hash);
+            let names: Vec<String> = s.children(&list).iter().map(|n| n.to_string()).collect();
+            let expected: Vec<String> = model.keys().cloned().collect();
+            prop_assert_eq!(names, expected);
+            let node = s.node(&list);
+            prop_assert_eq!(node.map_or(0, Node::child_count), model.len());
+            for (name, value) in &model {
+                let cell = node.and_then(|n| n.child(name));
+                prop_assert!(cell.is_some(), "{} missing", name);
+                if !matches!(value, Value::Null) {
+                    prop_assert_eq!(cell.and_then(Node::value), Some(value));
+                }
+            }
+            // A fresh tree with the same content is cut the same way.
+            let fresh = commit(&Snapshot::empty(), 0, |t| {
+                for (name, value) in &model {
+                    let path = list.child(Name::new(name).unwrap());
+                    if matches!(value, Value::Null) {
+                        t.write(&path.child(Name::new("x").unwrap()), Value::text("a value longer than thirty-two bytes, so hashed")).unwrap();
+                        let _ = t.clear_value(&path);
+                    } else {
+                        t.write(&path, value.clone()).unwrap();
+                    }
+                }
+            });
+            if let (Some(a), Some(b)) = (s.node(&list), fresh.node(&list)) {
+                prop_assert_eq!(super::children::shape(&a.children), super::children::shape(&b.children));
+            }
+            let changes = super::diff(&old, &s);
+            prop_assert_eq!(apply_all(&old, &changes).hash(), s.hash());
+        }
+    }
+}
+
+#[test]
+fn names_that_never_cut_fill_nodes_to_the_cap_and_cuts_cascade_correctly() {
+    let names = uncut_names(64 * 64 + 300);
+    let shape_of = |s: &Snapshot| super::children::shape(&s.node(&p("/w")).unwrap().children);
+    let s = commit(&Snapshot::empty(), 0, |t| {
+        for name in &names[..300] {
+            t.write(&p(&format!("/w/{name}")), Value::I64(1)).unwrap();
+        }
+    });
+    assert_eq!(s.hash(), s.recompute_hash());
+    let chunks: Vec<usize> = shape_of(&s)
+        .iter()
+        .filter(|(l, _)| *l == 0)
+        .map(|(_, n)| *n)
+        .collect();
+    assert_eq!(chunks, vec![64, 64, 64, 64, 44]);
+    // 4,396 names: level-1 groups fill to 64 chunks as well.
+    let mut s = commit(&s, 1, |t| {
+        for name in &names[300..] {
+            t.write(&p(&format!("/w/{name}")), Value::I64(1)).unwrap();
+        }
+    });
+    assert_eq!(s.hash(), s.recompute_hash());
+    assert!(shape_of(&s).contains(&(1, 64)), "{:?}", &shape_of(&s)[..3]);
+    // A name inserted at the front shifts every cap cut after it; one
+    // removed does the same backwards.
+    for (beat, name) in [
+        (2, "!first"),
+        (3, names[17].as_str()),
+        (4, names[4000].as_str()),
+    ] {
+        s = commit(&s, beat, |t| {
+            if name.starts_with('!') {
+                t.write(&p(&format!("/w/{name}")), Value::I64(2)).unwrap();
+            } else {
+                t.delete(&p(&format!("/w/{name}"))).unwrap();
+            }
+        });
+        assert_eq!(s.hash(), s.recompute_hash(), "beat {beat}");
+        let fresh = commit(&Snapshot::empty(), 0, |t| {
+            for name in s.children(&p("/w")) {
+                let path = p("/w").child(name);
+                let value = s.read(&path).cloned().unwrap();
+                t.write(&path, value).unwrap();
+            }
+        });
+        assert_eq!(shape_of(&s), shape_of(&fresh), "beat {beat}");
+    }
+}
+
+#[test]
+fn one_change_in_a_wide_list_copies_a_chunk_and_one_node_per_level() {
+    let names: Vec<String> = (0..20_000u16).map(|n| list_name(1, n)).collect();
+    let s = commit(&Snapshot::empty(), 0, |t| {
+        for name in &names {
+            t.write(&p(&format!("/w/{name}")), Value::I64(1)).unwrap();
+        }
+    });
+    let before = super::children::shape(&s.node(&p("/w")).unwrap().children);
+    let height = before[0].0;
+    assert!(
+        (3..=6).contains(&height),
+        "{height} levels for 20,000 names"
+    );
+    let chunks = before.iter().filter(|(l, _)| *l == 0).count();
+    assert!(
+        (1500..3500).contains(&chunks),
+        "{chunks} chunks: about 8 entries each"
+    );
+    // Inserting a name changes one chunk's neighbourhood: every other node
+    // of the new tree is shared with the old one.
+    let s2 = commit(&s, 1, |t| {
+        t.write(&p("/w/k10000a"), Value::I64(2)).unwrap();
+    });
+    assert_eq!(s2.hash(), s2.recompute_hash());
+    let shared = super::children::shared_nodes(
+        &s.node(&p("/w")).unwrap().children,
+        &s2.node(&p("/w")).unwrap().children,
+    );
+    let total = super::children::shape(&s2.node(&p("/w")).unwrap().children).len();
+    assert!(
+        total - shared <= 2 * (height + 1),
+        "{} new nodes of {total}",
+        total - shared
+    );
+}
+
+#[test]
+fn removing_a_whole_chunk_leaves_the_list_cut_as_if_built_fresh() {
+    // "c<i>" names: the first that ends a chunk, then two that do not.
+    let cuts = |name: &String| super::hash::cut_level(name) > 0;
+    let names: Vec<String> = (0..).map(|i| format!("c{i:03}")).take(200).collect();
+    let cut = names.iter().find(|n| cuts(n)).unwrap().clone();
+    let after: Vec<String> = names
+        .iter()
+        .filter(|n| **n > cut && !cuts(n))
+        .take(2)
+        .cloned()
+        .collect();
+    let shape_of = |s: &Snapshot| super::children::shape(&s.node(&p("/l")).unwrap().children);
+    let s = commit(&Snapshot::empty(), 0, |t| {
+        for name in std::iter::once(&cut).chain(&after) {
+            t.write(&p(&format!("/l/{name}")), Value::I64(1)).unwrap();
+        }
+    });
+    assert_eq!(shape_of(&s), vec![(1, 2), (0, 1), (0, 2)]);
+    // Emptying the second chunk leaves one chunk, which is then the root.
+    let s = commit(&s, 1, |t| {
+        for name in &after {
+            t.delete(&p(&format!("/l/{name}"))).unwrap();
+        }
+    });
+    assert_eq!(shape_of(&s), vec![(0, 1)]);
+    assert_eq!(s.hash(), s.recompute_hash());
+}
+
+#[test]
+fn many_inserts_in_any_order_in_one_batch_build_the_canonical_list() {
+    // 30,000 names in a scrambled order under one parent, in one batch:
+    // crowded open chunks split on the way, so this stays O(n log n).
+    let mut order: Vec<u32> = (0..30_000).collect();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for i in (1..order.len()).rev() {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        order.swap(i, (rng % (i as u64 + 1)) as usize);
+    }
+    let s = commit(&Snapshot::empty(), 0, |t| {
+        for i in &order {
+            t.write(&p(&format!("/w/n{i}")), Value::I64(*i as i64))
+                .unwrap();
+        }
+        assert_eq!(t.node(&p("/w")).unwrap().child_count(), 30_000);
+    });
+    assert_eq!(s.hash(), s.recompute_hash());
+    let sorted = commit(&Snapshot::empty(), 0, |t| {
+        let mut names: Vec<String> = order.iter().map(|i| format!("n{i}")).collect();
+        names.sort();
+        for name in names {
+            let i: i64 = name[1..].parse().unwrap();
+            t.write(&p(&format!("/w/{name}")), Value::I64(i)).unwrap();
+        }
+    });
+    assert_eq!(s.hash(), sorted.hash());
+    // And removed again in the scrambled order, half of them.
+    let s = commit(&s, 1, |t| {
+        for i in order.iter().step_by(2) {
+            assert!(t.delete(&p(&format!("/w/n{i}"))).unwrap());
+        }
+    });
+    assert_eq!(s.hash(), s.recompute_hash());
+    assert_eq!(s.node(&p("/w")).unwrap().child_count(), 15_000);
+}
+
+#[test]
+fn a_removal_that_exposes_a_higher_cut_re_cuts_the_level_above() {
+    // Sorted names "e<i>"; pick a name of cut level >= 2, followed directly
+    // by one of cut level 1 (a chunk end): removing the latter makes the
+    // former end its chunk, and its level says the group ends there too.
+    let level = |i: u32| super::hash::cut_level(&format!("e{i:05}"));
+    let high = (0..)
+        .find(|&i| level(i) >= 2 && level(i + 1) == 1)
+        .expect("such a pair exists");
+    let names: Vec<String> = (0..high + 200).map(|i| format!("e{i:05}")).collect();
+    let s = commit(&Snapshot::empty(), 0, |t| {
+        for name in &names {
+            t.write(&p(&format!("/l/{name}")), Value::I64(1)).unwrap();
+        }
+    });
+    let s2 = commit(&s, 1, |t| {
+        assert!(t.delete(&p(&format!("/l/e{:05}", high + 1))).unwrap());
+    });
+    assert_eq!(s2.hash(), s2.recompute_hash());
+    super::children::check_cached(&s2.node(&p("/l")).unwrap().children);
+}
+
+#[test]
+fn appends_and_front_trims_keep_every_cached_field_exact() {
+    // A window of 40 index-named entries, one append and one trim per
+    // commit, for 300 commits: the path a dossier's history takes.
+    let mut s = commit(&Snapshot::empty(), 0, |t| {
+        for i in 0..40 {
+            t.append(&p("/log"), Value::I64(i)).unwrap();
+        }
+    });
+    for beat in 1..300u64 {
+        s = commit(&s, beat, |t| {
+            let mut log = t.cell_mut(&p("/log")).unwrap();
+            log.append_bounded(Value::I64(beat as i64), 40).unwrap();
+        });
+        assert_eq!(s.hash(), s.recompute_hash(), "beat {beat}");
+        let log = s.node(&p("/log")).unwrap();
+        super::children::check_cached(&log.children);
+        assert_eq!(log.child_count(), 40);
+        assert_eq!(log.first_child_name().unwrap(), &Name::from_index(beat));
+    }
 }

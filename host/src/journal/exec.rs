@@ -264,7 +264,7 @@ pub fn value_json(v: &Value) -> Json {
         Value::I64(i) => Json::from(*i),
         Value::F64(f) if f.is_finite() => Json::from(*f),
         Value::F64(f) => Json::from(f.to_string()),
-        Value::Text(t) => Json::from(t.as_ref()),
+        Value::Text(t) => Json::from(t.as_str()),
         Value::Bytes(b) => {
             let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
             json!({ "bytes": hex })

@@ -8,7 +8,7 @@
 //! ```text
 //! /rt/ops/<oid>/envelope/   [sealed] verb, target, mode, ttl, issued, payload?, parent?
 //!              /state       "ist:…"
-//!              /history/<i> = "<state>"  with beat; code, note when set
+//!              /history/<beat>[.<n>] = "<state>"   code, note when set
 //!              /watchers/<w>             with want, cont, deadline, armed
 //!              /close/      [sealed] status, beat, summary
 //! ```
@@ -174,7 +174,6 @@ fn name(text: &str) -> Name {
 struct Fields {
     state: Name,
     history: Name,
-    beat: Name,
     code: Name,
     note: Name,
     close: Name,
@@ -186,7 +185,6 @@ fn fields() -> &'static Fields {
     FIELDS.get_or_init(|| Fields {
         state: name("state"),
         history: name("history"),
-        beat: name("beat"),
         code: name("code"),
         note: name("note"),
         close: name("close"),
@@ -222,17 +220,39 @@ pub fn state(snapshot: &Snapshot, oid: &Name) -> Option<String> {
 pub fn history(snapshot: &Snapshot, oid: &Name) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     if let Some(node) = snapshot.node(&field(oid, &["history"])) {
-        node.for_each_child(&mut |_, entry| {
+        node.for_each_child(&mut |name, entry| {
             let state = entry.value().and_then(Value::as_text).unwrap_or_default();
-            let beat = entry
-                .child("beat")
-                .and_then(|n| n.value())
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            out.push((state.to_owned(), beat as u64));
+            let beat = history_entry_beat(name).unwrap_or(0);
+            out.push((state.to_owned(), beat));
         });
     }
     out
+}
+
+/// Transitions of one dossier in one beat that get an entry of their own;
+/// later ones in that beat replace the last entry.
+pub const HISTORY_PER_BEAT_MAX: u32 = 1000;
+
+/// The name of a history entry: the beat (10 digits, as index names), then
+/// `.001`, `.002`, … for the second, third, … transition in that beat.
+fn history_entry_name(beat: u64, rank: u32) -> Name {
+    if rank == 0 {
+        Name::from_index(beat)
+    } else {
+        Name::new(&format!("{beat:010}.{rank:03}")).expect("digits and a dot")
+    }
+}
+
+/// The beat a history entry records.
+pub fn history_entry_beat(name: &Name) -> Option<u64> {
+    name.as_str().get(..10)?.parse().ok()
+}
+
+fn history_entry_rank(name: &Name) -> u32 {
+    name.as_str()
+        .get(11..)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone)]
@@ -274,10 +294,11 @@ fn current_state(tree: &WorkTree, oid: &Name) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Sets the state of the dossier under `cell` and appends a history entry,
-/// unless the last one has the same state and beat. An entry's value is the
-/// state; it holds `beat`, and `code` and `note` only when they are set (0
-/// and "" otherwise), so a transition costs two cells. An unchanged state
+/// Sets the state of the dossier under `cell` and records the transition in
+/// its history, unless the newest entry is of this beat with the same state.
+/// An entry is one cell (see [`history_entry_name`]) whose value is the
+/// state; it holds `code` and `note` only when they are set (0 and ""
+/// otherwise), so a transition usually costs one leaf. An unchanged state
 /// value is not rewritten.
 fn set_state(
     cell: &mut CellMut<'_>,
@@ -291,20 +312,30 @@ fn set_state(
         node.and_then(Node::value).and_then(Value::as_text)
     }
     let f = fields();
+    let value = Value::text(state);
     if text(cell.node().child(f.state.as_str())) != Some(state) {
-        cell.write(&f.state, Value::text(state))?;
+        cell.write(&f.state, value.clone())?;
     }
     let mut history = cell.child(&f.history)?;
-    if let Some(last) = history.node().last_child() {
-        let last_beat = last.child(f.beat.as_str()).and_then(Node::value);
-        if text(Some(last)) == Some(state) && last_beat == Some(&Value::I64(beat as i64)) {
-            return Ok(());
+    let mut rank = 0;
+    if let Some((name, last)) = history.node().last_child_named() {
+        if history_entry_beat(name) == Some(beat) {
+            if text(Some(last)) == Some(state) {
+                return Ok(());
+            }
+            rank = (history_entry_rank(name) + 1).min(HISTORY_PER_BEAT_MAX - 1);
         }
     }
     // Keep the newest `history_max` entries: the tree holds a recent window,
     // the journal and the execution documents hold the whole record.
-    let mut entry = history.append_bounded(Value::text(state), history_max)?;
-    entry.write(&f.beat, Value::I64(beat as i64))?;
+    let mut entry = history.push_bounded(&history_entry_name(beat, rank), history_max)?;
+    entry.set_value(value);
+    // Past HISTORY_PER_BEAT_MAX the entry is a replaced one: drop its fields.
+    for (field, set) in [(&f.code, code != 0), (&f.note, !note.is_empty())] {
+        if !set {
+            entry.remove_child(field)?;
+        }
+    }
     if code != 0 {
         entry.write(&f.code, Value::I64(code))?;
     }

@@ -401,13 +401,20 @@ impl Arena {
             Value::Bool(b) => (out.kind, out.as_bool) = (CEP_VALUE_BOOL, *b),
             Value::I64(i) => (out.kind, out.as_i64) = (CEP_VALUE_I64, *i),
             Value::F64(f) => (out.kind, out.as_f64) = (CEP_VALUE_F64, *f),
-            Value::Text(t) => (out.kind, out.data, out.len) = (CEP_VALUE_TEXT, t.as_ptr(), t.len()),
+            Value::Text(t) => {
+                // A short text lives inside the `Value`, which moves; the
+                // arena's own copy of it does not.
+                let text = self.text(t.to_string());
+                (out.kind, out.data, out.len) = (CEP_VALUE_TEXT, text.ptr as *const u8, text.len);
+                return out;
+            }
             Value::Bytes(b) => {
                 (out.kind, out.data, out.len) = (CEP_VALUE_BYTES, b.as_ptr(), b.len())
             }
         }
         if out.len > 0 {
-            // The Arc's allocation does not move while the arena holds it.
+            // The bytes' shared allocation does not move while the arena
+            // holds the value.
             self.values.push(value);
         }
         out
