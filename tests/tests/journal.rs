@@ -176,6 +176,37 @@ fn one_changed_input_makes_replay_name_the_beat() {
 }
 
 #[test]
+fn a_journal_of_another_hash_format_is_refused_naming_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = cep(&["run", "--beats", "20", "--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The same journal, its header saying v1 (as journals did before v2).
+    let contents = journal::read(&data.join("journal")).unwrap();
+    let mut header = contents.runs[0].0.clone();
+    assert_eq!(header.hash_format, cep_host::cell::hash::FORMAT_VERSION);
+    header.hash_format = 1;
+    let old = dir.path().join("old");
+    let mut journal =
+        Journal::open(&old.join("journal"), JournalConfig::default(), &header).unwrap();
+    for beat in &contents.beats {
+        journal.append(beat).unwrap();
+    }
+    journal.sync().unwrap();
+    for out in [
+        replay(&old),
+        cep(&["run", "--beats", "5", "--data-dir", old.to_str().unwrap()]),
+    ] {
+        assert_ne!(out.status.code(), Some(0));
+        let err = stderr(&out);
+        assert!(
+            err.contains("state-hash format v1, but this cep computes v2"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn a_changed_plugin_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = every_kind(dir.path());

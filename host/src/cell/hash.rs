@@ -19,6 +19,10 @@ use std::sync::LazyLock;
 
 use cep_sdk::{Name, Value};
 
+/// The version of this format, recorded by the journal so that a journal
+/// of another version is refused rather than reported as diverging.
+pub const FORMAT_VERSION: u8 = 2;
+
 /// A 32-byte BLAKE3 digest.
 pub type Hash = [u8; 32];
 

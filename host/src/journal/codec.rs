@@ -144,6 +144,7 @@ pub fn header_frame(h: &RunHeader) -> Frame {
         Record::new("config", h.config.as_bytes()),
         Record::new("config_dir", h.config_dir.as_bytes()),
         Record::new("first_beat", h.first_beat.to_le_bytes()),
+        Record::new("hash_format", [h.hash_format]),
         Record::new("plugin_set", h.plugin_set_hash.to_vec()),
     ];
     for (i, p) in h.plugins.iter().enumerate() {
@@ -169,12 +170,20 @@ pub fn header_frame(h: &RunHeader) -> Frame {
 
 /// Reads a run header back.
 pub fn read_header(frame: &Frame) -> Result<RunHeader, RecordError> {
-    let mut h = RunHeader::default();
+    let mut h = RunHeader {
+        // Headers without the key were all written under v1.
+        hash_format: 1,
+        ..RunHeader::default()
+    };
     for r in &frame.records {
         let mut rd = reader(r);
         match r.key.as_slice() {
             b"config" => h.config = text_of(r)?,
             b"config_dir" => h.config_dir = text_of(r)?,
+            b"hash_format" => match r.body.as_slice() {
+                [version] => h.hash_format = *version,
+                _ => return Err(rd.fail("not 1 byte")),
+            },
             b"first_beat" => {
                 h.first_beat = rd.u64()?;
                 rd.done()?;

@@ -91,6 +91,10 @@ pub struct RunHeader {
     /// beat (with this state hash), rebuilt from the data directory; a run
     /// without it starts from the empty tree.
     pub genesis: Option<(u64, Hash)>,
+    /// The state-hash format its hashes were computed with
+    /// ([`crate::cell::hash::FORMAT_VERSION`]; 1 for journals written
+    /// before the header said).
+    pub hash_format: u8,
 }
 
 impl RunHeader {
@@ -162,6 +166,12 @@ pub enum JournalError {
     },
     #[error("journal {0}: no run header")]
     NoHeader(PathBuf),
+    #[error("journal segment {path}: recorded with state-hash format v{found}, but this cep computes v{expected} (docs/formats.md); its hashes cannot be verified or resumed here: use the cep that wrote it, or start a new data directory")]
+    HashFormat {
+        path: PathBuf,
+        found: u8,
+        expected: u8,
+    },
 }
 
 fn io(path: &FsPath) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -352,6 +362,13 @@ pub fn read(dir: &FsPath) -> Result<Contents, JournalError> {
             match frame.kind {
                 codec::FRAME_HEADER => {
                     let header = codec::read_header(&frame).map_err(record)?;
+                    if header.hash_format != crate::cell::hash::FORMAT_VERSION {
+                        return Err(JournalError::HashFormat {
+                            path: path.clone(),
+                            found: header.hash_format,
+                            expected: crate::cell::hash::FORMAT_VERSION,
+                        });
+                    }
                     contents.runs.push((header, contents.beats.len()));
                 }
                 codec::FRAME_BEAT => {
