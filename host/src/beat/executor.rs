@@ -32,10 +32,32 @@ pub(crate) struct Slot {
     pub enzyme: EnzymeId,
 }
 
+/// The agenda positions that are episode slices, in increasing order, with
+/// their context.
+#[derive(Default)]
+pub(crate) struct Slices(Vec<(u32, SliceInfo)>);
+
+impl Slices {
+    /// Adds the slice at `pos`, which follows every position added before.
+    pub fn push(&mut self, pos: u32, info: SliceInfo) {
+        debug_assert!(self.0.last().is_none_or(|(p, _)| *p < pos));
+        self.0.push((pos, info));
+    }
+
+    pub fn get(&self, pos: &u32) -> Option<&SliceInfo> {
+        let i = self.0.binary_search_by_key(pos, |(p, _)| *p).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Everything the compute phase of one beat reads. Immutable while it runs.
 pub(crate) struct BeatWork {
     /// Agenda positions that are episode slices, with their context.
-    pub slices: std::collections::BTreeMap<u32, SliceInfo>,
+    pub slices: Slices,
     pub beat: u64,
     pub snapshot: Snapshot,
     pub impulses: Vec<Queued>,

@@ -9,14 +9,14 @@ use rustc_hash::FxHashMap;
 use cep_sdk::{EnzymeDescriptor, Name, Path, Value, Word};
 
 use super::context::{EpisodeOp, Op, Staged};
-use super::executor::{BeatWork, Executor, Pool, Slot};
+use super::executor::{BeatWork, Executor, Pool, Slices, Slot};
 use super::impulse::{Impulse, InjectError, Injector, Input, Queued};
 use crate::cei::{self, Fact, Severity};
 use crate::cell::{hash, Hash, History, Snapshot, WorkTree};
 use crate::config::{Config, ExecutorKind};
 use crate::enzyme::{Enzyme, EnzymeId, RegisterError, Registry, ResolveKey};
 use crate::episode::{
-    self, Decision, DecisionKind, Episode, EpisodeSpec, Episodes, LeaseRefusal, SliceEnd,
+    self, Decision, DecisionKind, Episode, EpisodeSpec, Episodes, LeaseRefusal, SliceEnd, SliceInfo,
 };
 use crate::ops::{self, AwaitSpec, OpSpec, OpStatus, Ops, OpsIntent};
 use crate::organ::{self, Organs};
@@ -170,6 +170,9 @@ pub struct Runtime {
     /// Buffers reused from beat to beat for their allocations only.
     staged_buf: Vec<Staged>,
     agenda_buf: Vec<Slot>,
+    /// Last beat's impulse list, emptied, for the next beat's queue: a
+    /// list grown from empty every beat meant fresh pages every beat.
+    impulses_buf: Vec<Queued>,
     /// Which agenda position changed each cell this beat (conflict
     /// detection); kept between beats only for its allocation.
     // determinism: lookup only, never iterated.
@@ -210,7 +213,7 @@ struct Reclaimer {
 /// heartbeat thread frees them itself (back-pressure, bounded memory).
 const RECLAIM_QUEUE_MAX: usize = 4;
 /// Beats changing fewer cells than this free evicted snapshots inline.
-const RECLAIM_CHANGES_MIN: usize = 256;
+const RECLAIM_CHANGES_MIN: usize = 2048;
 
 impl Reclaimer {
     fn new() -> Self {
@@ -278,6 +281,7 @@ impl Runtime {
             written: Default::default(),
             staged_buf: Vec::new(),
             agenda_buf: Vec::new(),
+            impulses_buf: Vec::new(),
             pending_episode_ops: Vec::new(),
             decisions: Vec::new(),
             decisions_taken: 0,
@@ -631,6 +635,11 @@ impl Runtime {
         // holds the beat (large beats otherwise map fresh pages every beat).
         if let Ok(work) = Arc::try_unwrap(work) {
             self.agenda_buf = work.agenda;
+            let mut impulses = work.impulses;
+            impulses.clear();
+            if impulses.capacity() > self.impulses_buf.capacity() {
+                self.impulses_buf = impulses;
+            }
         }
         self.next_beat += 1;
         Ok(report)
@@ -658,7 +667,7 @@ impl Runtime {
         let mut agenda = std::mem::take(&mut self.agenda_buf);
         agenda.clear();
         agenda.reserve(impulses.len());
-        let mut slices = BTreeMap::new();
+        let mut slices = Slices::default();
         for (index, queued) in impulses.iter().enumerate() {
             let index = index as u32;
             if let Some(only) = queued.only() {
@@ -674,24 +683,21 @@ impl Runtime {
             // Episode impulses need a live episode: skip the checks without one.
             if !self.episodes.live.is_empty() {
                 if let Some(eid) = self.episode_target(&queued.impulse, episode::CONT_SIGNAL) {
-                    if let Some(enzyme) = self.slice_enzyme(&eid, beat) {
-                        let cancel_requested = self
-                            .pending_episode_ops
-                            .iter()
-                            .any(|op| matches!(op, EpisodeOp::Cancel { eid: e, .. } if *e == eid));
-                        if let Some(info) = self.episodes.slice_info(&eid, cancel_requested) {
-                            slices.insert(agenda.len() as u32, info);
-                            agenda.push(Slot {
-                                impulse: index,
-                                enzyme,
-                            });
-                        }
+                    if let Some((enzyme, info)) = self.slice_of(eid, beat) {
+                        slices.push(agenda.len() as u32, info);
+                        agenda.push(Slot {
+                            impulse: index,
+                            enzyme,
+                        });
                     }
                     continue;
                 }
-                if let Some(eid) = self.episode_target(&queued.impulse, ops::TIMEOUT_SIGNAL) {
+                let timed_out = self
+                    .episode_target(&queued.impulse, ops::TIMEOUT_SIGNAL)
+                    .filter(|eid| self.episodes.live.contains_key(*eid));
+                if let Some(eid) = timed_out {
                     self.pending_episode_ops.push(EpisodeOp::Cancel {
-                        eid,
+                        eid: eid.clone(),
                         topic: "ep:await/timeout".to_owned(),
                         reason: "the awaited operation did not reach its state in time".to_owned(),
                     });
@@ -710,8 +716,9 @@ impl Runtime {
         }
     }
 
-    /// The live episode an impulse with `signal` targets, if any.
-    fn episode_target(&self, impulse: &Impulse, signal: &str) -> Option<Name> {
+    /// The episode id an impulse with `signal` targets (`/rt/ops/<eid>`),
+    /// if any episode is live.
+    fn episode_target<'i>(&self, impulse: &'i Impulse, signal: &str) -> Option<&'i Name> {
         if self.episodes.live.is_empty() {
             return None;
         }
@@ -721,13 +728,13 @@ impl Runtime {
         if !under_ops || !signal_is(&impulse.signal, signal) {
             return None;
         }
-        let eid = &names[2];
-        self.episodes.live.contains_key(eid).then(|| eid.clone())
+        Some(&names[2])
     }
 
-    /// The callback to run as the next slice of `eid`, or `None` (and a
-    /// cancellation queued) when the episode cannot run one.
-    fn slice_enzyme(&mut self, eid: &Name, beat: u64) -> Option<EnzymeId> {
+    /// The callback to run as the next slice of the live episode `eid`,
+    /// with the slice's context; `None` (and a cancellation queued) when
+    /// the episode cannot run one.
+    fn slice_of(&mut self, eid: &Name, beat: u64) -> Option<(EnzymeId, SliceInfo)> {
         let ep = self.episodes.live.get(eid)?;
         let (topic, reason) = if ep.spec.max_beats > 0 && beat - ep.started > ep.spec.max_beats {
             (
@@ -735,7 +742,12 @@ impl Runtime {
                 format!("episode {eid} ran past max_beats = {}", ep.spec.max_beats),
             )
         } else if let Some(id) = self.registry.id(ep.spec.callback.as_str()) {
-            return Some(id);
+            let cancel_requested = !self.pending_episode_ops.is_empty()
+                && self
+                    .pending_episode_ops
+                    .iter()
+                    .any(|op| matches!(op, EpisodeOp::Cancel { eid: e, .. } if e == eid));
+            return Some((id, ep.slice_info(eid, cancel_requested)));
         } else {
             (
                 "ep:callback",
@@ -760,7 +772,11 @@ impl Runtime {
         facts: &mut Vec<(Fact, Option<u32>)>,
         full_reported: &mut bool,
     ) {
-        let list = self.queue.entry(due).or_default();
+        let spare = &mut self.impulses_buf;
+        let list = self
+            .queue
+            .entry(due)
+            .or_insert_with(|| std::mem::take(spare));
         if list.len() >= self.config.impulses_per_beat_max {
             if !*full_reported {
                 *full_reported = true;
@@ -1152,6 +1168,7 @@ impl Runtime {
                 self.episodes.live.insert(
                     eid.clone(),
                     Episode {
+                        dossier: ops::dossier(&eid),
                         spec,
                         started: beat,
                         io_used: 0,
@@ -1174,6 +1191,7 @@ impl Runtime {
                 let Some(ep) = self.episodes.live.get_mut(&eid) else {
                     return;
                 };
+                let dossier = ep.dossier.clone();
                 ep.io_used += io_bytes;
                 let io_used = ep.io_used;
                 let cpu_budget = ep.spec.budgets.cpu_budget_ns;
@@ -1181,10 +1199,10 @@ impl Runtime {
                     ep.cpu_used_ns = ep.cpu_used_ns.saturating_add(ns);
                 }
                 let cpu_used = ep.cpu_used_ns;
-                let io_at = ops::dossier(&eid)
-                    .child(Name::new("episode").expect("static name"))
-                    .child(Name::new("io_used").expect("static name"));
                 if io_bytes > 0 {
+                    let io_at = ops::dossier(&eid)
+                        .child(Name::new("episode").expect("static name"))
+                        .child(Name::new("io_used").expect("static name"));
                     let _ = tree.write(&io_at, Value::I64(io_used as i64));
                 }
                 // The slice ran in `ist:run`, but it began and ended inside
@@ -1223,8 +1241,7 @@ impl Runtime {
                                 note: String::new(),
                             };
                             let _ = self.ops.apply(tree, beat, state);
-                            let cont =
-                                Impulse::targeted(episode::cont_signal(), ops::dossier(&eid));
+                            let cont = Impulse::targeted(episode::cont_signal(), dossier);
                             self.enqueue(beat + 1, Queued::new(cont), facts, queue_full);
                         }
                         Some(SliceEnd::Await {
@@ -1246,7 +1263,7 @@ impl Runtime {
                                     ttl_beats,
                                     cont: episode::cont_signal(),
                                     payload: None,
-                                    reply_to: Some(ops::dossier(&eid)),
+                                    reply_to: Some(dossier),
                                 },
                             };
                             if let Err(e) = self.ops.apply(tree, beat, watch) {

@@ -613,6 +613,30 @@ impl Children {
         true
     }
 
+    /// How many of the first `count` entries fill whole chunks: what
+    /// [`Children::remove_front`] of that many drops without copying a
+    /// chunk. A list that is one chunk has no whole chunk to spare.
+    pub fn whole_chunks_within(&self, count: usize) -> usize {
+        let Some(Link::Group(_)) = &self.0 else {
+            return 0;
+        };
+        let mut taken = 0;
+        let mut link = self.0.as_ref();
+        while let Some(Link::Group(kids)) = link {
+            let mut next = None;
+            for kid in kids.iter() {
+                if taken + kid.len as usize <= count {
+                    taken += kid.len as usize;
+                } else {
+                    next = Some(&kid.link);
+                    break;
+                }
+            }
+            link = next;
+        }
+        taken
+    }
+
     /// Removes the first `count` entries (all, if fewer). Whole nodes
     /// before the cut go without being copied.
     pub fn remove_front(&mut self, count: usize) {

@@ -288,11 +288,18 @@ impl WorkTree {
     /// do were copied and marked for rehash: harmless (they rehash to the
     /// same hashes), and cheaper for the common case than a read walk first.
     pub fn existing_mut(&mut self, path: &Path) -> Result<Option<CellMut<'_>>, TreeError> {
+        self.existing_mut_at(path.names())
+    }
+
+    /// [`WorkTree::existing_mut`] for a path given as its names (which the
+    /// caller may hold on the stack: no path is allocated).
+    pub fn existing_mut_at(&mut self, names: &[Name]) -> Result<Option<CellMut<'_>>, TreeError> {
+        let path = || Path::from_names(names.to_vec());
         self.root_hash = STALE;
         let mut node = Arc::make_mut(&mut self.root);
-        for (depth, name) in path.names().iter().enumerate() {
+        for (depth, name) in names.iter().enumerate() {
             if node.is_sealed() {
-                return Err(sealed_error(path, depth));
+                return Err(sealed_error(&path(), depth));
             }
             let Some(entry) = node.children.entry_mut(name, false) else {
                 return Ok(None);
@@ -301,7 +308,7 @@ impl WorkTree {
             node = &mut entry.node;
         }
         if node.is_sealed() {
-            return Err(sealed_error(path, path.len()));
+            return Err(sealed_error(&path(), names.len()));
         }
         self.changes += 1;
         Ok(Some(CellMut {
@@ -471,11 +478,16 @@ impl CellMut<'_> {
     }
 
     /// The child `name` (created when absent; for a new name, one that
-    /// sorts after every other) after the oldest children were removed so
-    /// that at most `keep` remain with it: the window of an ordered log.
-    pub fn push_bounded(&mut self, name: &Name, keep: usize) -> Result<CellMut<'_>, TreeError> {
+    /// sorts after every other) in a window of an ordered log that keeps at
+    /// least its newest `keep` children: older ones are dropped a whole
+    /// chunk at a time (so the window holds fewer than `keep` +
+    /// [`hash::NODE_ITEMS_MAX`], about 4 more on average), which leaves
+    /// the chunks of the oldest entries untouched until they go.
+    pub fn push_windowed(&mut self, name: &Name, keep: usize) -> Result<CellMut<'_>, TreeError> {
         if self.node.child(name.as_str()).is_none() {
-            self.trim_front(keep.max(1) - 1)?;
+            let excess = (self.node.child_count() + 1).saturating_sub(keep.max(1));
+            let whole = self.node.children.whole_chunks_within(excess);
+            self.remove_first(whole)?;
         }
         self.child(name)
     }
@@ -483,6 +495,12 @@ impl CellMut<'_> {
     /// Removes the first children until at most `keep` remain.
     fn trim_front(&mut self, keep: usize) -> Result<(), TreeError> {
         let excess = self.node.child_count().saturating_sub(keep);
+        self.remove_first(excess)
+    }
+
+    /// Removes the first `excess` children, unless one of them holds a
+    /// sealed cell (then nothing).
+    fn remove_first(&mut self, excess: usize) -> Result<(), TreeError> {
         if excess == 0 {
             return Ok(());
         }

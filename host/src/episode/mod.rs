@@ -137,6 +137,8 @@ pub enum DecisionKind {
 
 pub(crate) struct Episode {
     pub spec: EpisodeSpec,
+    /// `/rt/ops/<eid>`, made once: every slice's continuation targets it.
+    pub dossier: Path,
     pub started: u64,
     pub io_used: u64,
     /// Measured, never hashed.
@@ -174,22 +176,27 @@ pub(crate) enum LeaseRefusal {
     NotLeased,
 }
 
-impl Episodes {
-    /// The slice context for `eid`, if it is live.
-    pub fn slice_info(&self, eid: &Name, cancel_requested: bool) -> Option<SliceInfo> {
-        let ep = self.live.get(eid)?;
-        Some(SliceInfo {
+impl Episode {
+    /// The context of this episode's next slice (its id is `eid`).
+    pub fn slice_info(&self, eid: &Name, cancel_requested: bool) -> SliceInfo {
+        SliceInfo {
             eid: eid.clone(),
-            profile: ep.spec.profile,
-            io_used: ep.io_used,
-            io_budget: ep.spec.budgets.io_budget_bytes,
-            cpu_left_ns: (ep.spec.budgets.cpu_budget_ns > 0)
-                .then(|| ep.spec.budgets.cpu_budget_ns.saturating_sub(ep.cpu_used_ns)),
+            profile: self.spec.profile,
+            io_used: self.io_used,
+            io_budget: self.spec.budgets.io_budget_bytes,
+            cpu_left_ns: (self.spec.budgets.cpu_budget_ns > 0).then(|| {
+                self.spec
+                    .budgets
+                    .cpu_budget_ns
+                    .saturating_sub(self.cpu_used_ns)
+            }),
             cancel_requested,
-            suspended: ep.suspended.is_some(),
-        })
+            suspended: self.suspended.is_some(),
+        }
     }
+}
 
+impl Episodes {
     /// Checks a change at `path` by `writer` (the episode of the slice that
     /// staged it, if any). `structural` is a create/delete/append.
     pub fn check_change(

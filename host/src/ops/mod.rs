@@ -197,10 +197,20 @@ pub fn dossier(oid: &Name) -> Path {
     field(oid, &[])
 }
 
+/// The names of `/rt/ops/<oid>`, on the stack.
+fn dossier_names(oid: &Name) -> [Name; 3] {
+    let [rt, ops] = ops_root();
+    [rt.clone(), ops.clone(), oid.clone()]
+}
+
+fn ops_root() -> &'static [Name; 2] {
+    static ROOT: std::sync::OnceLock<[Name; 2]> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| [name("rt"), name("ops")])
+}
+
 /// `/rt/ops/<oid>/<parts…>`, built in one allocation.
 fn field(oid: &Name, parts: &[&str]) -> Path {
-    static ROOT: std::sync::OnceLock<[Name; 2]> = std::sync::OnceLock::new();
-    let root = ROOT.get_or_init(|| [name("rt"), name("ops")]);
+    let root = ops_root();
     let mut names = Vec::with_capacity(3 + parts.len());
     names.extend(root.iter().cloned());
     names.push(oid.clone());
@@ -326,9 +336,10 @@ fn set_state(
             rank = (history_entry_rank(name) + 1).min(HISTORY_PER_BEAT_MAX - 1);
         }
     }
-    // Keep the newest `history_max` entries: the tree holds a recent window,
-    // the journal and the execution documents hold the whole record.
-    let mut entry = history.push_bounded(&history_entry_name(beat, rank), history_max)?;
+    // Keep at least the newest `history_max` entries (older ones go a chunk
+    // at a time): the tree holds a recent window, the journal and the
+    // execution documents hold the whole record.
+    let mut entry = history.push_windowed(&history_entry_name(beat, rank), history_max)?;
     entry.set_value(value);
     // Past HISTORY_PER_BEAT_MAX the entry is a replaced one: drop its fields.
     for (field, set) in [(&f.code, code != 0), (&f.note, !note.is_empty())] {
@@ -412,7 +423,9 @@ impl Ops {
                 code,
                 note,
             } => {
-                let Some(mut cell) = tree.existing_mut(&dossier(&oid)).map_err(tree_err(&oid))?
+                let Some(mut cell) = tree
+                    .existing_mut_at(&dossier_names(&oid))
+                    .map_err(tree_err(&oid))?
                 else {
                     return Err(OpsError::Unknown { oid });
                 };
