@@ -585,6 +585,59 @@ fn two_writers_of_one_cell_the_later_wins_and_a_conflict_fact_names_both() {
 }
 
 #[test]
+fn a_conflict_is_named_whatever_came_between_and_deletes_conflict_too() {
+    // The first writer changes 200 existing cells, then the second one of
+    // them, and cells the first created or deleted: every meeting is named.
+    let genesis = {
+        let mut t = cep_host::cell::WorkTree::new(&cep_host::Snapshot::empty());
+        for i in 0..200 {
+            t.write(&p(&format!("/data/many/c{i}")), Value::I64(0))
+                .unwrap();
+        }
+        t.write(&p("/data/gone"), Value::I64(0)).unwrap();
+        t.commit(0)
+    };
+    for (label, config) in backends() {
+        let mut rt = Runtime::with_genesis(config, genesis.clone()).unwrap();
+        rt.register(
+            &EnzymeDescriptor::new("first", "s"),
+            |cx: &mut EnzymeCx<'_>| {
+                for i in 0..200 {
+                    cx.write(&p(&format!("/data/many/c{i}")), 1).unwrap();
+                }
+                cx.write(&p("/data/fresh"), 1).unwrap();
+                cx.delete(&p("/data/gone")).unwrap();
+                Outcome::Ok
+            },
+        )
+        .unwrap();
+        rt.register(
+            &EnzymeDescriptor::new("second", "s").after(&["first"]),
+            |cx: &mut EnzymeCx<'_>| {
+                for path in ["/data/many/c117", "/data/fresh", "/data/gone"] {
+                    cx.write(&p(path), 2).unwrap();
+                }
+                Outcome::Ok
+            },
+        )
+        .unwrap();
+        rt.inject(&word("t"), Impulse::signal(p("s"))).unwrap();
+        rt.step().unwrap();
+        let mut subjects: Vec<String> = facts(&rt, "cell:conflict")
+            .iter()
+            .map(|f| f.subject.as_ref().unwrap().to_string())
+            .collect();
+        subjects.sort();
+        assert_eq!(
+            subjects,
+            ["/data/fresh", "/data/gone", "/data/many/c117"],
+            "{label}"
+        );
+        assert_eq!(rt.snapshot().read(&p("/data/gone")), Some(&Value::I64(2)));
+    }
+}
+
+#[test]
 fn enzymes_read_the_previous_snapshot_never_each_others_intents() {
     let mut rt = runtime();
     rt.register(

@@ -52,6 +52,11 @@ impl Slices {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Empties the list, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// Everything the compute phase of one beat reads. Immutable while it runs.

@@ -173,10 +173,14 @@ pub struct Runtime {
     /// Last beat's impulse list, emptied, for the next beat's queue: a
     /// list grown from empty every beat meant fresh pages every beat.
     impulses_buf: Vec<Queued>,
+    slices_buf: Slices,
     /// Which agenda position changed each cell this beat (conflict
     /// detection); kept between beats only for its allocation.
     // determinism: lookup only, never iterated.
     written: FxHashMap<Path, u32>,
+    /// The cells a beat changed while no conflict was possible; kept
+    /// between beats only for its allocation.
+    changed_log: Vec<(u32, Path)>,
     /// Episode changes decided outside any enzyme call (timeouts, host
     /// cancellations, callbacks gone), applied first at the next commit.
     pending_episode_ops: Vec<EpisodeOp>,
@@ -279,9 +283,11 @@ impl Runtime {
             phase: Phase::Booting(0),
             episodes: Episodes::default(),
             written: Default::default(),
+            changed_log: Vec::new(),
             staged_buf: Vec::new(),
             agenda_buf: Vec::new(),
             impulses_buf: Vec::new(),
+            slices_buf: Slices::default(),
             pending_episode_ops: Vec::new(),
             decisions: Vec::new(),
             decisions_taken: 0,
@@ -635,6 +641,7 @@ impl Runtime {
         // holds the beat (large beats otherwise map fresh pages every beat).
         if let Ok(work) = Arc::try_unwrap(work) {
             self.agenda_buf = work.agenda;
+            self.slices_buf = work.slices;
             let mut impulses = work.impulses;
             impulses.clear();
             if impulses.capacity() > self.impulses_buf.capacity() {
@@ -667,7 +674,8 @@ impl Runtime {
         let mut agenda = std::mem::take(&mut self.agenda_buf);
         agenda.clear();
         agenda.reserve(impulses.len());
-        let mut slices = Slices::default();
+        let mut slices = std::mem::take(&mut self.slices_buf);
+        slices.clear();
         for (index, queued) in impulses.iter().enumerate() {
             let index = index as u32;
             if let Some(only) = queued.only() {
@@ -809,6 +817,14 @@ impl Runtime {
         // (mapped, zeroed by the kernel, unmapped) for every large beat.
         let mut written = std::mem::take(&mut self.written);
         written.clear();
+        // The cells changed so far, in agenda order, while no two changes
+        // could have met (see `written_exact`).
+        let mut changed = std::mem::take(&mut self.changed_log);
+        changed.clear();
+        // Set at the first change to a cell already changed in this beat
+        // (or any delete): from then on every change goes through
+        // `written`, which names the previous writer.
+        let mut written_exact = false;
         let mut registry_ops: Vec<(u32, Op)> = Vec::new();
         let mut queue_full = false;
         let mut conflicts = 0usize;
@@ -856,8 +872,10 @@ impl Runtime {
                 {
                     None
                 }
-                Op::Write(path, value) => Some((tree.write(&path, value), path)),
-                Op::Delete(path) => Some((tree.delete(&path).map(|_| ()), path)),
+                // Whether the cell was already changed in this batch: only
+                // then can this be a conflict (deletes always check).
+                Op::Write(path, value) => Some((tree.write_noting(&path, value), path)),
+                Op::Delete(path) => Some((tree.delete(&path).map(|_| true), path)),
                 Op::Append(path, value) => {
                     let result = tree.append(&path, value).map(|_| ());
                     if let Err(e) = result {
@@ -964,6 +982,16 @@ impl Runtime {
                 }
             };
             if let Some((result, path)) = change {
+                // A fresh cell of a beat without deletes cannot conflict:
+                // log it (moved, no reference count touched) and go on.
+                if !written_exact && matches!(result, Ok(false)) {
+                    changed.push((pos, path));
+                    continue;
+                }
+                if !written_exact {
+                    written_exact = true;
+                    written.extend(changed.drain(..).map(|(pos, path)| (path, pos)));
+                }
                 if let Some(previous) = written.insert(path.clone(), pos) {
                     if previous != pos {
                         conflicts += 1;
@@ -992,6 +1020,7 @@ impl Runtime {
         }
 
         self.written = written;
+        self.changed_log = changed;
         self.staged_buf = staged;
         if conflicts > self.config.conflict_facts_max {
             let note = format!(

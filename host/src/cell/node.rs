@@ -222,6 +222,17 @@ impl WorkTree {
         Ok(())
     }
 
+    /// [`WorkTree::write`], saying whether the cell may already have been
+    /// changed in this batch (it, or something below it, was; or it is the
+    /// root). `false` is certain: nothing touched it before.
+    pub fn write_noting(&mut self, path: &Path, value: Value) -> Result<bool, TreeError> {
+        self.root_hash = STALE;
+        self.changes += 1;
+        let (node, touched) = walk_mut_noting(&mut self.root, path)?;
+        node.value = Some(value);
+        Ok(touched)
+    }
+
     /// Removes the value of the cell at `path` (keeps its children).
     pub fn clear_value(&mut self, path: &Path) -> Result<(), TreeError> {
         self.check_unsealed(path)?;
@@ -377,19 +388,30 @@ fn next_index(node: &Node) -> Name {
 /// with the path marked stale; refused (before creating anything) when it or
 /// an ancestor is sealed.
 fn walk_mut<'a>(root: &'a mut Arc<Node>, path: &Path) -> Result<&'a mut Node, TreeError> {
+    walk_mut_noting(root, path).map(|(node, _)| node)
+}
+
+/// [`walk_mut`], also saying whether the cell was marked for rehash
+/// before (changed, created or walked through earlier in this batch).
+fn walk_mut_noting<'a>(
+    root: &'a mut Arc<Node>,
+    path: &Path,
+) -> Result<(&'a mut Node, bool), TreeError> {
     let mut node = Arc::make_mut(root);
+    let mut touched = true;
     for (depth, name) in path.names().iter().enumerate() {
         if node.is_sealed() {
             return Err(sealed_error(path, depth));
         }
         let entry = node.children.entry_mut(name, true).expect("created");
+        touched = entry.hash == STALE;
         entry.hash = STALE;
         node = &mut entry.node;
     }
     if node.is_sealed() {
         return Err(sealed_error(path, path.len()));
     }
-    Ok(node)
+    Ok((node, touched))
 }
 
 /// A cell of a [`WorkTree`] reached once from the root, changed in place
