@@ -110,7 +110,7 @@ impl Recorder {
             plugin_set_hash: RunHeader::plugin_set_hash_of(&plugins),
             plugins,
             genesis: resumed.then(|| (genesis.beat(), genesis.hash())),
-            hash_format: crate::cell::hash::FORMAT_VERSION,
+            ..RunHeader::default()
         };
         let config = JournalConfig {
             fsync,

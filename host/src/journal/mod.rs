@@ -75,8 +75,9 @@ pub struct PluginRecord {
     pub file_hash: [u8; 32],
 }
 
-/// What a run started from.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// What a run started from. The default is an empty run of the current
+/// state-hash format.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunHeader {
     /// The configuration file's text (empty: the embedded default world).
     pub config: String,
@@ -95,6 +96,20 @@ pub struct RunHeader {
     /// ([`crate::cell::hash::FORMAT_VERSION`]; 1 for journals written
     /// before the header said).
     pub hash_format: u8,
+}
+
+impl Default for RunHeader {
+    fn default() -> Self {
+        RunHeader {
+            config: String::new(),
+            config_dir: String::new(),
+            first_beat: 0,
+            plugins: Vec::new(),
+            plugin_set_hash: [0; 32],
+            genesis: None,
+            hash_format: crate::cell::hash::FORMAT_VERSION,
+        }
+    }
 }
 
 impl RunHeader {
