@@ -1,7 +1,7 @@
 //! The slice-overhead benchmark's scenario (N episodes that yield every
-//! beat) in a plain loop, best of 8 rounds of 50 beats: a steady state
+//! beat) in a plain loop, best of 8 (or the given number of) rounds of 50 beats: a steady state
 //! without criterion's harness around it, for `perf record`.
-//! `cargo run --release -p cep-host --example slice_loop -- [episodes]`
+//! `cargo run --release -p cep-host --example slice_loop -- [episodes [rounds]]`
 use cep_host::{Config, EnzymeCx, EnzymeDescriptor, EpisodeSpec, Outcome, Profile, Runtime};
 use std::time::Instant;
 #[global_allocator]
@@ -11,6 +11,10 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().unwrap())
         .unwrap_or(1000);
+    let rounds: usize = std::env::args()
+        .nth(2)
+        .map(|a| a.parse().unwrap())
+        .unwrap_or(8);
     let mut rt = Runtime::new(Config {
         ledger_beats: 0,
         cei_signal: false,
@@ -30,7 +34,7 @@ fn main() {
     }
     rt.run(40).unwrap();
     let mut best = f64::MAX;
-    for _ in 0..8 {
+    for _ in 0..rounds {
         let t = Instant::now();
         rt.run(50).unwrap();
         best = best.min(t.elapsed().as_nanos() as f64 / 50.0 / n as f64);
