@@ -15,7 +15,7 @@ use cep_host::{
     Config, EnzymeCx, EnzymeDescriptor, ExecutorKind, Impulse, Name, Outcome, Path, Runtime,
     Snapshot, Value, Word,
 };
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 
 // The allocator the `cep` binary runs with (host/src/bin/cep.rs).
 #[global_allocator]
@@ -257,4 +257,9 @@ fn parallel(c: &mut Criterion) {
 }
 
 criterion_group!(benches, dispatch, enqueue, empty_beat, parallel);
-criterion_main!(benches);
+// criterion_main!, with the process set up as `cep` sets it up.
+fn main() {
+    cep_host::process::prefer_small_pages();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

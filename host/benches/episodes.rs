@@ -9,7 +9,7 @@ use cep_host::{
     Config, EnzymeCx, EnzymeDescriptor, EpisodeSpec, ExecutorKind, Name, OpSpec, Outcome, Path,
     Profile, Runtime,
 };
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 
 // The allocator the `cep` binary runs with (host/src/bin/cep.rs).
 #[global_allocator]
@@ -134,4 +134,9 @@ fn parallel_slices(c: &mut Criterion) {
 }
 
 criterion_group!(benches, slice_overhead, op_state_commit, parallel_slices);
-criterion_main!(benches);
+// criterion_main!, with the process set up as `cep` sets it up.
+fn main() {
+    cep_host::process::prefer_small_pages();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cep_host::cell::{Snapshot, WorkTree};
 use cep_host::{Name, Path, Value};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, BenchmarkId, Criterion};
 
 // The allocator the `cep` binary runs with (host/src/bin/cep.rs).
 #[global_allocator]
@@ -113,4 +113,9 @@ fn reads(c: &mut Criterion) {
 }
 
 criterion_group!(benches, commit_rehash, wide_write, reads);
-criterion_main!(benches);
+// criterion_main!, with the process set up as `cep` sets it up.
+fn main() {
+    cep_host::process::prefer_small_pages();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

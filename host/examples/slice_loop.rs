@@ -7,6 +7,7 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
+    cep_host::process::prefer_small_pages();
     let n: usize = std::env::args()
         .nth(1)
         .map(|a| a.parse().unwrap())

@@ -15,6 +15,7 @@ pub mod journal;
 pub mod ops;
 pub mod organ;
 pub mod plugin;
+pub mod process;
 
 pub use beat::{BeatReport, EnzymeCx, HostError, Impulse, Injector, Runtime, RuntimeError};
 pub use cei::{Fact, Severity};

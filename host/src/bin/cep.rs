@@ -9,5 +9,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    cep_host::process::prefer_small_pages();
     std::process::exit(cep_host::cli::main());
 }
