@@ -1229,7 +1229,8 @@ impl Runtime {
                 }
                 let cpu_used = ep.cpu_used_ns;
                 if io_bytes > 0 {
-                    let io_at = ops::dossier(&eid)
+                    let io_at = dossier
+                        .clone()
                         .child(Name::new("episode").expect("static name"))
                         .child(Name::new("io_used").expect("static name"));
                     let _ = tree.write(&io_at, Value::I64(io_used as i64));

@@ -218,8 +218,7 @@ impl WorkTree {
 
     /// Sets the value of the cell at `path`, creating it and its ancestors.
     pub fn write(&mut self, path: &Path, value: Value) -> Result<(), TreeError> {
-        self.node_mut(path)?.value = Some(value);
-        Ok(())
+        self.write_noting(path, value).map(|_| ())
     }
 
     /// [`WorkTree::write`], saying whether the cell may already have been
