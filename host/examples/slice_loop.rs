@@ -2,6 +2,7 @@
 //! beat) in a plain loop, best of 8 (or the given number of) rounds of 50 beats: a steady state
 //! without criterion's harness around it, for `perf record`.
 //! `cargo run --release -p cep-host --example slice_loop -- [episodes [rounds]]`
+//! (`K=<n>` in the environment: snapshots kept, default 16)
 use cep_host::{Config, EnzymeCx, EnzymeDescriptor, EpisodeSpec, Outcome, Profile, Runtime};
 use std::time::Instant;
 #[global_allocator]
@@ -19,6 +20,7 @@ fn main() {
     let mut rt = Runtime::new(Config {
         ledger_beats: 0,
         cei_signal: false,
+        history_snapshots: std::env::var("K").map(|k| k.parse().unwrap()).unwrap_or(16),
         ..Config::default()
     })
     .unwrap();
