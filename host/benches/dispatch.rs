@@ -17,6 +17,9 @@ use cep_host::{
 };
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 
+#[path = "../examples/support/mod.rs"]
+mod support;
+
 // The allocator the `cep` binary runs with (host/src/bin/cep.rs).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -176,22 +179,22 @@ fn empty_beat(c: &mut Criterion) {
     });
 }
 
-/// About 20 µs of CPU work per call (hash rounds), the same on every run.
-fn heavy(cx: &mut EnzymeCx<'_>) -> Outcome {
-    let seed = cx.payload().and_then(Value::as_i64).unwrap_or(0);
-    let mut state = blake3::hash(&seed.to_le_bytes());
-    for _ in 0..220 {
-        state = blake3::hash(state.as_bytes());
+/// At least 20 µs of CPU work per call (hash rounds, calibrated once at
+/// start: [`support::rounds_for`]), the same on every run.
+fn heavy(rounds: u32) -> impl Fn(&mut EnzymeCx<'_>) -> Outcome + Send + Sync + 'static {
+    move |cx: &mut EnzymeCx<'_>| {
+        let seed = cx.payload().and_then(Value::as_i64).unwrap_or(0);
+        let state = support::hash_rounds(seed as u64, rounds);
+        // Each call its own cell: the commit stays cheap and conflict-free, so
+        // the figure measures the parallel compute phase.
+        let target = p("/data/heavy").child(Name::from_index(seed as u64));
+        cx.write(
+            &target,
+            i64::from_le_bytes(state.as_bytes()[..8].try_into().unwrap()),
+        )
+        .ok();
+        Outcome::Ok
     }
-    // Each call its own cell: the commit stays cheap and conflict-free, so
-    // the figure measures the parallel compute phase.
-    let target = p("/data/heavy").child(Name::from_index(seed as u64));
-    cx.write(
-        &target,
-        i64::from_le_bytes(state.as_bytes()[..8].try_into().unwrap()),
-    )
-    .ok();
-    Outcome::Ok
 }
 
 fn parallel(c: &mut Criterion) {
@@ -200,6 +203,8 @@ fn parallel(c: &mut Criterion) {
     group.sample_size(10);
     let calls = 256;
     group.throughput(Throughput::Elements(calls));
+    let rounds = support::rounds_for(Duration::from_micros(20));
+    eprintln!("parallel/heavy_enzymes: {rounds} hash rounds per call (at least 20 µs here)");
     let mut hashes = Vec::new();
     for (label, executor, workers) in [
         ("cooperative", ExecutorKind::Cooperative, 0),
@@ -212,7 +217,7 @@ fn parallel(c: &mut Criterion) {
             ..config()
         };
         let mut rt = Runtime::new(backend).unwrap();
-        rt.register(&EnzymeDescriptor::new("heavy", "work"), heavy)
+        rt.register(&EnzymeDescriptor::new("heavy", "work"), heavy(rounds))
             .unwrap();
         let injector = rt.injector();
         group.bench_function(label, |b| {
@@ -241,7 +246,7 @@ fn parallel(c: &mut Criterion) {
         })
         .unwrap();
         check
-            .register(&EnzymeDescriptor::new("heavy", "work"), heavy)
+            .register(&EnzymeDescriptor::new("heavy", "work"), heavy(rounds))
             .unwrap();
         check
             .injector()

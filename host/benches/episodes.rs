@@ -11,6 +11,9 @@ use cep_host::{
 };
 use criterion::{criterion_group, Criterion, Throughput};
 
+#[path = "../examples/support/mod.rs"]
+mod support;
+
 // The allocator the `cep` binary runs with (host/src/bin/cep.rs).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -25,7 +28,11 @@ fn config() -> Config {
 
 /// A runtime past its boot beats, with `episodes` live episodes whose slices
 /// run `body` and yield.
-fn with_episodes(config: Config, episodes: usize, body: fn(&mut EnzymeCx<'_>)) -> Runtime {
+fn with_episodes(
+    config: Config,
+    episodes: usize,
+    body: impl Fn(&mut EnzymeCx<'_>) + Send + Sync + 'static,
+) -> Runtime {
     let mut rt = Runtime::new(config).unwrap();
     rt.register(
         &EnzymeDescriptor::new("slice", "ep/cb/bench"),
@@ -95,14 +102,13 @@ fn op_state_commit(c: &mut Criterion) {
     group.finish();
 }
 
-/// About 50 µs of CPU work (hash rounds), the same on every run.
-fn heavy(cx: &mut EnzymeCx<'_>) {
-    let seed = cx.episode().map(|e| e.as_str().len()).unwrap_or(0) as u64 + cx.beat();
-    let mut state = blake3::hash(&seed.to_le_bytes());
-    for _ in 0..560 {
-        state = blake3::hash(state.as_bytes());
+/// At least 50 µs of CPU work (hash rounds, calibrated once at start:
+/// [`support::rounds_for`]), the same on every run.
+fn heavy(rounds: u32) -> impl Fn(&mut EnzymeCx<'_>) + Send + Sync + Copy + 'static {
+    move |cx: &mut EnzymeCx<'_>| {
+        let seed = cx.episode().map(|e| e.as_str().len()).unwrap_or(0) as u64 + cx.beat();
+        black_box(support::hash_rounds(seed, rounds));
     }
-    black_box(state);
 }
 
 fn parallel_slices(c: &mut Criterion) {
@@ -110,6 +116,8 @@ fn parallel_slices(c: &mut Criterion) {
     group.sample_size(10);
     let episodes = 128;
     group.throughput(Throughput::Elements(episodes as u64));
+    let rounds = support::rounds_for(Duration::from_micros(50));
+    eprintln!("episode/ro_slices_50us: {rounds} hash rounds per slice (at least 50 µs here)");
     let mut hashes = Vec::new();
     for workers in [1usize, 2] {
         let cfg = Config {
@@ -117,7 +125,7 @@ fn parallel_slices(c: &mut Criterion) {
             workers,
             ..config()
         };
-        let mut rt = with_episodes(cfg, episodes, heavy);
+        let mut rt = with_episodes(cfg, episodes, heavy(rounds));
         group.bench_function(format!("threaded_{workers}"), |b| {
             b.iter(|| black_box(rt.step().unwrap()))
         });
@@ -126,7 +134,7 @@ fn parallel_slices(c: &mut Criterion) {
             workers,
             ..config()
         };
-        let mut check = with_episodes(cfg, episodes, heavy);
+        let mut check = with_episodes(cfg, episodes, heavy(rounds));
         hashes.push(check.run(5).unwrap().unwrap().state_hash);
     }
     assert_eq!(hashes[0], hashes[1], "1 and 2 workers must agree");

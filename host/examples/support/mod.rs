@@ -48,3 +48,32 @@ impl Xorshift {
         (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
     }
 }
+
+/// `rounds` chained BLAKE3 hashes from `seed`: CPU work with no memory
+/// traffic, the same result on every run and thread.
+pub fn hash_rounds(seed: u64, rounds: u32) -> blake3::Hash {
+    let mut state = blake3::hash(&seed.to_le_bytes());
+    for _ in 0..rounds {
+        state = blake3::hash(state.as_bytes());
+    }
+    state
+}
+
+/// Rounds of [`hash_rounds`] that take at least `at_least` on this machine
+/// (best of 5 timings, plus 10 %). The benchmarks state their work as a
+/// duration, as the issues do; a fixed round count would be less work on a
+/// faster machine and more on a slower one. Only the amount of work depends
+/// on the machine: runs whose hashes are compared use the same count.
+pub fn rounds_for(at_least: std::time::Duration) -> u32 {
+    const PROBE: u32 = 4_000;
+    let best = (0..5)
+        .map(|i| {
+            let start = std::time::Instant::now();
+            std::hint::black_box(hash_rounds(i, PROBE));
+            start.elapsed()
+        })
+        .min()
+        .expect("five timings");
+    let per_round = best.as_nanos().max(1) as f64 / f64::from(PROBE);
+    (at_least.as_nanos() as f64 / per_round * 1.1).ceil() as u32
+}

@@ -74,8 +74,28 @@ pub(crate) struct BeatWork {
 /// threaded backend: handing them to workers costs more than it saves. The
 /// output is the same either way.
 const PARALLEL_SLOTS_MIN: usize = 64;
-/// Tasks per worker, so a slow task does not leave the other workers idle.
-const TASKS_PER_WORKER: usize = 8;
+/// Guided scheduling: each task takes this fraction (1 / (workers × this))
+/// of the agenda still unassigned, so tasks start large (little overhead)
+/// and end small (the last one to finish leaves the others idle briefly).
+const GUIDED_SHARE: usize = 2;
+/// The smallest task, in agenda entries.
+const TASK_SLOTS_MIN: usize = 4;
+
+/// Cuts `0..n` into the ranges of guided scheduling, in order.
+fn guided_ranges(n: usize, workers: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= n {
+            return None;
+        }
+        let size = (n - start)
+            .div_ceil(workers * GUIDED_SHARE)
+            .max(TASK_SLOTS_MIN);
+        let range = (start, (start + size).min(n));
+        start = range.1;
+        Some(range)
+    })
+}
 
 /// Runs the call at agenda position `pos`, appending its intents (or its
 /// retry / fatal record) to `out`. A panic becomes a fatal outcome. A slice
@@ -318,16 +338,9 @@ impl Pool {
                 lanes.entry(lane).or_default().push(pos as u32);
             }
         }
-        let chunk = n
-            .div_ceil(workers * TASKS_PER_WORKER)
-            .max(PARALLEL_SLOTS_MIN / 4);
         let mut tasks: Vec<Task> = lanes.into_values().map(Task::Lane).collect();
         let has_lanes = !tasks.is_empty() || !heartbeat_only.is_empty();
-        tasks.extend(
-            (0..n)
-                .step_by(chunk)
-                .map(|s| Task::Range(s, (s + chunk).min(n))),
-        );
+        tasks.extend(guided_ranges(n, workers).map(|(s, e)| Task::Range(s, e)));
         let task_count = tasks.len();
         let (results, received) = channel::unbounded();
         let batch = Arc::new(Batch {
@@ -411,6 +424,34 @@ impl Executor {
         match self {
             Executor::Cooperative => compute_inline(work, buf),
             Executor::Threaded(pool) => pool.compute(work, buf),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guided_ranges_cover_the_agenda_in_shrinking_tasks() {
+        for (n, workers) in [(1, 2), (64, 2), (128, 2), (1000, 8), (100_000, 2)] {
+            let ranges: Vec<_> = guided_ranges(n, workers).collect();
+            assert_eq!(ranges[0].0, 0);
+            assert_eq!(ranges.last().unwrap().1, n);
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].1, pair[1].0, "contiguous");
+                let (a, b) = (pair[0].1 - pair[0].0, pair[1].1 - pair[1].0);
+                assert!(b <= a, "sizes never grow: {ranges:?}");
+            }
+            // Only the last task may be cut short by the end of the agenda.
+            let but_last = &ranges[..ranges.len() - 1];
+            assert!(but_last.iter().all(|(s, e)| e - s >= TASK_SLOTS_MIN));
+            // Few tasks even for a long agenda: about workers × share × ln n.
+            assert!(
+                ranges.len() <= 4 * workers * GUIDED_SHARE * 12,
+                "{}",
+                ranges.len()
+            );
         }
     }
 }

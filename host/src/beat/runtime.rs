@@ -208,9 +208,16 @@ pub struct Runtime {
 /// Frees snapshots that left the history window on a background thread:
 /// dropping one frees every node no newer snapshot shares, which would
 /// otherwise cost the heartbeat thread ~20-30 ns per changed cell.
+///
+/// A snapshot evicted by a commit is held until the next commit starts, and
+/// freed then: with the threaded backend that is when the helper workers sit
+/// idle (the commit runs on the heartbeat thread alone), so the background
+/// thread does not compete with the compute phase for a core.
 struct Reclaimer {
     tx: Option<crossbeam::channel::Sender<Snapshot>>,
     handle: Option<std::thread::JoinHandle<()>>,
+    /// The snapshot the last commit evicted, and whether that beat was big.
+    evicted: Option<(Snapshot, bool)>,
 }
 
 /// Snapshots waiting to be freed; when the reclaimer falls behind, the
@@ -229,11 +236,23 @@ impl Reclaimer {
         Reclaimer {
             tx: handle.as_ref().map(|_| tx),
             handle,
+            evicted: None,
         }
     }
 
-    fn reclaim(&self, snapshot: Snapshot) {
-        if let Some(tx) = &self.tx {
+    /// Holds `snapshot`, evicted by this commit, until [`Self::release`].
+    fn defer(&mut self, snapshot: Snapshot, big_beat: bool) {
+        self.release(false);
+        self.evicted = Some((snapshot, big_beat));
+    }
+
+    /// Frees the held snapshot: on the background thread when its beat was
+    /// big or `offload` (another core is idle now), here otherwise.
+    fn release(&mut self, offload: bool) {
+        let Some((snapshot, big_beat)) = self.evicted.take() else {
+            return;
+        };
+        if let (Some(tx), true) = (&self.tx, big_beat || offload) {
             // Full or gone: dropped right here instead.
             let _ = tx.try_send(snapshot);
         }
@@ -810,6 +829,10 @@ impl Runtime {
                 .name
                 .to_string()
         };
+        // The helpers idle through the commit: free last beat's evicted
+        // snapshot on the background thread now.
+        let helpers_idle = matches!(&self.executor, Executor::Threaded(pool) if pool.workers() > 1);
+        self.reclaimer.release(helpers_idle);
         let mut tree = WorkTree::new(&work.snapshot);
         // Each fact with the agenda position that raised it (None: the host).
         let mut facts: Vec<(Fact, Option<u32>)> = Vec::new();
@@ -1098,9 +1121,7 @@ impl Runtime {
         let state_hash = snapshot.hash();
         self.current = snapshot.clone();
         if let Some(evicted) = self.history.push(snapshot) {
-            if big_beat {
-                self.reclaimer.reclaim(evicted);
-            }
+            self.reclaimer.defer(evicted, big_beat);
         }
         BeatReport {
             beat,
