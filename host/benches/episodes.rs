@@ -5,10 +5,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cep_host::{
-    Config, EnzymeCx, EnzymeDescriptor, EpisodeSpec, ExecutorKind, Name, OpSpec, Outcome, Path,
-    Profile, Runtime,
-};
+use cep_host::{Config, EnzymeCx, ExecutorKind, Name, OpSpec, Path, Runtime};
 use criterion::{criterion_group, Criterion, Throughput};
 
 #[path = "../examples/support/mod.rs"]
@@ -26,36 +23,11 @@ fn config() -> Config {
     }
 }
 
-/// A runtime past its boot beats, with `episodes` live episodes whose slices
-/// run `body` and yield.
-fn with_episodes(
-    config: Config,
-    episodes: usize,
-    body: impl Fn(&mut EnzymeCx<'_>) + Send + Sync + 'static,
-) -> Runtime {
-    let mut rt = Runtime::new(config).unwrap();
-    rt.register(
-        &EnzymeDescriptor::new("slice", "ep/cb/bench"),
-        move |cx: &mut EnzymeCx<'_>| {
-            body(cx);
-            cx.ep_yield().unwrap();
-            Outcome::Ok
-        },
-    )
-    .unwrap();
-    for _ in 0..episodes {
-        rt.ep_start(EpisodeSpec::new("slice", Profile::Ro));
-    }
-    rt.run(8).unwrap();
-    assert_eq!(rt.episodes_live(), episodes);
-    rt
-}
-
 fn slice_overhead(c: &mut Criterion) {
     let mut group = c.benchmark_group("episode/slice_overhead");
     group.sample_size(20);
     for episodes in [1_000usize, 10_000] {
-        let mut rt = with_episodes(config(), episodes, |_| {});
+        let mut rt = support::with_episodes(config(), episodes, |_| {});
         group.throughput(Throughput::Elements(episodes as u64));
         group.bench_function(format!("cooperative/{episodes}"), |b| {
             b.iter(|| black_box(rt.step().unwrap()))
@@ -125,7 +97,7 @@ fn parallel_slices(c: &mut Criterion) {
             workers,
             ..config()
         };
-        let mut rt = with_episodes(cfg, episodes, heavy(rounds));
+        let mut rt = support::with_episodes(cfg, episodes, heavy(rounds));
         group.bench_function(format!("threaded_{workers}"), |b| {
             b.iter(|| black_box(rt.step().unwrap()))
         });
@@ -134,7 +106,7 @@ fn parallel_slices(c: &mut Criterion) {
             workers,
             ..config()
         };
-        let mut check = with_episodes(cfg, episodes, heavy(rounds));
+        let mut check = support::with_episodes(cfg, episodes, heavy(rounds));
         hashes.push(check.run(5).unwrap().unwrap().state_hash);
     }
     assert_eq!(hashes[0], hashes[1], "1 and 2 workers must agree");

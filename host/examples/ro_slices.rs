@@ -5,9 +5,7 @@
 //! `cargo run --release -p cep-host --example ro_slices -- [reps]`
 use std::time::{Duration, Instant};
 
-use cep_host::{
-    Config, EnzymeCx, EnzymeDescriptor, EpisodeSpec, ExecutorKind, Outcome, Profile, Runtime,
-};
+use cep_host::{Config, EnzymeCx, ExecutorKind};
 
 #[path = "support/mod.rs"]
 mod support;
@@ -36,28 +34,17 @@ fn main() {
     let rounds = support::rounds_for(Duration::from_micros(50));
     println!("{rounds} hash rounds per slice");
     for workers in [1usize, 2, 1, 2] {
-        let mut rt = Runtime::new(Config {
+        let config = Config {
             ledger_beats: 0,
             cei_signal: false,
             executor: ExecutorKind::Threaded,
             workers,
             ..Config::default()
-        })
-        .unwrap();
-        rt.register(
-            &EnzymeDescriptor::new("slice", "ep/cb/bench"),
-            move |cx: &mut EnzymeCx<'_>| {
-                let seed = cx.episode().map(|e| e.as_str().len()).unwrap_or(0) as u64 + cx.beat();
-                std::hint::black_box(support::hash_rounds(seed, rounds));
-                cx.ep_yield().unwrap();
-                Outcome::Ok
-            },
-        )
-        .unwrap();
-        for _ in 0..128 {
-            rt.ep_start(EpisodeSpec::new("slice", Profile::Ro));
-        }
-        rt.run(8).unwrap();
+        };
+        let mut rt = support::with_episodes(config, 128, move |cx: &mut EnzymeCx<'_>| {
+            let seed = cx.episode().map(|e| e.as_str().len()).unwrap_or(0) as u64 + cx.beat();
+            std::hint::black_box(support::hash_rounds(seed, rounds));
+        });
         let (cpu, wall) = (cpu_seconds(), Instant::now());
         let mut best = f64::MAX;
         for _ in 0..reps {

@@ -3,8 +3,13 @@
 //! without criterion's harness around it, for `perf record`.
 //! `cargo run --release -p cep-host --example slice_loop -- [episodes [rounds]]`
 //! (`K=<n>` in the environment: snapshots kept, default 16)
-use cep_host::{Config, EnzymeCx, EnzymeDescriptor, EpisodeSpec, Outcome, Profile, Runtime};
 use std::time::Instant;
+
+use cep_host::Config;
+
+#[path = "support/mod.rs"]
+mod support;
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
@@ -17,25 +22,14 @@ fn main() {
         .nth(2)
         .map(|a| a.parse().unwrap())
         .unwrap_or(8);
-    let mut rt = Runtime::new(Config {
+    let config = Config {
         ledger_beats: 0,
         cei_signal: false,
         history_snapshots: std::env::var("K").map(|k| k.parse().unwrap()).unwrap_or(16),
         ..Config::default()
-    })
-    .unwrap();
-    rt.register(
-        &EnzymeDescriptor::new("slice", "ep/cb/bench"),
-        |cx: &mut EnzymeCx<'_>| {
-            cx.ep_yield().unwrap();
-            Outcome::Ok
-        },
-    )
-    .unwrap();
-    for _ in 0..n {
-        rt.ep_start(EpisodeSpec::new("slice", Profile::Ro));
-    }
-    rt.run(40).unwrap();
+    };
+    let mut rt = support::with_episodes(config, n, |_| {});
+    rt.run(32).unwrap();
     let mut best = f64::MAX;
     for _ in 0..rounds {
         let t = Instant::now();

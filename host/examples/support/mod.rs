@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use cep_host::cell::{Snapshot, WorkTree};
-use cep_host::{Name, Path, Value};
+use cep_host::{
+    Config, EnzymeCx, EnzymeDescriptor, EpisodeSpec, Name, Outcome, Path, Profile, Runtime, Value,
+};
 
 /// Peak resident set size of this process (VmHWM), in KiB.
 pub fn peak_rss_kib() -> u64 {
@@ -76,4 +78,29 @@ pub fn rounds_for(at_least: std::time::Duration) -> u32 {
         .expect("five timings");
     let per_round = best.as_nanos().max(1) as f64 / f64::from(PROBE);
     (at_least.as_nanos() as f64 / per_round * 1.1).ceil() as u32
+}
+
+/// A runtime past its boot beats (8), with `episodes` live RO episodes
+/// whose slices run `body` and yield.
+pub fn with_episodes(
+    config: Config,
+    episodes: usize,
+    body: impl Fn(&mut EnzymeCx<'_>) + Send + Sync + 'static,
+) -> Runtime {
+    let mut rt = Runtime::new(config).expect("a valid configuration");
+    rt.register(
+        &EnzymeDescriptor::new("slice", "ep/cb/bench"),
+        move |cx: &mut EnzymeCx<'_>| {
+            body(cx);
+            cx.ep_yield().expect("inside a slice");
+            Outcome::Ok
+        },
+    )
+    .expect("a fresh registry");
+    for _ in 0..episodes {
+        rt.ep_start(EpisodeSpec::new("slice", Profile::Ro));
+    }
+    rt.run(8).expect("boot beats");
+    assert_eq!(rt.episodes_live(), episodes);
+    rt
 }

@@ -252,9 +252,11 @@ impl Reclaimer {
         let Some((snapshot, big_beat)) = self.evicted.take() else {
             return;
         };
-        if let (Some(tx), true) = (&self.tx, big_beat || offload) {
-            // Full or gone: dropped right here instead.
-            let _ = tx.try_send(snapshot);
+        if big_beat || offload {
+            if let Some(tx) = &self.tx {
+                // Full or gone: dropped right here instead.
+                let _ = tx.try_send(snapshot);
+            }
         }
     }
 }
