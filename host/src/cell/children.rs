@@ -17,7 +17,7 @@
 //! Must not touch: what the children are (the caller decides); values and
 //! seals of the cells themselves ([`Node`]).
 
-use std::sync::Arc;
+use triomphe::Arc;
 
 use super::hash::{self, ChunkItem, Hash, INLINE, NODE_ITEMS_MAX, STALE};
 use super::node::Node;
@@ -126,9 +126,8 @@ trait Links {
     fn prefetch_links(&self);
 }
 
-/// Hints the cache to fetch the reference count of `arc` (stored just
-/// before the data). A prefetch never faults, so a wrong address only
-/// wastes the hint.
+/// Hints the cache to fetch the reference count of `arc` (the first word
+/// of its allocation).
 #[inline(always)]
 fn prefetch_count<T: ?Sized>(arc: &Arc<T>) {
     #[cfg(target_arch = "x86_64")]
@@ -137,8 +136,7 @@ fn prefetch_count<T: ?Sized>(arc: &Arc<T>) {
     // cannot fault, whatever the address.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let count = Arc::as_ptr(arc).cast::<u8>().wrapping_sub(16);
-        _mm_prefetch::<_MM_HINT_T0>(count.cast::<i8>());
+        _mm_prefetch::<_MM_HINT_T0>(arc.heap_ptr().cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = arc;
@@ -176,13 +174,16 @@ fn prefetch_all<T: Links>(items: &[T]) {
     items.iter().for_each(Links::prefetch_links);
 }
 
-/// `Arc::make_mut` for a node, prefetching before it copies.
-/// (`strong_count`, a plain load, is only a hint here; `make_mut` decides.)
+/// The node made unique for mutation: copied when shared, prefetching the
+/// counts the copy bumps. The check is a plain load (`triomphe::Arc` has
+/// no weak count); `std`'s `make_mut` spends a compare-and-swap on every
+/// call, shared or not, and a write takes one per level it descends.
 fn own<T: Links + Clone>(node: &mut Arc<[T]>) -> &mut [T] {
-    if Arc::strong_count(node) > 1 {
+    if !node.is_unique() {
         prefetch_all(node);
+        *node = node.iter().cloned().collect();
     }
-    Arc::make_mut(node)
+    Arc::get_mut(node).expect("unique: checked, or just copied")
 }
 
 fn chunk_hash(entries: &[Entry]) -> Hash {

@@ -1,6 +1,6 @@
 //! Cells and the copy-on-write batch that turns one snapshot into the next.
 
-use std::sync::Arc;
+use triomphe::Arc;
 
 use super::children::{Children, Entry};
 use super::hash::{self, Hash, INLINE, STALE};

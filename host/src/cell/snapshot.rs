@@ -1,7 +1,7 @@
 //! Committed snapshots and the window of recent ones.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use triomphe::Arc;
 
 use super::hash::{self, Hash};
 use super::node::Node;
