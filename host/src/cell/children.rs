@@ -11,15 +11,16 @@
 //! During a batch, inserts and removes keep the tree sorted and searchable
 //! but may leave it cut in the wrong places (a chunk grown past the cap, a
 //! cut name in the middle of a chunk, a chunk that no longer ends on a cut).
-//! [`Children::rehash`] re-cuts only the nodes marked `reshaped`, reusing
-//! every untouched subtree as it is, and then hashes what changed.
+//! [`Children::recut`] re-cuts only the nodes marked `reshaped`, reusing
+//! every untouched subtree as it is; [`Children::hash_jobs`] then hands
+//! what changed to the commit's hash batches, one level at a time.
 //!
 //! Must not touch: what the children are (the caller decides); values and
 //! seals of the cells themselves ([`Node`]).
 
 use triomphe::Arc;
 
-use super::hash::{self, ChunkItem, Hash, INLINE, NODE_ITEMS_MAX, STALE};
+use super::hash::{self, Batch, ChunkItem, Hash, INLINE, NODE_ITEMS_MAX, STALE};
 use super::node::Node;
 use cep_sdk::Name;
 
@@ -186,14 +187,6 @@ fn own<T: Links + Clone>(node: &mut Arc<[T]>) -> &mut [T] {
     Arc::get_mut(node).expect("unique: checked, or just copied")
 }
 
-fn chunk_hash(entries: &[Entry]) -> Hash {
-    hash::chunk(entries.iter().map(|e| (&e.name, e.item())))
-}
-
-fn group_hash(level: usize, kids: &[Kid]) -> Hash {
-    hash::group(level as u8, kids.iter().map(|k| &k.hash))
-}
-
 impl Kid {
     /// Moves the kid out of `slot` (its link replaced by an empty chunk).
     fn take(slot: &mut Kid) -> Kid {
@@ -219,11 +212,11 @@ impl Kid {
         }
     }
 
-    /// A finished chunk, hashed.
+    /// A finished chunk, to be hashed.
     fn chunk(entries: Arc<[Entry]>) -> Self {
         Kid {
             first: entries[0].name.clone(),
-            hash: chunk_hash(&entries),
+            hash: STALE,
             len: entries.len() as u32,
             last_cut: entries[entries.len() - 1].cut(),
             reshaped: false,
@@ -231,11 +224,11 @@ impl Kid {
         }
     }
 
-    /// A finished group of `level`, hashed.
-    fn group(level: usize, kids: Arc<[Kid]>) -> Self {
+    /// A finished group, to be hashed.
+    fn group(kids: Arc<[Kid]>) -> Self {
         Kid {
             first: kids[0].first.clone(),
-            hash: group_hash(level, &kids),
+            hash: STALE,
             len: kids.iter().map(|k| k.len).sum(),
             last_cut: kids[kids.len() - 1].last_cut,
             reshaped: false,
@@ -759,74 +752,109 @@ impl Children {
         }
     }
 
-    /// Brings every stale entry hash up to date (through `rehash_child`),
-    /// re-cuts the nodes where entries were inserted or removed, and
-    /// returns the children digest, or `None` when there are no children.
-    pub fn rehash(&mut self, rehash_child: &mut dyn FnMut(&mut Entry)) -> Option<Hash> {
-        let root = self.0.as_mut()?;
-        let height = root.height();
-        refresh_entries(root, rehash_child);
-        if !root.reshaped() {
-            return Some(settle_root(root, height));
+    /// Collects the stale entries (their chunks made unique), whose hashes
+    /// the caller brings up to date before [`Children::recut`].
+    pub fn stale_entries<'a>(&'a mut self, out: &mut Vec<&'a mut Entry>) {
+        if let Some(root) = self.0.as_mut() {
+            collect_stale(root, out);
         }
+    }
+
+    /// Re-cuts the nodes where entries were inserted or removed, so the
+    /// list is cut exactly as the format says. Hashes are left to
+    /// [`Children::hash_jobs`]: every node that changed or is new is
+    /// [`STALE`].
+    pub fn recut(&mut self) {
+        let Some(root) = self.0.as_mut() else { return };
+        if !root.reshaped() {
+            return;
+        }
+        let height = root.height();
         if still_cut(root, height) {
             finish_in_place(root);
-            return Some(settle_root(root, height));
+            return;
         }
         let old = self.0.take().expect("checked above");
         let mut builder = Builder::default();
         builder.feed_all(old, height);
-        let root = builder.finish()?;
-        let digest = root.hash;
-        self.0 = Some(root.link);
-        Some(digest)
+        self.0 = builder.finish().map(|root| root.link);
+    }
+
+    /// Levels of the chunk tree (0: one chunk), `None` without children.
+    pub fn height(&self) -> Option<usize> {
+        self.0.as_ref().map(Link::height)
+    }
+
+    /// Adds to `batch` the hash input of every stale node at `level` of a
+    /// re-cut list whose lower levels are hashed: chunks at level 0, groups
+    /// above. At the list's own height that is the root, whose hash (the
+    /// children digest) goes to `Dest::Root(node)`.
+    pub fn hash_jobs<'a>(&'a mut self, level: usize, node: usize, batch: &mut Batch<Dest<'a>>) {
+        let Some(root) = self.0.as_mut() else { return };
+        let height = root.height();
+        if level == height {
+            push_hash_input(root, level, Dest::Root(node), batch);
+        } else if level < height {
+            stale_at(root, height, level, batch);
+        }
     }
 }
 
-/// Rehashes the stale entries below `link` (their subtrees).
-fn refresh_entries(link: &mut Link, rehash_child: &mut dyn FnMut(&mut Entry)) {
+/// Where a hash computed in a [`Batch`] goes.
+pub(crate) enum Dest<'a> {
+    /// A node's slot in its parent group.
+    Slot(&'a mut Hash),
+    /// The children digest of the `n`th list of the batch.
+    Root(usize),
+}
+
+/// Collects the stale entries below `link`.
+fn collect_stale<'a>(link: &'a mut Link, out: &mut Vec<&'a mut Entry>) {
     match link {
         Link::Chunk(e) => {
             if e.iter().any(|e| e.hash == STALE) {
-                own(e)
-                    .iter_mut()
-                    .filter(|e| e.hash == STALE)
-                    .for_each(&mut *rehash_child);
+                out.extend(own(e).iter_mut().filter(|e| e.hash == STALE));
             }
         }
-        Link::Open(v) => v
-            .iter_mut()
-            .filter(|e| e.hash == STALE)
-            .for_each(&mut *rehash_child),
+        Link::Open(v) => out.extend(v.iter_mut().filter(|e| e.hash == STALE)),
         Link::Group(kids) => {
             if kids.iter().any(|k| k.hash == STALE) {
                 own(kids)
                     .iter_mut()
                     .filter(|k| k.hash == STALE)
-                    .for_each(|k| refresh_entries(&mut k.link, rehash_child));
+                    .for_each(|k| collect_stale(&mut k.link, out));
             }
         }
     }
 }
 
-/// Recomputes the stale node hashes of a correctly cut subtree, bottom up.
-/// Its entries' hashes must be fresh.
-fn settle(kid: &mut Kid, level: usize) {
-    if kid.hash == STALE {
-        kid.hash = settle_root(&mut kid.link, level);
+/// Adds the stale nodes at `level` below `link` (a group at `link_level`).
+fn stale_at<'a>(link: &'a mut Link, link_level: usize, level: usize, batch: &mut Batch<Dest<'a>>) {
+    let Link::Group(kids) = link else {
+        unreachable!("a node above level 0 is a group")
+    };
+    if !kids.iter().any(|k| k.hash == STALE) {
+        return;
+    }
+    for kid in own(kids).iter_mut().filter(|k| k.hash == STALE) {
+        let Kid { hash, link, .. } = kid;
+        if link_level - 1 == level {
+            push_hash_input(link, level, Dest::Slot(hash), batch);
+        } else {
+            stale_at(link, link_level - 1, level, batch);
+        }
     }
 }
 
-/// The hash of a correctly cut node at `level`, settling stale kids first.
-fn settle_root(link: &mut Link, level: usize) -> Hash {
+/// Adds the hash input of one node at `level` (its items are hashed).
+fn push_hash_input<'a>(link: &Link, level: usize, dest: Dest<'a>, batch: &mut Batch<Dest<'a>>) {
     match link {
-        Link::Group(kids) => {
-            if kids.iter().any(|k| k.hash == STALE) {
-                own(kids).iter_mut().for_each(|k| settle(k, level - 1));
-            }
-            group_hash(level, kids)
-        }
-        chunk => chunk_hash(chunk.entries()),
+        Link::Group(kids) => batch.push(dest, |buf| {
+            hash::put_group(buf, level as u8, kids.iter().map(|k| &k.hash))
+        }),
+        chunk => batch.push(dest, |buf| {
+            hash::put_chunk(buf, chunk.entries().iter().map(|e| (&e.name, e.item())))
+        }),
     }
 }
 
@@ -926,8 +954,6 @@ impl Builder {
     /// the cuts so far line up with its start, else what is below it.
     fn feed(&mut self, kid: Kid, level: usize) {
         if !kid.reshaped && self.aligned(level) {
-            let mut kid = kid;
-            settle(&mut kid, level);
             self.push_kid(level, kid);
             return;
         }
@@ -972,7 +998,7 @@ impl Builder {
         let above = level + 1;
         if hash::ends_at(above, cut) || self.levels[level].len() == NODE_ITEMS_MAX {
             let kids: Arc<[Kid]> = self.levels[level].drain(..).collect();
-            self.push_kid(above, Kid::group(above, kids));
+            self.push_kid(above, Kid::group(kids));
         }
     }
 
@@ -1005,7 +1031,7 @@ impl Builder {
                 }
                 return Some(root);
             }
-            let group = Kid::group(level, run.into());
+            let group = Kid::group(run.into());
             if self.levels.len() == level {
                 self.levels.push(Vec::new());
             }
