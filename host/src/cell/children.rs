@@ -20,8 +20,8 @@
 
 use triomphe::Arc;
 
-use super::hash::{self, Batch, ChunkItem, Hash, INLINE, NODE_ITEMS_MAX, STALE};
-use super::node::Node;
+use super::hash::{self, Batch, ChunkItem, Dest, Hash, INLINE, NODE_ITEMS_MAX, STALE};
+use super::node::{is_inline, Node};
 use cep_sdk::Name;
 
 /// Deepest chunk tree a list can have (levels decided by names, then caps).
@@ -752,8 +752,9 @@ impl Children {
         }
     }
 
-    /// Collects the stale entries (their chunks made unique), whose hashes
-    /// the caller brings up to date before [`Children::recut`].
+    /// Collects the stale entries that have a hash of their own (their
+    /// chunks made unique), which the caller brings up to date before
+    /// [`Children::recut`]; marks the stale inline ones [`INLINE`].
     pub fn stale_entries<'a>(&'a mut self, out: &mut Vec<&'a mut Entry>) {
         if let Some(root) = self.0.as_mut() {
             collect_stale(root, out);
@@ -788,35 +789,43 @@ impl Children {
     /// Adds to `batch` the hash input of every stale node at `level` of a
     /// re-cut list whose lower levels are hashed: chunks at level 0, groups
     /// above. At the list's own height that is the root, whose hash (the
-    /// children digest) goes to `Dest::Root(node)`.
-    pub fn hash_jobs<'a>(&'a mut self, level: usize, node: usize, batch: &mut Batch<Dest<'a>>) {
+    /// children digest) goes to `digest`.
+    pub fn hash_jobs<'a>(
+        &'a mut self,
+        level: usize,
+        digest: &'a mut Option<Hash>,
+        batch: &mut Batch<'a>,
+    ) {
         let Some(root) = self.0.as_mut() else { return };
         let height = root.height();
         if level == height {
-            push_hash_input(root, level, Dest::Root(node), batch);
+            push_hash_input(root, level, Dest::Digest(digest), batch);
         } else if level < height {
             stale_at(root, height, level, batch);
         }
     }
 }
 
-/// Where a hash computed in a [`Batch`] goes.
-pub(crate) enum Dest<'a> {
-    /// A node's slot in its parent group.
-    Slot(&'a mut Hash),
-    /// The children digest of the `n`th list of the batch.
-    Root(usize),
-}
-
-/// Collects the stale entries below `link`.
+/// Collects the stale entries below `link` that have a hash of their own;
+/// the others (small leaves, hashed in their chunk) are marked [`INLINE`]
+/// on the way, so a list of leaves is walked once.
 fn collect_stale<'a>(link: &'a mut Link, out: &mut Vec<&'a mut Entry>) {
+    fn take<'a>(entries: impl Iterator<Item = &'a mut Entry>, out: &mut Vec<&'a mut Entry>) {
+        for entry in entries.filter(|e| e.hash == STALE) {
+            if is_inline(&entry.node) {
+                entry.hash = INLINE;
+            } else {
+                out.push(entry);
+            }
+        }
+    }
     match link {
         Link::Chunk(e) => {
             if e.iter().any(|e| e.hash == STALE) {
-                out.extend(own(e).iter_mut().filter(|e| e.hash == STALE));
+                take(own(e).iter_mut(), out);
             }
         }
-        Link::Open(v) => out.extend(v.iter_mut().filter(|e| e.hash == STALE)),
+        Link::Open(v) => take(v.iter_mut(), out),
         Link::Group(kids) => {
             if kids.iter().any(|k| k.hash == STALE) {
                 own(kids)
@@ -829,7 +838,7 @@ fn collect_stale<'a>(link: &'a mut Link, out: &mut Vec<&'a mut Entry>) {
 }
 
 /// Adds the stale nodes at `level` below `link` (a group at `link_level`).
-fn stale_at<'a>(link: &'a mut Link, link_level: usize, level: usize, batch: &mut Batch<Dest<'a>>) {
+fn stale_at<'a>(link: &'a mut Link, link_level: usize, level: usize, batch: &mut Batch<'a>) {
     let Link::Group(kids) = link else {
         unreachable!("a node above level 0 is a group")
     };
@@ -839,7 +848,7 @@ fn stale_at<'a>(link: &'a mut Link, link_level: usize, level: usize, batch: &mut
     for kid in own(kids).iter_mut().filter(|k| k.hash == STALE) {
         let Kid { hash, link, .. } = kid;
         if link_level - 1 == level {
-            push_hash_input(link, level, Dest::Slot(hash), batch);
+            push_hash_input(link, level, Dest::Hash(hash), batch);
         } else {
             stale_at(link, link_level - 1, level, batch);
         }
@@ -847,7 +856,7 @@ fn stale_at<'a>(link: &'a mut Link, link_level: usize, level: usize, batch: &mut
 }
 
 /// Adds the hash input of one node at `level` (its items are hashed).
-fn push_hash_input<'a>(link: &Link, level: usize, dest: Dest<'a>, batch: &mut Batch<Dest<'a>>) {
+fn push_hash_input<'a>(link: &Link, level: usize, dest: Dest<'a>, batch: &mut Batch<'a>) {
     match link {
         Link::Group(kids) => batch.push(dest, |buf| {
             hash::put_group(buf, level as u8, kids.iter().map(|k| &k.hash))

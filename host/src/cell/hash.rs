@@ -300,80 +300,129 @@ static LANES: LazyLock<Lanes> = LazyLock::new(|| {
     }
 });
 
-/// Many hash inputs of one role, hashed together: inputs of the same
-/// number of blocks go through BLAKE3's SIMD lanes side by side
+/// Where a hash computed in a [`Batch`] goes.
+pub(crate) enum Dest<'a> {
+    /// A cached hash: a cell's entry, a chunk or group in its parent.
+    Hash(&'a mut Hash),
+    /// A list's children digest, kept until its cell is hashed.
+    Digest(&'a mut Option<Hash>),
+}
+
+impl Dest<'_> {
+    fn put(self, hash: Hash) {
+        match self {
+            Dest::Hash(slot) => *slot = hash,
+            Dest::Digest(slot) => *slot = Some(hash),
+        }
+    }
+}
+
+/// Jobs a [`Batch`] gathers before it hashes them: enough to fill the
+/// lanes of each size several times over, few enough that the inputs are
+/// still in the first-level caches when they are hashed.
+const BATCH_JOBS: usize = 128;
+const BATCH_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    // The arena of the one batch alive on this thread (batches do not
+    // nest), kept between commits.
+    static ARENA: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Hash inputs gathered and hashed together: inputs of the same number of
+/// blocks go through BLAKE3's SIMD lanes side by side
 /// (`blake3::platform::Platform::hash_many`, the routine BLAKE3 itself uses
-/// for the chunks of a long input). Each input comes with where its hash
-/// goes (`D`). The result is exactly the one-at-a-time hash of each input.
+/// for the chunks of a long input), and each hash is written where its
+/// input said ([`Dest`]). The hashes are exactly the one-at-a-time ones.
+/// A batch hashes what it holds every [`BATCH_JOBS`] inputs, when its role
+/// changes and at [`Batch::finish`].
 ///
 /// `blake3::platform` is public but outside BLAKE3's semver promise, so the
 /// crate is pinned to one version (`Cargo.toml`) and the tests check the
 /// lanes against `blake3::keyed_hash` for every size.
-pub(crate) struct Batch<D> {
+pub(crate) struct Batch<'a> {
     role: Role,
-    /// Every input, padded, one after another.
+    /// The inputs, padded, one after another.
     arena: Vec<u8>,
     /// (start in `arena`, blocks, destination).
-    jobs: Vec<(usize, usize, D)>,
+    jobs: Vec<(usize, usize, Dest<'a>)>,
 }
 
-impl<D> Batch<D> {
+impl<'a> Batch<'a> {
     pub fn new(role: Role) -> Self {
+        let mut arena = ARENA.take();
+        arena.clear();
         Batch {
             role,
-            arena: Vec::new(),
+            arena,
             jobs: Vec::new(),
         }
     }
 
     /// Adds one input, written by `fill` (one of the `put_*` functions).
-    pub fn push(&mut self, dest: D, fill: impl FnOnce(&mut Vec<u8>)) {
+    pub fn push(&mut self, dest: Dest<'a>, fill: impl FnOnce(&mut Vec<u8>)) {
         let start = self.arena.len();
         fill(&mut self.arena);
         pad(&mut self.arena, start);
         let blocks = (self.arena.len() - start) / BLOCK;
         self.jobs.push((start, blocks, dest));
+        if self.jobs.len() == BATCH_JOBS || self.arena.len() >= BATCH_BYTES {
+            self.flush();
+        }
     }
 
-    /// Hashes every input and hands each hash to `put` with its destination,
-    /// in no particular order.
-    pub fn run(self, mut put: impl FnMut(D, Hash)) {
+    /// Hashes everything still gathered.
+    pub fn finish(mut self) {
+        self.flush();
+        ARENA.set(std::mem::take(&mut self.arena));
+    }
+
+    fn flush(&mut self) {
+        if self.jobs.is_empty() {
+            return;
+        }
         let lanes = &*LANES;
         let (key, bytes) = match self.role {
             Role::Cell => (&lanes.cell, &KEYS.cell),
             Role::Chunk => (&lanes.chunk, &KEYS.chunk),
             Role::Group => (&lanes.group, &KEYS.group),
         };
-        let Batch { arena, jobs, .. } = self;
-        if jobs.len() == 1 {
-            let (start, blocks, dest) = jobs.into_iter().next().expect("one job");
-            let input = &arena[start..start + blocks * BLOCK];
-            put(dest, *blake3::keyed_hash(bytes, input).as_bytes());
-            return;
-        }
-        // Bucket by size: lanes hash inputs of one length.
-        let mut by_size: [Vec<(usize, D)>; LANE_BLOCKS_MAX + 1] = Default::default();
-        for (start, blocks, dest) in jobs {
-            if blocks <= LANE_BLOCKS_MAX {
-                by_size[blocks].push((start, dest));
-            } else {
+        let mut jobs = std::mem::take(&mut self.jobs);
+        jobs.sort_unstable_by_key(|&(_, blocks, _)| blocks);
+        let arena = &self.arena;
+        let mut rest = jobs.drain(..).peekable();
+        while let Some((start, blocks, dest)) = rest.next() {
+            if blocks > LANE_BLOCKS_MAX || rest.peek().is_none_or(|j| j.1 != blocks) {
+                // Alone of its size (or too long for a lane): one at a time.
                 let input = &arena[start..start + blocks * BLOCK];
-                put(dest, *blake3::keyed_hash(bytes, input).as_bytes());
-            }
-        }
-        let mut out = Vec::new();
-        for (blocks, bucket) in by_size.into_iter().enumerate() {
-            if bucket.is_empty() {
+                dest.put(*blake3::keyed_hash(bytes, input).as_bytes());
                 continue;
             }
-            out.clear();
-            out.resize(bucket.len() * 32, 0);
-            let starts = bucket.iter().map(|(start, _)| *start);
-            lanes_of_size(lanes, key, blocks, &arena, starts, &mut out);
-            for ((_, dest), hash) in bucket.into_iter().zip(out.chunks_exact(32)) {
-                put(dest, hash.try_into().expect("32 bytes"));
+            let mut run = vec![(start, dest)];
+            while let Some(job) = rest.next_if(|j| j.1 == blocks) {
+                run.push((job.0, job.2));
+            }
+            let mut out = [0u8; BATCH_JOBS * 32];
+            let out = &mut out[..run.len() * 32];
+            let starts = run.iter().map(|(start, _)| *start);
+            lanes_of_size(lanes, key, blocks, arena, starts, out);
+            for ((_, dest), hash) in run.into_iter().zip(out.chunks_exact(32)) {
+                dest.put(hash.try_into().expect("32 bytes"));
             }
         }
+        drop(rest);
+        self.jobs = jobs;
+        self.arena.clear();
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        debug_assert!(
+            self.jobs.is_empty() || std::thread::panicking(),
+            "a hash batch dropped before finish: {} hashes never written",
+            self.jobs.len()
+        );
     }
 }
 
@@ -384,21 +433,25 @@ fn lanes_of_size(
     key: &[u32; 8],
     blocks: usize,
     arena: &[u8],
-    starts: impl Iterator<Item = usize>,
+    starts: impl ExactSizeIterator<Item = usize>,
     out: &mut [u8],
 ) {
     fn run<const N: usize>(
         lanes: &Lanes,
         key: &[u32; 8],
         arena: &[u8],
-        starts: impl Iterator<Item = usize>,
+        starts: impl ExactSizeIterator<Item = usize>,
         out: &mut [u8],
     ) {
-        let inputs: Vec<&[u8; N]> = starts
-            .map(|s| arena[s..s + N].try_into().expect("padded input"))
-            .collect();
+        static ZEROES: [u8; LANE_BLOCKS_MAX * BLOCK] = [0; LANE_BLOCKS_MAX * BLOCK];
+        let unused: &[u8; N] = ZEROES[..N].try_into().expect("N fits");
+        let mut inputs = [unused; BATCH_JOBS];
+        let count = starts.len();
+        for (slot, s) in inputs.iter_mut().zip(starts) {
+            *slot = arena[s..s + N].try_into().expect("padded input");
+        }
         lanes.platform.hash_many(
-            &inputs,
+            &inputs[..count],
             key,
             0,
             blake3::IncrementCounter::No,
@@ -462,21 +515,27 @@ mod tests {
                 Role::Chunk => &KEYS.chunk,
                 Role::Group => &KEYS.group,
             };
-            let mut batch = Batch::new(role);
             let mut expected = Vec::new();
-            for (i, len) in (1..=1100)
+            let mut inputs = Vec::new();
+            // Every size up to two lanes' worth, a run of one size longer
+            // than a flush, sizes alone, and some too long for a lane.
+            let lens = (1..=1100)
                 .step_by(7)
-                .chain([64, 128, 1024, 1025])
-                .enumerate()
-            {
+                .chain([64; 300])
+                .chain([128, 1024, 1025, 4000]);
+            for (i, len) in lens.enumerate() {
                 let input: Vec<u8> = (0..len).map(|j| (i * 13 + j) as u8).collect();
                 let mut padded = input.clone();
                 padded.resize(len.div_ceil(64) * 64, 0);
                 expected.push(*blake3::keyed_hash(key, &padded).as_bytes());
-                batch.push(i, |buf| buf.extend_from_slice(&input));
+                inputs.push(input);
             }
             let mut got = vec![[0u8; 32]; expected.len()];
-            batch.run(|i, h| got[i] = h);
+            let mut batch = Batch::new(role);
+            for (slot, input) in got.iter_mut().zip(&inputs) {
+                batch.push(Dest::Hash(slot), |buf| buf.extend_from_slice(input));
+            }
+            batch.finish();
             assert_eq!(got, expected);
         }
     }

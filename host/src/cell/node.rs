@@ -2,8 +2,8 @@
 
 use triomphe::Arc;
 
-use super::children::{Children, Dest, Entry};
-use super::hash::{self, Batch, Hash, Role, INLINE, STALE};
+use super::children::{Children, Entry};
+use super::hash::{self, Batch, Dest, Hash, Role, STALE};
 use super::snapshot::Snapshot;
 use cep_sdk::{Name, Path, Value};
 
@@ -105,7 +105,7 @@ impl Node {
 }
 
 /// Whether a cell is hashed in place in its parent's chunk.
-fn is_inline(node: &Node) -> bool {
+pub(super) fn is_inline(node: &Node) -> bool {
     node.children.is_empty() && hash::inline_leaf(node.value.as_ref())
 }
 
@@ -125,19 +125,11 @@ fn rehash_cells(nodes: &mut [&mut Node]) -> Vec<Hash> {
         for node in nodes.iter_mut() {
             node.children.stale_entries(&mut stale);
         }
-        let mut below: Vec<&mut Node> = Vec::with_capacity(stale.len());
-        for entry in stale.iter_mut() {
-            if is_inline(&entry.node) {
-                entry.hash = INLINE;
-            } else {
-                below.push(&mut entry.node);
-            }
-        }
-        if !below.is_empty() {
+        if !stale.is_empty() {
+            let mut below: Vec<&mut Node> = stale.iter_mut().map(|e| &mut e.node).collect();
             let hashes = rehash_cells(&mut below);
             drop(below);
-            let slots = stale.iter_mut().filter(|e| e.hash == STALE);
-            for (entry, hash) in slots.zip(hashes) {
+            for (entry, hash) in stale.iter_mut().zip(hashes) {
                 entry.hash = hash;
             }
         }
@@ -148,34 +140,31 @@ fn rehash_cells(nodes: &mut [&mut Node]) -> Vec<Hash> {
         node.children.recut();
         height = height.max(node.children.height());
     }
-    for level in 0..=height.unwrap_or(0) {
-        if height.is_none() {
-            break; // no node has children
+    if let Some(height) = height {
+        for level in 0..=height {
+            // One batch per level: its hashes are the next level's inputs.
+            let role = if level == 0 { Role::Chunk } else { Role::Group };
+            let mut batch = Batch::new(role);
+            for (node, digest) in nodes.iter_mut().zip(digests.iter_mut()) {
+                node.children.hash_jobs(level, digest, &mut batch);
+            }
+            batch.finish();
         }
-        let role = if level == 0 { Role::Chunk } else { Role::Group };
-        let mut batch = Batch::new(role);
-        for (i, node) in nodes.iter_mut().enumerate() {
-            node.children.hash_jobs(level, i, &mut batch);
-        }
-        batch.run(|dest, hash| match dest {
-            Dest::Slot(slot) => *slot = hash,
-            Dest::Root(i) => digests[i] = Some(hash),
-        });
     }
+    let mut hashes = vec![STALE; nodes.len()];
     let mut batch = Batch::new(Role::Cell);
-    for (i, node) in nodes.iter().enumerate() {
-        batch.push(i, |buf| {
+    for ((node, digest), slot) in nodes.iter().zip(&digests).zip(hashes.iter_mut()) {
+        batch.push(Dest::Hash(slot), |buf| {
             hash::put_cell(
                 buf,
                 node.flags & SEALED,
                 node.value.as_ref(),
                 node.children.len() as u64,
-                digests[i].as_ref(),
+                digest.as_ref(),
             )
         });
     }
-    let mut hashes = vec![STALE; nodes.len()];
-    batch.run(|i, hash| hashes[i] = hash);
+    batch.finish();
     hashes
 }
 
