@@ -387,31 +387,32 @@ impl<'a> Batch<'a> {
             Role::Chunk => (&lanes.chunk, &KEYS.chunk),
             Role::Group => (&lanes.group, &KEYS.group),
         };
-        let mut jobs = std::mem::take(&mut self.jobs);
-        jobs.sort_unstable_by_key(|&(_, blocks, _)| blocks);
-        let arena = &self.arena;
-        let mut rest = jobs.drain(..).peekable();
-        while let Some((start, blocks, dest)) = rest.next() {
-            if blocks > LANE_BLOCKS_MAX || rest.peek().is_none_or(|j| j.1 != blocks) {
-                // Alone of its size (or too long for a lane): one at a time.
-                let input = &arena[start..start + blocks * BLOCK];
-                dest.put(*blake3::keyed_hash(bytes, input).as_bytes());
-                continue;
+        // Sorted by size, each run of one size is a contiguous range; the
+        // hashes go to `out` in job order, then to their destinations.
+        self.jobs.sort_unstable_by_key(|&(_, blocks, _)| blocks);
+        let (jobs, arena) = (&mut self.jobs, &self.arena);
+        let mut out = [0u8; BATCH_JOBS * 32];
+        let mut i = 0;
+        while i < jobs.len() {
+            let blocks = jobs[i].1;
+            let n = jobs[i..].iter().take_while(|j| j.1 == blocks).count();
+            let run = &jobs[i..i + n];
+            let hashes = &mut out[i * 32..(i + n) * 32];
+            if n == 1 || blocks > LANE_BLOCKS_MAX {
+                // Alone of its size, or too long for a lane: one at a time.
+                for ((start, _, _), slot) in run.iter().zip(hashes.chunks_exact_mut(32)) {
+                    let input = &arena[*start..start + blocks * BLOCK];
+                    slot.copy_from_slice(blake3::keyed_hash(bytes, input).as_bytes());
+                }
+            } else {
+                let starts = run.iter().map(|(start, _, _)| *start);
+                lanes_of_size(lanes, key, blocks, arena, starts, hashes);
             }
-            let mut run = vec![(start, dest)];
-            while let Some(job) = rest.next_if(|j| j.1 == blocks) {
-                run.push((job.0, job.2));
-            }
-            let mut out = [0u8; BATCH_JOBS * 32];
-            let out = &mut out[..run.len() * 32];
-            let starts = run.iter().map(|(start, _)| *start);
-            lanes_of_size(lanes, key, blocks, arena, starts, out);
-            for ((_, dest), hash) in run.into_iter().zip(out.chunks_exact(32)) {
-                dest.put(hash.try_into().expect("32 bytes"));
-            }
+            i += n;
         }
-        drop(rest);
-        self.jobs = jobs;
+        for ((_, _, dest), hash) in jobs.drain(..).zip(out.chunks_exact(32)) {
+            dest.put(hash.try_into().expect("32 bytes"));
+        }
         self.arena.clear();
     }
 }
