@@ -339,12 +339,16 @@ impl Link {
             if Arc::get_mut(entries).is_none() {
                 prefetch_all(entries);
                 let rebuilt: Arc<[Entry]> = match edit {
-                    Edit::Insert(i, entry) => entries[..i]
-                        .iter()
-                        .cloned()
-                        .chain(std::iter::once(entry))
-                        .chain(entries[i..].iter().cloned())
-                        .collect(),
+                    Edit::Insert(i, entry) => Arc::from_header_and_iter(
+                        (),
+                        Spliced {
+                            items: entries,
+                            at: i,
+                            inserted: Some(entry),
+                            next: 0,
+                        },
+                    )
+                    .into(),
                     Edit::Remove(i) => entries[..i]
                         .iter()
                         .chain(&entries[i + 1..])
@@ -391,6 +395,41 @@ impl Link {
         }
     }
 }
+
+/// The items of a shared slice with one new item at `at`, cloned in
+/// order: an exact-size iterator, so a copy-on-write insert builds its new
+/// chunk in one pass (a `Chain` of three iterators tested which part it was
+/// in for every item, ~250 instructions per entry copied).
+struct Spliced<'a, T> {
+    items: &'a [T],
+    at: usize,
+    inserted: Option<T>,
+    next: usize,
+}
+
+impl<T: Clone> Iterator for Spliced<'_, T> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.next == self.at {
+            if let Some(item) = self.inserted.take() {
+                return Some(item);
+            }
+        }
+        let item = self.items.get(self.next)?.clone();
+        self.next += 1;
+        Some(item)
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.items.len() - self.next + usize::from(self.inserted.is_some());
+        (left, Some(left))
+    }
+}
+
+impl<T: Clone> ExactSizeIterator for Spliced<'_, T> {}
 
 /// A structural change to one chunk.
 enum Edit {
