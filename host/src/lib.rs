@@ -23,5 +23,5 @@ pub use cell::{Hash, Name, Path, Snapshot, Value, Word};
 pub use cep_sdk::{EnzymeDescriptor, EnzymeFlags, MatchKind};
 pub use config::{Config, ExecutorKind};
 pub use enzyme::{Enzyme, EnzymeId, Outcome};
-pub use episode::{Budgets, EpisodeSpec, Lease, Profile};
+pub use episode::{Budgets, EpisodeSpec, Lease, Profile, SliceTicket, TicketError};
 pub use ops::{AwaitSpec, OpSpec, OpStatus};

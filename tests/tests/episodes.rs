@@ -5,7 +5,7 @@ use cep_host::episode::{DecisionKind, Lease};
 use cep_host::ops::{self, dossier};
 use cep_host::{
     Budgets, Config, EnzymeCx, EnzymeDescriptor, EpisodeSpec, Hash, Impulse, Name, OpSpec,
-    OpStatus, Outcome, Profile, Runtime, Value, Word,
+    OpStatus, Outcome, Profile, Runtime, SliceTicket, TicketError, Value, Word,
 };
 use cep_tests::{backends, facts, p, runtime, CallLog};
 
@@ -581,5 +581,207 @@ fn a_slice_running_when_its_episode_is_cancelled_sees_check_cancel() {
     assert_eq!(
         close_field(&rt, &eid, "status"),
         Some(Value::text("sts:cnl"))
+    );
+}
+
+/// An episode whose slices log whether they see a cancellation, and yield.
+fn polite(rt: &mut Runtime, name: &str, log: &CallLog) {
+    let seen = log.clone();
+    rt.register(
+        &EnzymeDescriptor::new(name, &format!("ep/cb/{name}")),
+        move |cx: &mut EnzymeCx<'_>| {
+            let label = if cx.check_cancel() {
+                "cancelled"
+            } else {
+                "running"
+            };
+            seen.push(cx.beat(), label);
+            cx.ep_yield().unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_queued_slice_cancelled_by_its_ticket_starts_cancelled_and_ends_its_episode() {
+    let mut rt = runtime();
+    let log = CallLog::default();
+    polite(&mut rt, "polite", &log);
+    let eid = rt.ep_start(EpisodeSpec::new("polite", Profile::Ro));
+    rt.run(3).unwrap();
+    let ticket = rt.slice_ticket(&eid).expect("a slice queued for beat 3");
+    assert_eq!(ticket, SliceTicket::new(eid.clone(), 3));
+    assert_eq!(ticket.to_string(), format!("{eid}@3"));
+    rt.cancel_ticket(&ticket).unwrap();
+    rt.run(3).unwrap();
+    assert_eq!(
+        log.entries(),
+        [
+            (1, "running".to_owned()),
+            (2, "running".to_owned()),
+            (3, "cancelled".to_owned())
+        ]
+    );
+    assert_eq!(
+        close_field(&rt, &eid, "status"),
+        Some(Value::text("sts:cnl"))
+    );
+    assert_eq!(close_field(&rt, &eid, "beat"), Some(Value::I64(3)));
+    let cancelled = facts(&rt, "ep:cancel/ticket");
+    assert_eq!(cancelled.len(), 1);
+    assert!(cancelled[0].note.contains(&ticket.to_string()));
+    assert_eq!(rt.episodes_live(), 0);
+    assert_eq!(
+        rt.slice_ticket(&eid),
+        None,
+        "an ended episode has no ticket"
+    );
+}
+
+#[test]
+fn a_stale_unqueued_or_malformed_ticket_is_refused_and_cancels_nothing() {
+    let mut rt = runtime();
+    let log = CallLog::default();
+    polite(&mut rt, "polite", &log);
+    let eid = rt.ep_start(EpisodeSpec::new("polite", Profile::Ro));
+    rt.run(3).unwrap();
+    let stale = SliceTicket::new(eid.clone(), 2);
+    assert_eq!(
+        rt.cancel_ticket(&stale),
+        Err(TicketError::Stale {
+            ticket: stale,
+            next_beat: 3
+        })
+    );
+    let early = SliceTicket::new(eid.clone(), 5);
+    assert_eq!(
+        rt.cancel_ticket(&early),
+        Err(TicketError::NotQueued { ticket: early }),
+        "only beat 3's slice is queued"
+    );
+    let nobody = SliceTicket::new(Name::new("9-h9").unwrap(), 3);
+    assert_eq!(
+        rt.cancel_ticket(&nobody),
+        Err(TicketError::NotLive { ticket: nobody })
+    );
+    for text in ["", "0-h0", "0-h0@", "@3", "0-h0@x", "a/b@3"] {
+        let err = text.parse::<SliceTicket>().unwrap_err();
+        assert!(matches!(err, TicketError::Malformed { .. }), "{text:?}");
+        assert!(err.to_string().contains("<episode id>@<beat>"), "{err}");
+    }
+    assert_eq!(
+        "0-h0@3".parse::<SliceTicket>(),
+        Ok(SliceTicket::new(Name::new("0-h0").unwrap(), 3))
+    );
+    rt.run(3).unwrap();
+    assert_eq!(rt.episodes_live(), 1, "nothing was cancelled");
+    assert!(log.labels().iter().all(|l| l == "running"));
+    assert!(facts(&rt, "ep:cancel/ticket").is_empty());
+}
+
+/// A worker episode that yields forever and a supervisor episode that, in
+/// its slice of beat `at`, cancels the worker's slice of beat `target` by
+/// ticket and closes. `supervisor_first`: which is started (so runs) first.
+fn supervised(
+    config: Config,
+    supervisor_first: bool,
+    at: u64,
+    target: u64,
+) -> (Runtime, Name, CallLog) {
+    let mut rt = Runtime::new(config).unwrap();
+    let log = CallLog::default();
+    polite(&mut rt, "worker", &log);
+    // Host ids are `<beat>-h<seq>`: both start before beat 0.
+    let worker_id = Name::new(if supervisor_first { "0-h1" } else { "0-h0" }).unwrap();
+    let worker = worker_id.clone();
+    rt.register(
+        &EnzymeDescriptor::new("boss", "ep/cb/boss"),
+        move |cx: &mut EnzymeCx<'_>| {
+            if cx.beat() < at {
+                cx.ep_yield().unwrap();
+            } else {
+                cx.ep_cancel_ticket(&SliceTicket::new(worker.clone(), target));
+                cx.ep_close(OpStatus::Ok, "done").unwrap();
+            }
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let order = if supervisor_first {
+        ["boss", "worker"]
+    } else {
+        ["worker", "boss"]
+    };
+    for callback in order {
+        rt.ep_start(EpisodeSpec::new(callback, Profile::Ro));
+    }
+    rt.run(8).unwrap();
+    (rt, worker_id, log)
+}
+
+#[test]
+fn an_enzyme_cancelling_a_running_slice_ends_its_episode_whatever_the_agenda_order() {
+    let mut histories = Vec::new();
+    for supervisor_first in [true, false] {
+        let mut hashes: Vec<(String, Hash)> = Vec::new();
+        for (backend, config) in backends() {
+            let (rt, worker, log) = supervised(config, supervisor_first, 3, 3);
+            assert_eq!(
+                close_field(&rt, &worker, "status"),
+                Some(Value::text("sts:cnl")),
+                "{backend}"
+            );
+            assert_eq!(close_field(&rt, &worker, "beat"), Some(Value::I64(3)));
+            // The running slice saw nothing mid-slice: its end is recorded,
+            // then the cancellation, in the same beat.
+            assert_eq!(log.labels(), ["running"; 3], "{backend}");
+            let history = ops::history(rt.snapshot(), &worker);
+            assert_eq!(
+                history[history.len() - 2..],
+                [("ist:yield".to_owned(), 3), ("ist:cxl".to_owned(), 3)],
+                "{backend}"
+            );
+            assert_eq!(facts(&rt, "ep:cancel/ticket").len(), 1, "{backend}");
+            hashes.push((backend, rt.snapshot().hash()));
+            if hashes.len() == 1 {
+                histories.push(history);
+            }
+        }
+        for (backend, hash) in &hashes[1..] {
+            assert_eq!(*hash, hashes[0].1, "{backend} differs from cooperative");
+        }
+    }
+    assert_eq!(
+        histories[0], histories[1],
+        "the worker's record does not depend on the agenda order"
+    );
+}
+
+#[test]
+fn an_enzyme_cancels_a_later_slice_by_ticket_and_a_past_one_only_raises_a_fact() {
+    let (rt, worker, log) = supervised(Config::default(), true, 2, 4);
+    assert_eq!(
+        log.entries(),
+        [
+            (1, "running".to_owned()),
+            (2, "running".to_owned()),
+            (3, "running".to_owned()),
+            (4, "cancelled".to_owned())
+        ],
+        "beat 4's slice starts cancelled; beat 3's ran as usual"
+    );
+    assert_eq!(close_field(&rt, &worker, "beat"), Some(Value::I64(4)));
+
+    let (rt, worker, log) = supervised(Config::default(), true, 3, 1);
+    assert_eq!(rt.episodes_live(), 1, "the worker runs on");
+    assert!(close_field(&rt, &worker, "status").is_none());
+    assert!(log.labels().iter().all(|l| l == "running"));
+    let stale = facts(&rt, "ep:ticket/stale");
+    assert_eq!(stale.len(), 1);
+    assert!(
+        stale[0].note.contains(&format!("{worker}@1")),
+        "{}",
+        stale[0].note
     );
 }

@@ -12,7 +12,7 @@ use super::impulse::Impulse;
 use crate::cei::{Fact, Severity};
 use crate::cell::{Node, Snapshot};
 use crate::enzyme::{Enzyme, EnzymeSpec};
-use crate::episode::{self, EpisodeSpec, GuardError, Lease, SliceEnd, SliceInfo};
+use crate::episode::{self, EpisodeSpec, GuardError, Lease, SliceEnd, SliceInfo, SliceTicket};
 use crate::ops::{AwaitSpec, OpSpec, OpStatus, OpsIntent};
 
 /// An episode change, applied at commit.
@@ -53,6 +53,10 @@ pub(crate) enum EpisodeOp {
         eid: Name,
         topic: String,
         reason: String,
+    },
+    /// Cancel one slice (see [`crate::episode::SliceTicket`]).
+    CancelTicket {
+        ticket: SliceTicket,
     },
 }
 
@@ -422,6 +426,26 @@ impl<'a> EnzymeCx<'a> {
             topic: "ep:cancel".to_owned(),
             reason: reason.to_owned(),
         })));
+    }
+
+    /// Cancels one slice, named by its ticket, at commit: a slice of a
+    /// later beat runs with [`EnzymeCx::check_cancel`] true from its start
+    /// and its episode ends `sts:cnl`; a slice of this beat (running now)
+    /// has its episode cancelled at this commit, whatever the agenda order;
+    /// a ticket of an earlier beat is stale and only raises an
+    /// `ep:ticket/stale` usage fact. Either cancellation records an
+    /// `ep:cancel/ticket` fact naming the ticket.
+    pub fn ep_cancel_ticket(&mut self, ticket: &SliceTicket) {
+        self.stage(Op::Episode(Box::new(EpisodeOp::CancelTicket {
+            ticket: ticket.clone(),
+        })));
+    }
+
+    /// The ticket of this slice (`None` outside a slice). After a yield the
+    /// episode's next slice is `beat + 1`'s: `SliceTicket::new(eid, beat + 1)`.
+    pub fn slice_ticket(&self) -> Option<SliceTicket> {
+        self.slice
+            .map(|s| SliceTicket::new(s.eid.clone(), self.beat))
     }
 
     /// Whether this slice should stop (cancelled, or over its IO budget).

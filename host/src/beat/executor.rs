@@ -53,6 +53,11 @@ impl Slices {
         self.0.is_empty()
     }
 
+    /// Whether episode `eid` has a slice in this beat.
+    pub fn runs(&self, eid: &cep_sdk::Name) -> bool {
+        self.0.iter().any(|(_, info)| &info.eid == eid)
+    }
+
     /// Empties the list, keeping its allocation.
     pub fn clear(&mut self) {
         self.0.clear();

@@ -16,7 +16,8 @@ use crate::cell::{hash, Hash, History, Snapshot, WorkTree};
 use crate::config::{Config, ExecutorKind};
 use crate::enzyme::{Enzyme, EnzymeId, RegisterError, Registry, ResolveKey};
 use crate::episode::{
-    self, Decision, DecisionKind, Episode, EpisodeSpec, Episodes, LeaseRefusal, SliceEnd, SliceInfo,
+    self, Decision, DecisionKind, Episode, EpisodeSpec, Episodes, LeaseRefusal, SliceEnd,
+    SliceInfo, SliceTicket, TicketError,
 };
 use crate::ops::{self, AwaitSpec, OpSpec, OpStatus, Ops, OpsIntent};
 use crate::organ::{self, Organs};
@@ -184,6 +185,14 @@ pub struct Runtime {
     /// Episode changes decided outside any enzyme call (timeouts, host
     /// cancellations, callbacks gone), applied first at the next commit.
     pending_episode_ops: Vec<EpisodeOp>,
+    /// Slices cancelled by ticket before they ran, by (beat, episode): the
+    /// capture of that beat runs them cancelled. Entries of beats already
+    /// captured are dropped then (their episode ran no slice that beat).
+    cancelled_slices: BTreeMap<u64, std::collections::BTreeSet<Name>>,
+    /// Tickets of slices running in the beat being committed, cancelled by
+    /// an enzyme of that beat: applied after every intent, so the result
+    /// does not depend on agenda order. Empty between beats.
+    running_cancels: Vec<(SliceTicket, String)>,
     /// Every nondeterministic decision taken so far, in order.
     decisions: Vec<Decision>,
     /// The first beat of a world resumed from a previous process's tree.
@@ -310,6 +319,8 @@ impl Runtime {
             impulses_buf: Vec::new(),
             slices_buf: Slices::default(),
             pending_episode_ops: Vec::new(),
+            cancelled_slices: Default::default(),
+            running_cancels: Vec::new(),
             decisions: Vec::new(),
             decisions_taken: 0,
             resumed_at: None,
@@ -533,6 +544,61 @@ impl Runtime {
         });
     }
 
+    /// The ticket of episode `eid`'s next queued slice, if one is queued
+    /// (not while it awaits another operation, nor once it ended).
+    pub fn slice_ticket(&self, eid: &Name) -> Option<SliceTicket> {
+        if !self.episodes.live.contains_key(eid) {
+            return None;
+        }
+        self.queue.iter().find_map(|(&due, list)| {
+            list.iter()
+                .any(|queued| self.is_slice_of(queued, eid))
+                .then(|| SliceTicket::new(eid.clone(), due))
+        })
+    }
+
+    /// Whether `queued` is the continuation that runs a slice of `eid`.
+    fn is_slice_of(&self, queued: &Queued, eid: &Name) -> bool {
+        queued.only().is_none()
+            && self.episode_target(&queued.impulse, episode::CONT_SIGNAL) == Some(eid)
+    }
+
+    /// Cancels the queued slice `ticket` names: it runs with
+    /// `check_cancel()` true from its start and its episode ends `sts:cnl`
+    /// (an `ep:cancel/ticket` fact names the ticket). Refused, changing
+    /// nothing, when the episode is not running, the slice already ran
+    /// (stale), or no slice of the episode is queued for that beat. Like
+    /// [`Runtime::ep_cancel`], a call from the embedding program, not a
+    /// journaled input: a journaled world cancels through an enzyme
+    /// ([`EnzymeCx::ep_cancel_ticket`]).
+    pub fn cancel_ticket(&mut self, ticket: &SliceTicket) -> Result<(), TicketError> {
+        if !self.episodes.live.contains_key(&ticket.eid) {
+            return Err(TicketError::NotLive {
+                ticket: ticket.clone(),
+            });
+        }
+        if ticket.beat < self.next_beat {
+            return Err(TicketError::Stale {
+                ticket: ticket.clone(),
+                next_beat: self.next_beat,
+            });
+        }
+        let queued = self
+            .queue
+            .get(&ticket.beat)
+            .is_some_and(|list| list.iter().any(|q| self.is_slice_of(q, &ticket.eid)));
+        if !queued {
+            return Err(TicketError::NotQueued {
+                ticket: ticket.clone(),
+            });
+        }
+        self.cancelled_slices
+            .entry(ticket.beat)
+            .or_default()
+            .insert(ticket.eid.clone());
+        Ok(())
+    }
+
     /// Live episodes.
     pub fn episodes_live(&self) -> usize {
         self.episodes.live.len()
@@ -697,6 +763,18 @@ impl Runtime {
         agenda.reserve(impulses.len());
         let mut slices = std::mem::take(&mut self.slices_buf);
         slices.clear();
+        // This beat's cancelled slices; earlier beats' (whose episode ran
+        // no slice then) are dropped, later ones stay.
+        let mut cancelled = None;
+        while let Some(entry) = self.cancelled_slices.first_entry() {
+            if *entry.key() > beat {
+                break;
+            }
+            let (due, eids) = entry.remove_entry();
+            if due == beat {
+                cancelled = Some(eids);
+            }
+        }
         for (index, queued) in impulses.iter().enumerate() {
             let index = index as u32;
             if let Some(only) = queued.only() {
@@ -712,6 +790,19 @@ impl Runtime {
             // Episode impulses need a live episode: skip the checks without one.
             if !self.episodes.live.is_empty() {
                 if let Some(eid) = self.episode_target(&queued.impulse, episode::CONT_SIGNAL) {
+                    let by_ticket = cancelled.as_mut().is_some_and(|c| c.remove(eid));
+                    if by_ticket {
+                        // Queued before the slice is looked at, so it starts
+                        // cancelled, as for `ep_cancel`.
+                        self.pending_episode_ops.push(EpisodeOp::Cancel {
+                            eid: eid.clone(),
+                            topic: "ep:cancel/ticket".to_owned(),
+                            reason: format!(
+                                "slice {} was cancelled by its ticket",
+                                SliceTicket::new(eid.clone(), beat)
+                            ),
+                        });
+                    }
                     if let Some((enzyme, info)) = self.slice_of(eid, beat) {
                         slices.push(agenda.len() as u32, info);
                         agenda.push(Slot {
@@ -1047,6 +1138,7 @@ impl Runtime {
         self.written = written;
         self.changed_log = changed;
         self.staged_buf = staged;
+        self.cancel_running_slices(&mut tree, work, &mut facts);
         if conflicts > self.config.conflict_facts_max {
             let note = format!(
                 "{} more same-cell conflicts in beat {beat} were not recorded one by one (conflict_facts_max = {})",
@@ -1372,6 +1464,22 @@ impl Runtime {
                     );
                 }
             },
+            EpisodeOp::CancelTicket { ticket } => {
+                if ticket.beat > beat {
+                    // Queued (or not yet): its beat's capture decides.
+                    self.cancelled_slices
+                        .entry(ticket.beat)
+                        .or_default()
+                        .insert(ticket.eid);
+                } else if ticket.beat == beat {
+                    self.running_cancels.push((ticket, origin.to_owned()));
+                } else {
+                    facts.push(usage(
+                        "ep:ticket/stale",
+                        format!("slice {ticket} already ran (this is beat {beat}); nothing was cancelled"),
+                    ));
+                }
+            }
             EpisodeOp::Cancel { eid, topic, reason } => {
                 if self.episodes.live.contains_key(&eid) {
                     let fact =
@@ -1381,6 +1489,48 @@ impl Runtime {
                 }
             }
         }
+    }
+
+    /// Cancels the episodes whose slice of this beat an enzyme of this beat
+    /// cancelled by ticket. Applied after every intent of the beat, so the
+    /// outcome does not depend on where the cancelling call stood in the
+    /// agenda relative to the slice: the slice's own end is recorded, then
+    /// the cancellation (unless the slice already ended its episode).
+    fn cancel_running_slices(
+        &mut self,
+        tree: &mut WorkTree,
+        work: &BeatWork,
+        facts: &mut Vec<(Fact, Option<u32>)>,
+    ) {
+        if self.running_cancels.is_empty() {
+            return;
+        }
+        let beat = work.beat;
+        let mut cancels = std::mem::take(&mut self.running_cancels);
+        for (ticket, origin) in cancels.drain(..) {
+            if !work.slices.runs(&ticket.eid) {
+                let note = format!(
+                    "no slice of episode {} ran at beat {beat}; ticket {ticket} cancelled nothing",
+                    ticket.eid
+                );
+                facts.push((
+                    Fact::new(Severity::Usage, "ep:ticket/stale", note).origin(origin),
+                    None,
+                ));
+            } else if self.episodes.live.contains_key(&ticket.eid) {
+                let note = format!("slice {ticket} was cancelled while it ran");
+                let fact = Fact::new(Severity::Warn, "ep:cancel/ticket", note).origin(origin);
+                self.cancel_episode(
+                    tree,
+                    beat,
+                    &ticket.eid,
+                    fact,
+                    "its running slice was cancelled by ticket",
+                    facts,
+                );
+            }
+        }
+        self.running_cancels = cancels;
     }
 
     /// Whether the episode is cancelled for CPU time at this beat: measured

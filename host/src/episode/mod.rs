@@ -120,6 +120,59 @@ pub enum SliceEnd {
     Close(OpStatus, String),
 }
 
+/// One slice of one episode: the call of episode `eid`'s callback at
+/// `beat`. A supervisor cancels that slice, and only that one, with
+/// `cancel_ticket`: a ticket whose slice already ran is stale and changes
+/// nothing, so cancelling by ticket cannot hit a later slice by mistake (as
+/// `ep_cancel`, which cancels whatever the episode is doing, can).
+///
+/// Written `<eid>@<beat>` (its [`std::fmt::Display`] and
+/// [`std::str::FromStr`]), so a ticket can travel through a cell.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SliceTicket {
+    pub eid: Name,
+    pub beat: u64,
+}
+
+impl SliceTicket {
+    pub fn new(eid: Name, beat: u64) -> Self {
+        SliceTicket { eid, beat }
+    }
+}
+
+impl std::fmt::Display for SliceTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.eid, self.beat)
+    }
+}
+
+impl std::str::FromStr for SliceTicket {
+    type Err = TicketError;
+
+    fn from_str(text: &str) -> Result<Self, TicketError> {
+        let malformed = || TicketError::Malformed {
+            text: text.to_owned(),
+        };
+        let (eid, beat) = text.rsplit_once('@').ok_or_else(malformed)?;
+        let eid = Name::new(eid).map_err(|_| malformed())?;
+        let beat = beat.parse().map_err(|_| malformed())?;
+        Ok(SliceTicket { eid, beat })
+    }
+}
+
+/// Why a slice ticket was refused. Nothing was cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    #[error("invalid slice ticket {text:?}: a ticket is <episode id>@<beat>, e.g. 12-h0@40")]
+    Malformed { text: String },
+    #[error("slice {ticket} cannot be cancelled: episode {} is not running", ticket.eid)]
+    NotLive { ticket: SliceTicket },
+    #[error("slice {ticket} already ran (the next beat is {next_beat}); the ticket is stale")]
+    Stale { ticket: SliceTicket, next_beat: u64 },
+    #[error("slice {ticket} is not queued: episode {} has no slice waiting for beat {}", ticket.eid, ticket.beat)]
+    NotQueued { ticket: SliceTicket },
+}
+
 /// A nondeterministic decision, recorded so that a replay applies it instead
 /// of measuring again. The journal persists these.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
