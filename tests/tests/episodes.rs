@@ -554,27 +554,7 @@ fn resume_rw_gets_the_leases_back_when_nobody_took_them() {
 
 #[test]
 fn a_slice_running_when_its_episode_is_cancelled_sees_check_cancel() {
-    let mut rt = runtime();
-    let log = CallLog::default();
-    let seen = log.clone();
-    rt.register(
-        &EnzymeDescriptor::new("polite", "ep/cb/polite"),
-        move |cx: &mut EnzymeCx<'_>| {
-            seen.push(
-                cx.beat(),
-                if cx.check_cancel() {
-                    "cancelled"
-                } else {
-                    "running"
-                },
-            );
-            cx.ep_yield().unwrap();
-            Outcome::Ok
-        },
-    )
-    .unwrap();
-    let eid = rt.ep_start(EpisodeSpec::new("polite", Profile::Ro));
-    rt.run(3).unwrap();
+    let (mut rt, eid, log) = polite_after_3_beats();
     rt.ep_cancel(&eid);
     rt.run(3).unwrap();
     assert_eq!(log.labels(), ["running", "running", "cancelled"]);
@@ -603,13 +583,20 @@ fn polite(rt: &mut Runtime, name: &str, log: &CallLog) {
     .unwrap();
 }
 
-#[test]
-fn a_queued_slice_cancelled_by_its_ticket_starts_cancelled_and_ends_its_episode() {
+/// A runtime whose one `polite` episode has run its slices of beats 1 and 2;
+/// the next is queued for beat 3.
+fn polite_after_3_beats() -> (Runtime, Name, CallLog) {
     let mut rt = runtime();
     let log = CallLog::default();
     polite(&mut rt, "polite", &log);
     let eid = rt.ep_start(EpisodeSpec::new("polite", Profile::Ro));
     rt.run(3).unwrap();
+    (rt, eid, log)
+}
+
+#[test]
+fn a_queued_slice_cancelled_by_its_ticket_starts_cancelled_and_ends_its_episode() {
+    let (mut rt, eid, log) = polite_after_3_beats();
     let ticket = rt.slice_ticket(&eid).expect("a slice queued for beat 3");
     assert_eq!(ticket, SliceTicket::new(eid.clone(), 3));
     assert_eq!(ticket.to_string(), format!("{eid}@3"));
@@ -641,11 +628,7 @@ fn a_queued_slice_cancelled_by_its_ticket_starts_cancelled_and_ends_its_episode(
 
 #[test]
 fn a_stale_unqueued_or_malformed_ticket_is_refused_and_cancels_nothing() {
-    let mut rt = runtime();
-    let log = CallLog::default();
-    polite(&mut rt, "polite", &log);
-    let eid = rt.ep_start(EpisodeSpec::new("polite", Profile::Ro));
-    rt.run(3).unwrap();
+    let (mut rt, eid, log) = polite_after_3_beats();
     let stale = SliceTicket::new(eid.clone(), 2);
     assert_eq!(
         rt.cancel_ticket(&stale),
