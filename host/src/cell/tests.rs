@@ -858,3 +858,73 @@ fn appends_and_front_trims_keep_every_cached_field_exact() {
         assert_eq!(log.first_child_name().unwrap(), &Name::from_index(beat));
     }
 }
+
+/// A tree that touches every rule of the hash format: each value kind
+/// (short and long text, empty and non-empty bytes, negative zero), a cell
+/// with a value and children, sealed cells, index-named logs, and lists
+/// wide enough to be cut into chunks and groups of several levels.
+fn golden_tree() -> Snapshot {
+    commit(&Snapshot::empty(), 7, |t| {
+        let values = [
+            ("null", Value::Null),
+            ("yes", Value::Bool(true)),
+            ("no", Value::Bool(false)),
+            ("int", Value::I64(-42)),
+            ("big", Value::I64(i64::MAX)),
+            ("float", Value::F64(1.5)),
+            ("negzero", Value::F64(-0.0)),
+            ("short", Value::text("ist:yield")),
+            ("long", Value::text("a text longer than twenty-three bytes")),
+            ("empty", Value::Bytes(Vec::new().into())),
+            ("bytes", Value::Bytes(vec![0, 1, 2, 255].into())),
+        ];
+        for (name, value) in values {
+            t.write(&p(&format!("/data/kinds/{name}")), value).unwrap();
+        }
+        t.write(&p("/data/both"), Value::I64(1)).unwrap();
+        t.write(&p("/data/both/child"), Value::I64(2)).unwrap();
+        t.write(&p("/sys/sealed/a"), Value::text("x")).unwrap();
+        t.seal(&p("/sys/sealed")).unwrap();
+        for i in 0..40u64 {
+            t.append(&p("/rt/log"), Value::I64(i as i64)).unwrap();
+        }
+        for i in 0..3_000u64 {
+            let path = p(&format!("/data/wide/k{}", i * 7919 % 10_007));
+            t.write(&path, Value::I64(i as i64)).unwrap();
+        }
+    })
+}
+
+/// The state hash is a format (docs/formats.md): these values were computed
+/// by format v3 and must not change unless `FORMAT_VERSION` does, with the
+/// journal refusing the older format. A change of layout, batching or
+/// copy-on-write strategy that alters one of them is a bug.
+#[test]
+fn the_state_hash_of_a_fixed_tree_is_pinned_by_format_version() {
+    assert_eq!(
+        hash::FORMAT_VERSION,
+        3,
+        "a new format needs new pinned hashes"
+    );
+    let golden = golden_tree();
+    assert_eq!(
+        golden.hash_hex(),
+        "e338a1e86a179875e839bf637e29966f8a36aae9cdd3363e25b18a869d0e7058",
+        "the hash of the golden tree"
+    );
+    // The same tree after an incremental batch (inserts in the middle and
+    // at the end of wide lists, a removal, a trimmed log, a rewrite).
+    let edited = commit(&golden, 8, |t| {
+        t.write(&p("/data/wide/k5000x"), Value::Null).unwrap();
+        t.delete(&p("/data/wide/k7919")).unwrap();
+        t.write(&p("/data/wide/k9999z"), Value::Bool(true)).unwrap();
+        t.keep_newest(&p("/rt/log"), 16).unwrap();
+        t.write(&p("/data/kinds/int"), Value::I64(43)).unwrap();
+    });
+    assert_eq!(edited.hash(), edited.recompute_hash());
+    assert_eq!(
+        edited.hash_hex(),
+        "af244e168be009d4d07dd8af9dd964121d974d8c511c6c3ab4116a4378611ffb",
+        "the hash after the batch"
+    );
+}
