@@ -545,7 +545,14 @@ impl CellMut<'_> {
     /// [`hash::NODE_ITEMS_MAX`], about 4 more on average), which leaves
     /// the chunks of the oldest entries untouched until they go.
     pub fn push_windowed(&mut self, name: &Name, keep: usize) -> Result<CellMut<'_>, TreeError> {
-        if self.node.child(name.as_str()).is_none() {
+        // A name after the last (every new history entry) is new without a
+        // search; only another name needs one.
+        let fresh = match self.node.children.last() {
+            None => true,
+            Some(last) if last.name < *name => true,
+            Some(_) => self.node.child(name.as_str()).is_none(),
+        };
+        if fresh {
             let excess = (self.node.child_count() + 1).saturating_sub(keep.max(1));
             let whole = self.node.children.whole_chunks_within(excess);
             self.remove_first(whole)?;
