@@ -53,9 +53,9 @@ impl Slices {
         self.0.is_empty()
     }
 
-    /// Whether episode `eid` has a slice in this beat.
-    pub fn runs(&self, eid: &cep_sdk::Name) -> bool {
-        self.0.iter().any(|(_, info)| &info.eid == eid)
+    /// The episodes with a slice in this beat.
+    pub fn episodes(&self) -> impl Iterator<Item = &cep_sdk::Name> {
+        self.0.iter().map(|(_, info)| &info.eid)
     }
 
     /// Empties the list, keeping its allocation.

@@ -1506,9 +1506,11 @@ impl Runtime {
             return;
         }
         let beat = work.beat;
+        // One look at the beat's slices, however many are cancelled.
+        let running: std::collections::BTreeSet<&Name> = work.slices.episodes().collect();
         let mut cancels = std::mem::take(&mut self.running_cancels);
         for (ticket, origin) in cancels.drain(..) {
-            if !work.slices.runs(&ticket.eid) {
+            if !running.contains(&ticket.eid) {
                 let note = format!(
                     "no slice of episode {} ran at beat {beat}; ticket {ticket} cancelled nothing",
                     ticket.eid
