@@ -529,14 +529,18 @@ fn uncut_names(count: usize) -> Vec<String> {
         .collect()
 }
 
-/// Names of three families: index names (logs), short words, and names that
-/// never end a chunk (so chunks fill up to the cap and cuts cascade).
+/// Names of four families: index names (logs), short words, names that
+/// never end a chunk (so chunks fill up to the cap and cuts cascade), and
+/// names of 16 bytes or more that share their first 16 (a search's sort
+/// key) with eight others or more, so searches must order them by name.
 fn list_name(family: u8, n: u16) -> String {
     static UNCUT: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    match family % 3 {
+    match family % 4 {
         0 => format!("{n:010}"),
         1 => format!("k{n}"),
-        _ => UNCUT.get_or_init(|| uncut_names(1024))[n as usize].clone(),
+        2 => UNCUT.get_or_init(|| uncut_names(1024))[n as usize].clone(),
+        _ if n < 8 => format!("{n:016}"),
+        _ => format!("{:016}{n}", n % 8),
     }
 }
 
@@ -552,12 +556,12 @@ enum ListOp {
 
 fn list_op() -> impl Strategy<Value = ListOp> {
     prop_oneof![
-        6 => (0u8..3, 0u16..700).prop_map(|(f, n)| ListOp::Insert(f, n)),
-        3 => (0u8..3, 0u16..700).prop_map(|(f, n)| ListOp::Remove(f, n)),
-        2 => (0u8..3, 0u16..700).prop_map(|(f, n)| ListOp::Rewrite(f, n)),
+        6 => (0u8..4, 0u16..700).prop_map(|(f, n)| ListOp::Insert(f, n)),
+        3 => (0u8..4, 0u16..700).prop_map(|(f, n)| ListOp::Remove(f, n)),
+        2 => (0u8..4, 0u16..700).prop_map(|(f, n)| ListOp::Rewrite(f, n)),
         2 => Just(ListOp::Append),
         1 => (0u16..900).prop_map(ListOp::KeepNewest),
-        1 => (0u8..3, 0u16..700).prop_map(|(f, n)| ListOp::Subtree(f, n)),
+        1 => (0u8..4, 0u16..700).prop_map(|(f, n)| ListOp::Subtree(f, n)),
     ]
 }
 
@@ -570,11 +574,12 @@ proptest! {
     /// exactly the names a model holds, and older snapshots are untouched.
     #[test]
     fn a_wide_list_stays_canonical_through_any_changes(
-        seed in prop::collection::vec((0u8..3, 0u16..700), 0..600),
+        seed in prop::collection::vec((0u8..4, 0u16..700), 0..600),
         batches in prop::collection::vec(prop::collection::vec(list_op(), 1..80), 1..6),
     ) {
         let list = p("/w");
         let mut model = std::collections::BTreeMap::new();
+        let mut touched = std::collections::BTreeSet::new();
         let mut s = commit(&Snapshot::empty(), 0, |t| {
             for (f, n) in &seed {
                 let name = list_name(*f, *n);
@@ -597,6 +602,7 @@ proptest! {
                         }
                         ListOp::Remove(f, n) => {
                             let name = list_name(f, n);
+                            touched.insert(name.clone());
                             let existed = t.delete(&list.child(Name::new(&name).unwrap())).unwrap();
                             assert_eq!(existed, model.remove(&name).is_some());
                         }
@@ -638,6 +644,9 @@ proptest! {
                 if !matches!(value, Value::Null) {
                     prop_assert_eq!(cell.and_then(Node::value), Some(value));
                 }
+            }
+            for name in touched.iter().filter(|name| !model.contains_key(*name)) {
+                prop_assert!(node.and_then(|n| n.child(name)).is_none(), "{} found", name);
             }
             // A fresh tree with the same content is cut the same way.
             let fresh = commit(&Snapshot::empty(), 0, |t| {
@@ -927,4 +936,53 @@ fn the_state_hash_of_a_fixed_tree_is_pinned_by_format_version() {
         "af244e168be009d4d07dd8af9dd964121d974d8c511c6c3ab4116a4378611ffb",
         "the hash after the batch"
     );
+}
+
+/// Names from a small alphabet, so that many share long prefixes.
+fn crowded_name() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(vec!['!', '0', '9', 'a', '~']), 1..40)
+        .prop_map(|chars| chars.into_iter().collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A sort key orders two names as `str` does wherever keys differ, and
+    /// names under 16 bytes are equal exactly when their keys are.
+    #[test]
+    fn sort_keys_order_names_as_str_does(a in crowded_name(), b in crowded_name()) {
+        let (ka, kb) = (super::children::SortKey::of(&a), super::children::SortKey::of(&b));
+        if ka.wide() != kb.wide() {
+            prop_assert_eq!(ka.wide().cmp(&kb.wide()), a.cmp(&b));
+        } else if a.len() < 16 || b.len() < 16 {
+            prop_assert_eq!(&a, &b);
+        } else {
+            prop_assert_eq!(&a[..16], &b[..16]);
+        }
+    }
+
+    /// Every name written is found, and no other, however many names share
+    /// a sort key and whatever their lengths.
+    #[test]
+    fn searches_find_exactly_the_names_written(
+        written in prop::collection::btree_set(crowded_name(), 1..300),
+        probes in prop::collection::btree_set(crowded_name(), 0..100),
+    ) {
+        let list = p("/s");
+        let s = commit(&Snapshot::empty(), 0, |t| {
+            for name in &written {
+                t.write(&list.child(Name::new(name).unwrap()), Value::Bool(true)).unwrap();
+            }
+        });
+        let node = s.node(&list).unwrap();
+        for name in written.iter().chain(&probes) {
+            prop_assert_eq!(node.child(name).is_some(), written.contains(name), "{}", name);
+        }
+        // And in a batch, where chunks are open and searched by route.
+        let mut t = WorkTree::new(&s);
+        for name in &probes {
+            let existed = t.delete(&list.child(Name::new(name).unwrap())).unwrap();
+            prop_assert_eq!(existed, written.contains(name), "delete {}", name);
+        }
+    }
 }
