@@ -1,5 +1,6 @@
 //! Splits the 1M-cell commit benchmark into its write and rehash phases.
-//! `cargo run --release -p cep-host --example commit_split`
+//! `cargo run --release -p cep-host --example commit_split [FANOUT LEVELS]`
+//! (default 32 4: the 1M F32×L4 tree; 10 6 is the 1M F10×L6 one).
 use std::time::Instant;
 
 use cep_host::cell::WorkTree;
@@ -8,11 +9,18 @@ use cep_host::Value;
 #[path = "support/mod.rs"]
 mod support;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
-    let (mut current, leaves) = support::fanout_tree(32, 4);
+    cep_host::process::prefer_small_pages();
+    let mut args = std::env::args().skip(1).map(|a| a.parse().expect("a number"));
+    let fanout = args.next().unwrap_or(32);
+    let levels = args.next().unwrap_or(4);
+    let (mut current, leaves) = support::fanout_tree(fanout, levels);
     let mut rng = support::Xorshift(0x9e37_79b9_7f4a_7c15);
     let (mut write_ns, mut commit_ns) = (0u128, 0u128);
-    let rounds = 40;
+    let rounds = 100;
     for round in 1..=rounds {
         let batch: Vec<_> = (0..1000)
             .map(|_| &leaves[rng.below(leaves.len())])
