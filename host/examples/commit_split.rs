@@ -14,7 +14,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     cep_host::process::prefer_small_pages();
-    let mut args = std::env::args().skip(1).map(|a| a.parse().expect("a number"));
+    let mut args = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("a number"));
     let fanout = args.next().unwrap_or(32);
     let levels = args.next().unwrap_or(4);
     let (mut current, leaves) = support::fanout_tree(fanout, levels);
