@@ -746,6 +746,26 @@ impl Children {
         }
     }
 
+    /// The entries named `names` (distinct, in name order), for mutation,
+    /// all at once so that different threads can change different ones;
+    /// the nodes above them are copied if shared and marked for rehash, as
+    /// [`Children::entry_mut`] does for one. `Err` with the names that are
+    /// absent (positions in `names`) when there are any; create them and
+    /// ask again.
+    pub fn entries_mut<'a>(&'a mut self, names: &[&str]) -> Result<Vec<&'a mut Entry>, Vec<usize>> {
+        let mut found = Vec::with_capacity(names.len());
+        let mut absent = Vec::new();
+        match self.0.as_mut() {
+            Some(root) => named_mut(root, names, 0, &mut found, &mut absent),
+            None => absent.extend(0..names.len()),
+        }
+        if absent.is_empty() {
+            Ok(found)
+        } else {
+            Err(absent)
+        }
+    }
+
     /// Splits every crowded node on the way to `name`, the root first (a
     /// root split makes the list one level higher).
     fn make_room(&mut self, name: &str) {
@@ -967,6 +987,64 @@ fn collect_stale<'a>(link: &'a mut Link, out: &mut Vec<&'a mut Entry>) {
                     .filter(|k| k.hash == STALE)
                     .for_each(|k| collect_stale(&mut k.link, out));
             }
+        }
+    }
+}
+
+/// [`Children::entries_mut`] below `link`: `names` (sorted, distinct)
+/// start at position `offset` of the caller's list.
+fn named_mut<'a>(
+    link: &'a mut Link,
+    names: &[&str],
+    offset: usize,
+    found: &mut Vec<&'a mut Entry>,
+    absent: &mut Vec<usize>,
+) {
+    match link {
+        Link::Group(kids) => {
+            // A kid takes the names before the next kid's first one (the
+            // first kid also those before its own), as `kid_for` routes.
+            let ends: Vec<usize> = kids[1..]
+                .iter()
+                .map(|kid| names.partition_point(|n| *n < kid.first.as_str()))
+                .chain([names.len()])
+                .collect();
+            let mut start = 0;
+            for (kid, end) in own(kids).iter_mut().zip(ends) {
+                if end > start {
+                    kid.hash = STALE;
+                    named_mut(
+                        &mut kid.link,
+                        &names[start..end],
+                        offset + start,
+                        found,
+                        absent,
+                    );
+                }
+                start = end;
+            }
+        }
+        chunk => {
+            let entries: &mut [Entry] = match chunk {
+                Link::Chunk(e) => own(e),
+                Link::Open(v) => v,
+                Link::Group(_) => unreachable!("matched above"),
+            };
+            let mut next = 0;
+            for entry in entries.iter_mut() {
+                while next < names.len() && names[next] < entry.name.as_str() {
+                    absent.push(offset + next);
+                    next += 1;
+                }
+                if next == names.len() {
+                    return;
+                }
+                if names[next] == entry.name.as_str() {
+                    found.push(entry);
+                    next += 1;
+                }
+            }
+            absent.extend((next..names.len()).map(|i| offset + i));
         }
     }
 }

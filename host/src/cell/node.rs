@@ -179,6 +179,14 @@ pub struct WorkTree {
 }
 
 impl WorkTree {
+    /// [`WorkTree::write_all`] writes smaller batches one by one: starting
+    /// its helper thread costs tens of microseconds.
+    pub const SPLIT_WRITES_MIN: usize = 512;
+    /// ... and batches into subtrees of fewer cells than this (see
+    /// `cells_below`): 64k cells of ≈ 150 bytes are several times a 2 MiB
+    /// L2 cache.
+    pub const SPLIT_CELLS_MIN: usize = 65_536;
+
     pub fn new(base: &Snapshot) -> Self {
         WorkTree {
             root: base.root_arc().clone(),
@@ -270,6 +278,176 @@ impl WorkTree {
         let (node, touched) = walk_mut_noting(&mut self.root, path)?;
         node.value = Some(value);
         Ok(touched)
+    }
+
+    /// Writes `writes` as [`WorkTree::write_noting`] would one after
+    /// another: the same tree, the same results in the same order. A large
+    /// batch is split between this thread and a helper: writes below
+    /// different children of one cell commute, so it is cut at the first
+    /// cell where its paths fan out, each half written in batch order to
+    /// its own children's subtrees (copying the shared nodes on the way
+    /// down is most of a write, and it is what the two threads share out).
+    pub fn write_all(&mut self, writes: Vec<(&Path, Value)>) -> Vec<Result<bool, TreeError>> {
+        self.write_all_above(writes, Self::SPLIT_CELLS_MIN)
+    }
+
+    /// [`WorkTree::write_all`], splitting where the writes fan out over
+    /// about `cells_min` cells or more (tests split small trees).
+    pub(super) fn write_all_above(
+        &mut self,
+        writes: Vec<(&Path, Value)>,
+        cells_min: usize,
+    ) -> Vec<Result<bool, TreeError>> {
+        let paths: Vec<&Path> = writes.iter().map(|(path, _)| *path).collect();
+        match self.fan_out(&paths, cells_min) {
+            Some(depth) => self.write_split(writes, depth),
+            None => writes
+                .into_iter()
+                .map(|(path, value)| self.write_noting(path, value))
+                .collect(),
+        }
+    }
+
+    /// Whether [`WorkTree::write_all`] may split `count` writes of which
+    /// `sample` are some paths (spread over the batch; `write_all` checks
+    /// every path again). `false`: it would write them one by one, and a
+    /// caller may as well do so itself, without gathering the batch.
+    pub fn may_split(&self, sample: &[&Path], count: usize) -> bool {
+        self.fan_out_of(sample, count, Self::SPLIT_CELLS_MIN)
+            .is_some()
+    }
+
+    /// Where [`WorkTree::write_all`] splits writes to `paths`: see
+    /// [`WorkTree::fan_out_of`], checked on a sample first (a beat of a
+    /// million writes that will not split is turned down in microseconds).
+    pub(super) fn fan_out(&self, paths: &[&Path], cells_min: usize) -> Option<usize> {
+        let step = (paths.len() / 64).max(1);
+        let sample: Vec<&Path> = paths.iter().step_by(step).copied().collect();
+        self.fan_out_of(&sample, paths.len(), cells_min)?;
+        self.fan_out_of(paths, paths.len(), cells_min)
+    }
+
+    /// The depth of the deepest cell that every one of `paths` goes below,
+    /// if a batch of `count` writes to them is worth splitting there:
+    /// - the batch is large and the paths fan out there;
+    /// - they go on average more than a level and a half below it (a write
+    ///   just below it copies nothing the other thread would not have to
+    ///   fetch back);
+    /// - the subtree has about `cells_min` cells or more;
+    /// - nothing on the way to it is sealed (then no write fails above
+    ///   the split).
+    fn fan_out_of(&self, paths: &[&Path], count: usize, cells_min: usize) -> Option<usize> {
+        if count < Self::SPLIT_WRITES_MIN || paths.is_empty() {
+            return None;
+        }
+        let first = paths[0].names();
+        let (mut common, mut shortest, mut names_in_all) = (first.len(), first.len(), 0);
+        for path in paths {
+            let names = path.names();
+            shortest = shortest.min(names.len());
+            names_in_all += names.len();
+            common = first[..common]
+                .iter()
+                .zip(names)
+                .take_while(|(a, b)| a == b)
+                .count();
+        }
+        let depth = common.min(shortest.checked_sub(1)?);
+        let below = names_in_all - depth * paths.len();
+        let fanned = paths.iter().any(|p| p.names()[depth] != first[depth]);
+        let split = fanned
+            && 2 * below > 3 * paths.len()
+            && self.cells_below(first, depth) >= cells_min
+            && self
+                .check_unsealed(&Path::from_names(first[..depth].to_vec()))
+                .is_ok();
+        split.then_some(depth)
+    }
+
+    /// About how many cells lie below the cell at `depth` of `path`: the
+    /// product of the child counts along the path (exact in a tree of even
+    /// fanout). Splitting pays only on a tree several times the size of a
+    /// core's cache: on a smaller one the helper first pulls every node it
+    /// writes from the other core's cache, and the rehash pulls them back.
+    fn cells_below(&self, path: &[Name], depth: usize) -> usize {
+        let Some(mut node) = self.root.descend(&path[..depth]) else {
+            return 0;
+        };
+        let mut cells = 1usize;
+        for name in &path[depth..] {
+            cells = cells.saturating_mul(node.child_count().max(1));
+            match node.child(name.as_str()) {
+                Some(child) => node = child,
+                None => break,
+            }
+        }
+        cells
+    }
+
+    fn write_split(
+        &mut self,
+        writes: Vec<(&Path, Value)>,
+        depth: usize,
+    ) -> Vec<Result<bool, TreeError>> {
+        let count = writes.len();
+        self.root_hash = STALE;
+        self.changes += count;
+        let names: Vec<&Name> = writes.iter().map(|(p, _)| &p.names()[depth]).collect();
+        // The writes in name order (batch order within a name), each
+        // numbered by the child it goes through.
+        let mut order: Vec<usize> = (0..count).collect();
+        if !names.is_sorted() {
+            order.sort_by(|&a, &b| names[a].cmp(names[b]));
+        }
+        let mut distinct: Vec<&Name> = Vec::new();
+        let mut child = vec![0; count];
+        for &w in &order {
+            if distinct.last() != Some(&names[w]) {
+                distinct.push(names[w]);
+            }
+            child[w] = distinct.len() - 1;
+        }
+        let keys: Vec<&str> = distinct.iter().map(|n| n.as_str()).collect();
+        // The second half starts at the child of the middle write (never
+        // the first child: the paths fan out, so there are two or more).
+        let split = child[order[count / 2]].max(1);
+        let fan = Path::from_names(writes[0].0.names()[..depth].to_vec());
+        let node = walk_mut(&mut self.root, &fan).expect("unsealed: checked by fan_out");
+        let mut entries = match node.children.entries_mut(&keys) {
+            Ok(entries) => entries,
+            Err(absent) => {
+                // Created in name order rather than batch order: the
+                // commit's re-cut gives the same list either way.
+                for i in absent {
+                    node.children.entry_mut(distinct[i], true);
+                }
+                node.children.entries_mut(&keys).expect("all present now")
+            }
+        };
+        let (mut left, mut right): (Share, Share) = (Vec::new(), Vec::new());
+        for (at, (path, value)) in writes.into_iter().enumerate() {
+            let share = if child[at] < split {
+                &mut left
+            } else {
+                &mut right
+            };
+            share.push((at, child[at], path, value));
+        }
+        let (low, high) = entries.split_at_mut(split);
+        let (mut done, other) = std::thread::scope(|scope| {
+            let helper = scope.spawn(move || write_share(high, split, right, depth));
+            let done = write_share(low, 0, left, depth);
+            (done, helper.join())
+        });
+        done.extend(other.unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        let mut results: Vec<Option<Result<bool, TreeError>>> = (0..count).map(|_| None).collect();
+        for (at, result) in done {
+            results[at] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every write done once"))
+            .collect()
     }
 
     /// Removes the value of the cell at `path` (keeps its children).
@@ -436,9 +614,18 @@ fn walk_mut_noting<'a>(
     root: &'a mut Arc<Node>,
     path: &Path,
 ) -> Result<(&'a mut Node, bool), TreeError> {
-    let mut node = Arc::make_mut(root);
-    let mut touched = true;
-    for (depth, name) in path.names().iter().enumerate() {
+    walk_on(Arc::make_mut(root), path, 0, true)
+}
+
+/// [`walk_mut_noting`] from `node`, the cell at `depth` of `path` (already
+/// marked; `touched`: whether it was before).
+fn walk_on<'a>(
+    mut node: &'a mut Node,
+    path: &Path,
+    depth: usize,
+    mut touched: bool,
+) -> Result<(&'a mut Node, bool), TreeError> {
+    for (depth, name) in path.names().iter().enumerate().skip(depth) {
         if node.is_sealed() {
             return Err(sealed_error(path, depth));
         }
@@ -451,6 +638,40 @@ fn walk_mut_noting<'a>(
         return Err(sealed_error(path, path.len()));
     }
     Ok((node, touched))
+}
+
+/// One write of [`WorkTree::write_split`] below `entry`, the child it goes
+/// through at `depth` of its path.
+fn write_below(
+    entry: &mut Entry,
+    path: &Path,
+    depth: usize,
+    value: Value,
+) -> Result<bool, TreeError> {
+    let touched = entry.hash == STALE;
+    entry.hash = STALE;
+    let (node, touched) = walk_on(&mut entry.node, path, depth + 1, touched)?;
+    node.value = Some(value);
+    Ok(touched)
+}
+
+/// A share of [`WorkTree::write_split`]'s writes: (position in the batch,
+/// the child it goes through, path, value), in batch order.
+type Share<'p> = Vec<(usize, usize, &'p Path, Value)>;
+
+/// Applies `share` to `entries` (the children numbered from `first`).
+fn write_share(
+    entries: &mut [&mut Entry],
+    first: usize,
+    share: Share<'_>,
+    depth: usize,
+) -> Vec<(usize, Result<bool, TreeError>)> {
+    share
+        .into_iter()
+        .map(|(at, child, path, value)| {
+            (at, write_below(entries[child - first], path, depth, value))
+        })
+        .collect()
 }
 
 /// A cell of a [`WorkTree`] reached once from the root, changed in place

@@ -986,3 +986,82 @@ proptest! {
         }
     }
 }
+
+/// A path of a `write_all` batch: `/t/<a>/<b>` (sometimes a cell below
+/// it), or, with `elsewhere`, a path outside `/t` (then the batch fans out
+/// at the root).
+fn batch_path(a: u8, b: u8, deeper: bool, elsewhere: bool) -> Path {
+    match (elsewhere, deeper) {
+        (true, _) => p(&format!("/u/{b:03}")),
+        (false, true) => p(&format!("/t/{a}/{b:03}/x{}", b % 3)),
+        (false, false) => p(&format!("/t/{a}/{b:03}")),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// A batch written with `write_all` (split between two threads when
+    /// large) leaves the same tree, with the same result for every write
+    /// (including the refusals below sealed cells and whether a cell was
+    /// changed before), as the same writes one by one.
+    #[test]
+    fn write_all_writes_as_one_by_one_does(
+        seed in prop::collection::vec((0u8..4, 0u8..40), 0..120),
+        seals in prop::collection::vec((0u8..5, prop::option::of(0u8..40)), 0..3),
+        one_parent in prop::option::of(0u8..5),
+        writes in prop::collection::vec((0u8..5, 0u8..60, prop::bool::weighted(0.2), prop::bool::weighted(0.05), any::<i64>()), 512..800),
+    ) {
+        let base = commit(&Snapshot::empty(), 0, |t| {
+            for &(a, b) in &seed {
+                t.write(&p(&format!("/t/{a}/{b:03}")), Value::I64(b.into())).unwrap();
+            }
+            for &(a, b) in &seals {
+                let path = match b {
+                    Some(b) => p(&format!("/t/{a}/{b:03}")),
+                    None => p(&format!("/t/{a}")),
+                };
+                t.write(&path, Value::Null).ok();
+                t.seal(&path).ok();
+            }
+        });
+        // With `one_parent`, every write goes below `/t/<a>` (a split one
+        // level lower, or none at a sealed or new parent).
+        let paths: Vec<Path> = writes
+            .iter()
+            .map(|&(a, b, deeper, elsewhere, _)| match one_parent {
+                // Two levels below the parent (or nothing splits).
+                Some(a) => batch_path(a, b, true, false),
+                None => batch_path(a, b, deeper, elsewhere),
+            })
+            .collect();
+        let values = writes.iter().map(|w| Value::I64(w.4));
+
+        let mut one_by_one = WorkTree::new(&base);
+        let expected: Vec<_> = paths
+            .iter()
+            .zip(values.clone())
+            .map(|(path, value)| one_by_one.write_noting(path, value))
+            .collect();
+        let mut all = WorkTree::new(&base);
+        let batch: Vec<(&Path, Value)> = paths.iter().zip(values).collect();
+        // Split however small the tree (`write_all` leaves trees under 64k
+        // cells to one thread).
+        let batch_paths: Vec<&Path> = paths.iter().collect();
+        let splits = all.fan_out(&batch_paths, 0).is_some();
+        // Nothing is sealed at or above /t, so every such batch splits;
+        // below /t/<a>, all but those of a sealed parent do.
+        let parent_sealed = |a: u8| seals.iter().any(|&(s, b)| s == a && b.is_none());
+        match one_parent {
+            None => prop_assert!(splits),
+            Some(a) => prop_assert_eq!(splits, !parent_sealed(a)),
+        }
+        let results = all.write_all_above(batch, 0);
+        prop_assert_eq!(&results, &expected);
+        prop_assert_eq!(all.changes(), one_by_one.changes());
+        let (a, b) = (all.commit(1), one_by_one.commit(1));
+        prop_assert_eq!(a.hash(), b.hash());
+        prop_assert_eq!(a.hash(), a.recompute_hash());
+        prop_assert_eq!(base.hash(), base.recompute_hash());
+    }
+}
