@@ -638,6 +638,89 @@ fn a_conflict_is_named_whatever_came_between_and_deletes_conflict_too() {
 }
 
 #[test]
+fn a_large_beat_of_writes_names_conflicts_and_refusals_as_a_small_one_does() {
+    // Over `WorkTree::SPLIT_WRITES_MIN` writes into a tree of over
+    // `SPLIT_CELLS_MIN` cells, and nothing else that changes the tree: the
+    // commit writes them in one batch split between two threads, and must
+    // still name every meeting and every refusal.
+    use cep_host::cell::WorkTree;
+    let genesis = {
+        let mut t = WorkTree::new(&cep_host::Snapshot::empty());
+        for i in 0..WorkTree::SPLIT_CELLS_MIN + 1000 {
+            t.write(&p(&format!("/data/many/c{i}")), Value::I64(0))
+                .unwrap();
+        }
+        t.write(&p("/data/locked"), Value::I64(0)).unwrap();
+        t.seal(&p("/data/locked")).unwrap();
+        t.commit(0)
+    };
+    const { assert!(650 > WorkTree::SPLIT_WRITES_MIN) };
+    let mut hashes = Vec::new();
+    for (label, config) in backends() {
+        let mut rt = Runtime::with_genesis(config, genesis.clone()).unwrap();
+        rt.register(
+            &EnzymeDescriptor::new("first", "s"),
+            |cx: &mut EnzymeCx<'_>| {
+                for i in 0..600 {
+                    cx.write(&p(&format!("/data/many/c{i}")), 1).unwrap();
+                }
+                for i in 0..50 {
+                    cx.write(&p(&format!("/data/new/n{i}")), 1).unwrap();
+                }
+                cx.write(&p("/data/locked/x"), 1).unwrap();
+                Outcome::Ok
+            },
+        )
+        .unwrap();
+        rt.register(
+            &EnzymeDescriptor::new("second", "s").after(&["first"]),
+            |cx: &mut EnzymeCx<'_>| {
+                for path in ["/data/many/c117", "/data/new/n3", "/data/locked"] {
+                    cx.write(&p(path), 2).unwrap();
+                }
+                Outcome::Ok
+            },
+        )
+        .unwrap();
+        rt.inject(&word("t"), Impulse::signal(p("s"))).unwrap();
+        rt.step().unwrap();
+        let subjects = |topic: &str| {
+            let mut subjects: Vec<String> = facts(&rt, topic)
+                .iter()
+                .map(|f| f.subject.as_ref().unwrap().to_string())
+                .collect();
+            subjects.sort();
+            subjects
+        };
+        assert_eq!(
+            subjects("cell:conflict"),
+            ["/data/many/c117", "/data/new/n3"],
+            "{label}"
+        );
+        assert_eq!(
+            subjects("cell:sealed"),
+            ["/data/locked", "/data/locked/x"],
+            "{label}"
+        );
+        let read = |path: &str| rt.snapshot().read(&p(path)).cloned();
+        assert_eq!(read("/data/many/c117"), Some(Value::I64(2)), "{label}");
+        assert_eq!(read("/data/many/c599"), Some(Value::I64(1)), "{label}");
+        assert_eq!(read("/data/new/n3"), Some(Value::I64(2)), "{label}");
+        assert_eq!(read("/data/new/n49"), Some(Value::I64(1)), "{label}");
+        assert_eq!(read("/data/locked"), Some(Value::I64(0)), "{label}");
+        assert_eq!(read("/data/locked/x"), None, "{label}");
+        // The cached hashes were brought up to date along both halves.
+        assert_eq!(
+            rt.snapshot().hash(),
+            rt.snapshot().recompute_hash(),
+            "{label}"
+        );
+        hashes.push(rt.snapshot().hash());
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+}
+
+#[test]
 fn enzymes_read_the_previous_snapshot_never_each_others_intents() {
     let mut rt = runtime();
     rt.register(

@@ -12,7 +12,7 @@ use super::context::{EpisodeOp, Op, Staged};
 use super::executor::{BeatWork, Executor, Pool, Slices, Slot};
 use super::impulse::{Impulse, InjectError, Injector, Input, Queued};
 use crate::cei::{self, Fact, Severity};
-use crate::cell::{hash, Hash, History, Snapshot, WorkTree};
+use crate::cell::{hash, Hash, History, Snapshot, TreeError, WorkTree};
 use crate::config::{Config, ExecutorKind};
 use crate::enzyme::{Enzyme, EnzymeId, RegisterError, Registry, ResolveKey};
 use crate::episode::{
@@ -961,6 +961,7 @@ impl Runtime {
         }
         // Slices already reported for a lease violation (one fact per slice).
         let mut lease_reported: std::collections::BTreeSet<u32> = Default::default();
+        let mut written_ahead = self.write_ahead(&mut tree, &mut staged);
 
         for Staged { pos, op } in staged.drain(..) {
             let change = match op {
@@ -990,7 +991,13 @@ impl Runtime {
                 }
                 // Whether the cell was already changed in this batch: only
                 // then can this be a conflict (deletes always check).
-                Op::Write(path, value) => Some((tree.write_noting(&path, value), path)),
+                Op::Write(path, value) => {
+                    let result = match written_ahead.as_mut() {
+                        Some(results) => results.next().expect("a result per write"),
+                        None => tree.write_noting(&path, value),
+                    };
+                    Some((result, path))
+                }
                 Op::Delete(path) => Some((tree.delete(&path).map(|_| true), path)),
                 Op::Append(path, value) => {
                     let result = tree.append(&path, value).map(|_| ());
@@ -1229,6 +1236,62 @@ impl Runtime {
 
     /// Refuses a change that breaks a lease (see `Episodes::check_change`),
     /// with one `ep:lease/missing` fact per offending slice.
+    /// Writes a beat's writes in one batch ([`WorkTree::write_all`]) when it
+    /// would split them between two threads, nothing else in the beat
+    /// changes the tree and no lease is held: then no write can be
+    /// refused by a lease or depend on another kind of change, and the
+    /// commit loop takes each write's result in agenda order (its facts and
+    /// conflicts come out as they would one by one). `None`: the loop
+    /// writes them itself. The values are moved out of `staged`.
+    fn write_ahead(
+        &self,
+        tree: &mut WorkTree,
+        staged: &mut [Staged],
+    ) -> Option<std::vec::IntoIter<Result<bool, TreeError>>> {
+        if !self.episodes.live.is_empty() || staged.len() < WorkTree::SPLIT_WRITES_MIN {
+            return None;
+        }
+        // Some 64 intents spread over the beat (picked by index, nothing
+        // else read) say whether its writes would split: most beats stop
+        // here, before the scan below reads every intent.
+        let sample: Vec<&Path> = staged
+            .iter()
+            .step_by((staged.len() / 64).max(1))
+            .filter_map(|Staged { op, .. }| match op {
+                Op::Write(path, _) => Some(path),
+                _ => None,
+            })
+            .collect();
+        if !tree.may_split(&sample, staged.len()) {
+            return None;
+        }
+        let mut writes = 0;
+        for Staged { op, .. } in staged.iter() {
+            match op {
+                Op::Write(..) => writes += 1,
+                Op::Delete(_) | Op::Append(..) | Op::Ops(_) | Op::Episode(_) => return None,
+                Op::Emit(_)
+                | Op::Cei(_)
+                | Op::Register(_)
+                | Op::Bind(_)
+                | Op::Unbind(_)
+                | Op::Retry
+                | Op::Fatal(_) => {}
+            }
+        }
+        if writes < WorkTree::SPLIT_WRITES_MIN {
+            return None;
+        }
+        let batch = staged
+            .iter_mut()
+            .filter_map(|Staged { op, .. }| match op {
+                Op::Write(path, value) => Some((&*path, std::mem::replace(value, Value::Null))),
+                _ => None,
+            })
+            .collect();
+        Some(tree.write_all(batch).into_iter())
+    }
+
     fn lease_refused(
         &self,
         work: &BeatWork,
