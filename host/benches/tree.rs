@@ -1,5 +1,6 @@
 //! Cell-tree benchmarks: commit + rehash of 1,000 random leaf writes on 10k
-//! and 1M-cell trees (the previous snapshot kept alive), one write under a
+//! and 1M-cell trees (the previous snapshot kept alive; written in one
+//! batch as the runtime's commit does, and one by one), one write under a
 //! 100,000-child parent, reads (cached and random depth-5 paths), snapshot
 //! clone. Figures: docs/BENCHMARKS.md.
 
@@ -20,44 +21,59 @@ mod support;
 use support::{fanout_tree as build, Xorshift as Lcg};
 
 fn commit_rehash(c: &mut Criterion) {
-    let mut group = c.benchmark_group("commit_1000_writes");
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(5));
-    for (label, fanout, levels) in [
-        ("10k_F10xL4", 10, 4),
-        ("34k_F32xL3", 32, 3),
-        ("1M_F32xL4", 32, 4),
-        ("1M_F10xL6", 10, 6),
+    // `batch`: the writes go in one `write_all`, as the runtime's commit
+    // writes a large beat of writes (split between two threads);
+    // `one_by_one`: each through `write`, on one thread.
+    for (group_name, batch) in [
+        ("commit_1000_writes", true),
+        ("commit_1000_writes_one_by_one", false),
     ] {
-        let (base, leaves) = build(fanout, levels);
-        let mut rng = Lcg(0x9e37_79b9_7f4a_7c15);
-        let mut current = base;
-        let mut round = 0i64;
-        group.bench_function(BenchmarkId::from_parameter(label), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    round += 1;
-                    let batch: Vec<Path> = (0..1000)
-                        .map(|_| leaves[rng.below(leaves.len())].clone())
-                        .collect();
-                    // `current` stays alive during the commit: it really copies.
-                    let start = Instant::now();
-                    let mut tree = WorkTree::new(&current);
-                    for path in &batch {
-                        tree.write(path, Value::I64(round)).unwrap();
+        let mut group = c.benchmark_group(group_name);
+        group
+            .sample_size(20)
+            .measurement_time(Duration::from_secs(5));
+        for (label, fanout, levels) in [
+            ("10k_F10xL4", 10, 4),
+            ("34k_F32xL3", 32, 3),
+            ("1M_F32xL4", 32, 4),
+            ("1M_F10xL6", 10, 6),
+        ] {
+            let (base, leaves) = build(fanout, levels);
+            let mut rng = Lcg(0x9e37_79b9_7f4a_7c15);
+            let mut current = base;
+            let mut round = 0i64;
+            group.bench_function(BenchmarkId::from_parameter(label), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        round += 1;
+                        let paths: Vec<Path> = (0..1000)
+                            .map(|_| leaves[rng.below(leaves.len())].clone())
+                            .collect();
+                        // `current` stays alive during the commit: it really copies.
+                        let start = Instant::now();
+                        let mut tree = WorkTree::new(&current);
+                        if batch {
+                            let writes = paths.iter().map(|p| (p, Value::I64(round))).collect();
+                            for result in tree.write_all(writes) {
+                                result.unwrap();
+                            }
+                        } else {
+                            for path in &paths {
+                                tree.write(path, Value::I64(round)).unwrap();
+                            }
+                        }
+                        let next = tree.commit(round as u64);
+                        total += start.elapsed();
+                        // Dropping the superseded snapshot is not counted.
+                        current = next;
                     }
-                    let next = tree.commit(round as u64);
-                    total += start.elapsed();
-                    // Dropping the superseded snapshot is not counted.
-                    current = next;
-                }
-                total
-            })
-        });
+                    total
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 fn wide_write(c: &mut Criterion) {

@@ -1,6 +1,8 @@
 //! Splits the 1M-cell commit benchmark into its write and rehash phases.
-//! `cargo run --release -p cep-host --example commit_split [FANOUT LEVELS]`
-//! (default 32 4: the 1M F32×L4 tree; 10 6 is the 1M F10×L6 one).
+//! `cargo run --release -p cep-host --example commit_split [FANOUT LEVELS
+//! [one-by-one]]` (default 32 4: the 1M F32×L4 tree; 10 6 is the 1M
+//! F10×L6 one). The writes go in one `write_all` batch, as the runtime's
+//! commit writes a large beat, or with `one-by-one` through `write`.
 use std::time::Instant;
 
 use cep_host::cell::WorkTree;
@@ -19,6 +21,7 @@ fn main() {
         .map(|a| a.parse().expect("a number"));
     let fanout = args.next().unwrap_or(32);
     let levels = args.next().unwrap_or(4);
+    let one_by_one = std::env::args().nth(3).as_deref() == Some("one-by-one");
     let (mut current, leaves) = support::fanout_tree(fanout, levels);
     let mut rng = support::Xorshift(0x9e37_79b9_7f4a_7c15);
     let (mut write_ns, mut commit_ns) = (0u128, 0u128);
@@ -29,8 +32,13 @@ fn main() {
             .collect();
         let t0 = Instant::now();
         let mut tree = WorkTree::new(&current);
-        for path in batch {
-            tree.write(path, Value::I64(round)).expect("unsealed");
+        if one_by_one {
+            for path in batch {
+                tree.write(path, Value::I64(round)).expect("unsealed");
+            }
+        } else {
+            let batch = batch.into_iter().map(|p| (p, Value::I64(round))).collect();
+            assert!(tree.write_all(batch).iter().all(Result::is_ok));
         }
         let t1 = Instant::now();
         let next = tree.commit(round as u64);
