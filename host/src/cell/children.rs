@@ -754,16 +754,34 @@ impl Children {
     /// ask again.
     pub fn entries_mut<'a>(&'a mut self, names: &[&str]) -> Result<Vec<&'a mut Entry>, Vec<usize>> {
         let mut found = Vec::with_capacity(names.len());
-        let mut absent = Vec::new();
-        match self.0.as_mut() {
-            Some(root) => named_mut(root, names, 0, &mut found, &mut absent),
-            None => absent.extend(0..names.len()),
-        }
+        let absent = self.each_named_mut(names, &mut |_, entry| found.push(entry));
         if absent.is_empty() {
             Ok(found)
         } else {
             Err(absent)
         }
+    }
+
+    /// Calls `visit(i, entry)` for the entry named `names[i]` (distinct, in
+    /// name order), in name order, as soon as the walk down the list
+    /// reaches it (so a change made there finds the entry still in
+    /// cache); the nodes above are copied if shared and marked for rehash,
+    /// as [`Children::entry_mut`] does for one. Returns the positions of
+    /// the names that are absent (no call for them).
+    pub fn each_named_mut<'a>(
+        &'a mut self,
+        names: &[&str],
+        visit: &mut dyn FnMut(usize, &'a mut Entry),
+    ) -> Vec<usize> {
+        let mut absent = Vec::new();
+        match self.0.as_mut() {
+            Some(root) => {
+                let needles: Vec<Needle> = names.iter().map(|name| Needle::new(name)).collect();
+                visit_named(root, &needles, 0, visit, &mut absent);
+            }
+            None => absent.extend(0..names.len()),
+        }
+        absent
     }
 
     /// Splits every crowded node on the way to `name`, the root first (a
@@ -991,33 +1009,51 @@ fn collect_stale<'a>(link: &'a mut Link, out: &mut Vec<&'a mut Entry>) {
     }
 }
 
-/// [`Children::entries_mut`] below `link`: `names` (sorted, distinct)
-/// start at position `offset` of the caller's list.
-fn named_mut<'a>(
+/// How an entry or kid whose name is `name` (with its `key`) sorts
+/// against `needle`: keys first, names only on a tie of long names.
+#[inline(always)]
+fn order_of(key: SortKey, name: &str, needle: &Needle) -> std::cmp::Ordering {
+    match key.wide().cmp(&needle.key.wide()) {
+        std::cmp::Ordering::Equal if needle.name.len() >= 16 => name.cmp(needle.name),
+        order => order,
+    }
+}
+
+/// Calls `visit(offset + i, entry)` for the entry named by each of
+/// `needles` (distinct, in name order) below `link`, in name order, copying
+/// shared nodes on the way down and marking them for rehash; the positions
+/// of absent names go to `absent`.
+fn visit_named<'a>(
     link: &'a mut Link,
-    names: &[&str],
+    needles: &[Needle],
     offset: usize,
-    found: &mut Vec<&'a mut Entry>,
+    visit: &mut dyn FnMut(usize, &'a mut Entry),
     absent: &mut Vec<usize>,
 ) {
     match link {
         Link::Group(kids) => {
             // A kid takes the names before the next kid's first one (the
             // first kid also those before its own), as `kid_for` routes.
+            let mut start = 0;
             let ends: Vec<usize> = kids[1..]
                 .iter()
-                .map(|kid| names.partition_point(|n| *n < kid.first.as_str()))
-                .chain([names.len()])
+                .map(|next| {
+                    start += needles[start..].partition_point(|needle| {
+                        order_of(next.first_key, next.first.as_str(), needle).is_gt()
+                    });
+                    start
+                })
+                .chain([needles.len()])
                 .collect();
             let mut start = 0;
             for (kid, end) in own(kids).iter_mut().zip(ends) {
                 if end > start {
                     kid.hash = STALE;
-                    named_mut(
+                    visit_named(
                         &mut kid.link,
-                        &names[start..end],
+                        &needles[start..end],
                         offset + start,
-                        found,
+                        visit,
                         absent,
                     );
                 }
@@ -1032,19 +1068,24 @@ fn named_mut<'a>(
             };
             let mut next = 0;
             for entry in entries.iter_mut() {
-                while next < names.len() && names[next] < entry.name.as_str() {
+                let Some(needle) = needles.get(next) else {
+                    return;
+                };
+                let mut order = order_of(entry.key, entry.name.as_str(), needle);
+                while order.is_gt() {
                     absent.push(offset + next);
                     next += 1;
+                    let Some(needle) = needles.get(next) else {
+                        return;
+                    };
+                    order = order_of(entry.key, entry.name.as_str(), needle);
                 }
-                if next == names.len() {
-                    return;
-                }
-                if names[next] == entry.name.as_str() {
-                    found.push(entry);
+                if order.is_eq() {
+                    visit(offset + next, entry);
                     next += 1;
                 }
             }
-            absent.extend((next..names.len()).map(|i| offset + i));
+            absent.extend((next..needles.len()).map(|i| offset + i));
         }
     }
 }

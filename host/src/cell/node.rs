@@ -179,8 +179,9 @@ pub struct WorkTree {
 }
 
 impl WorkTree {
-    /// [`WorkTree::write_all`] writes smaller batches one by one: starting
-    /// its helper thread costs tens of microseconds.
+    /// [`WorkTree::write_all`] writes smaller batches one by one: sorting
+    /// a batch by child costs more than it saves on a few writes, and
+    /// starting a helper thread costs tens of microseconds.
     pub const SPLIT_WRITES_MIN: usize = 512;
     /// ... and batches into subtrees of fewer cells than this (see
     /// `cells_below`): 64k cells of ≈ 150 bytes are several times a 2 MiB
@@ -281,12 +282,15 @@ impl WorkTree {
     }
 
     /// Writes `writes` as [`WorkTree::write_noting`] would one after
-    /// another: the same tree, the same results in the same order. A large
-    /// batch is split between this thread and a helper: writes below
-    /// different children of one cell commute, so it is cut at the first
-    /// cell where its paths fan out, each half written in batch order to
-    /// its own children's subtrees (copying the shared nodes on the way
-    /// down is most of a write, and it is what the two threads share out).
+    /// another: the same tree, the same results in the same order. Writes
+    /// below different children of one cell commute, so a large batch is
+    /// taken apart at the first cell where its paths fan out: the children
+    /// there are found in one walk of that cell's list (not one search
+    /// each), and each child's writes are made in batch order as the walk
+    /// reaches it. Into a large subtree, the batch is also split between
+    /// this thread and a helper, each half written to its own children's
+    /// subtrees (copying the shared nodes on the way down is most of a
+    /// write, and it is what the two threads share out).
     pub fn write_all(&mut self, writes: Vec<(&Path, Value)>) -> Vec<Result<bool, TreeError>> {
         self.write_all_above(writes, Self::SPLIT_CELLS_MIN)
     }
@@ -300,7 +304,7 @@ impl WorkTree {
     ) -> Vec<Result<bool, TreeError>> {
         let paths: Vec<&Path> = writes.iter().map(|(path, _)| *path).collect();
         match self.fan_out(&paths, cells_min) {
-            Some(depth) => self.write_split(writes, depth),
+            Some(fan) => self.write_fanned(writes, fan),
             None => writes
                 .into_iter()
                 .map(|(path, value)| self.write_noting(path, value))
@@ -308,35 +312,36 @@ impl WorkTree {
         }
     }
 
-    /// Whether [`WorkTree::write_all`] may split `count` writes of which
+    /// Whether [`WorkTree::write_all`] may take `count` writes of which
     /// `sample` are some paths (spread over the batch; `write_all` checks
-    /// every path again). `false`: it would write them one by one, and a
-    /// caller may as well do so itself, without gathering the batch.
-    pub fn may_split(&self, sample: &[&Path], count: usize) -> bool {
+    /// every path again) as one batch. `false`: it would write them one by
+    /// one, and a caller may as well do so itself, without gathering the
+    /// batch.
+    pub fn may_batch(&self, sample: &[&Path], count: usize) -> bool {
         self.fan_out_of(sample, count, Self::SPLIT_CELLS_MIN)
             .is_some()
     }
 
-    /// Where [`WorkTree::write_all`] splits writes to `paths`: see
+    /// Where [`WorkTree::write_all`] takes writes to `paths` apart: see
     /// [`WorkTree::fan_out_of`], checked on a sample first (a beat of a
-    /// million writes that will not split is turned down in microseconds).
-    pub(super) fn fan_out(&self, paths: &[&Path], cells_min: usize) -> Option<usize> {
+    /// million writes that will not fan out is turned down in
+    /// microseconds).
+    pub(super) fn fan_out(&self, paths: &[&Path], cells_min: usize) -> Option<Fan> {
         let step = (paths.len() / 64).max(1);
         let sample: Vec<&Path> = paths.iter().step_by(step).copied().collect();
         self.fan_out_of(&sample, paths.len(), cells_min)?;
         self.fan_out_of(paths, paths.len(), cells_min)
     }
 
-    /// The depth of the deepest cell that every one of `paths` goes below,
-    /// if a batch of `count` writes to them is worth splitting there:
-    /// - the batch is large and the paths fan out there;
+    /// The deepest cell that every one of `paths` goes below, if a batch of
+    /// `count` writes to them is large, fans out there and nothing on the
+    /// way to it is sealed (then no write fails above it). It is split
+    /// between two threads there when also:
     /// - they go on average more than a level and a half below it (a write
     ///   just below it copies nothing the other thread would not have to
     ///   fetch back);
-    /// - the subtree has about `cells_min` cells or more;
-    /// - nothing on the way to it is sealed (then no write fails above
-    ///   the split).
-    fn fan_out_of(&self, paths: &[&Path], count: usize, cells_min: usize) -> Option<usize> {
+    /// - the subtree has about `cells_min` cells or more.
+    fn fan_out_of(&self, paths: &[&Path], count: usize, cells_min: usize) -> Option<Fan> {
         if count < Self::SPLIT_WRITES_MIN || paths.is_empty() {
             return None;
         }
@@ -355,13 +360,12 @@ impl WorkTree {
         let depth = common.min(shortest.checked_sub(1)?);
         let below = names_in_all - depth * paths.len();
         let fanned = paths.iter().any(|p| p.names()[depth] != first[depth]);
-        let split = fanned
-            && 2 * below > 3 * paths.len()
-            && self.cells_below(first, depth) >= cells_min
+        let batch = fanned
             && self
                 .check_unsealed(&Path::from_names(first[..depth].to_vec()))
                 .is_ok();
-        split.then_some(depth)
+        let split = 2 * below > 3 * paths.len() && self.cells_below(first, depth) >= cells_min;
+        batch.then_some(Fan { depth, split })
     }
 
     /// About how many cells lie below the cell at `depth` of `path`: the
@@ -384,11 +388,16 @@ impl WorkTree {
         cells
     }
 
-    fn write_split(
+    /// Writes `writes`, which all go below the cell at `fan.depth` and fan
+    /// out there: the children there are looked up (created, copied if
+    /// shared) in one walk of its list, then each write goes on from its
+    /// child, on this thread or, when `fan.split`, shared with a helper.
+    fn write_fanned(
         &mut self,
         writes: Vec<(&Path, Value)>,
-        depth: usize,
+        fan: Fan,
     ) -> Vec<Result<bool, TreeError>> {
+        let Fan { depth, split } = fan;
         let count = writes.len();
         self.root_hash = STALE;
         self.changes += count;
@@ -400,19 +409,42 @@ impl WorkTree {
             order.sort_by(|&a, &b| names[a].cmp(names[b]));
         }
         let mut distinct: Vec<&Name> = Vec::new();
+        // Where each child's writes start in `order`, and one past the end.
+        let mut starts: Vec<usize> = Vec::new();
         let mut child = vec![0; count];
-        for &w in &order {
+        for (i, &w) in order.iter().enumerate() {
             if distinct.last() != Some(&names[w]) {
                 distinct.push(names[w]);
+                starts.push(i);
             }
             child[w] = distinct.len() - 1;
         }
+        starts.push(count);
         let keys: Vec<&str> = distinct.iter().map(|n| n.as_str()).collect();
-        // The second half starts at the child of the middle write (never
-        // the first child: the paths fan out, so there are two or more).
-        let split = child[order[count / 2]].max(1);
-        let fan = Path::from_names(writes[0].0.names()[..depth].to_vec());
-        let node = walk_mut(&mut self.root, &fan).expect("unsealed: checked by fan_out");
+        let at = Path::from_names(writes[0].0.names()[..depth].to_vec());
+        let node = walk_mut(&mut self.root, &at).expect("unsealed: checked by fan_out");
+        if !split {
+            // Each child's writes as the walk down the list reaches it (its
+            // chunk just copied, still in cache); absent children after,
+            // created in name order (the commit's re-cut gives the same
+            // list either way).
+            let (paths, mut values): (Vec<&Path>, Vec<Value>) = writes.into_iter().unzip();
+            let mut results: Vec<Result<bool, TreeError>> = (0..count).map(|_| Ok(false)).collect();
+            let mut write = |c: usize, entry: &mut Entry| {
+                for &w in &order[starts[c]..starts[c + 1]] {
+                    let value = std::mem::replace(&mut values[w], Value::Null);
+                    results[w] = write_below(entry, paths[w], depth, value);
+                }
+            };
+            let absent = node.children.each_named_mut(&keys, &mut write);
+            for c in absent {
+                write(
+                    c,
+                    node.children.entry_mut(distinct[c], true).expect("created"),
+                );
+            }
+            return results;
+        }
         let mut entries = match node.children.entries_mut(&keys) {
             Ok(entries) => entries,
             Err(absent) => {
@@ -424,6 +456,9 @@ impl WorkTree {
                 node.children.entries_mut(&keys).expect("all present now")
             }
         };
+        // The second half starts at the child of the middle write (never
+        // the first child: the paths fan out, so there are two or more).
+        let split = child[order[count / 2]].max(1);
         let (mut left, mut right): (Share, Share) = (Vec::new(), Vec::new());
         for (at, (path, value)) in writes.into_iter().enumerate() {
             let share = if child[at] < split {
@@ -640,7 +675,16 @@ fn walk_on<'a>(
     Ok((node, touched))
 }
 
-/// One write of [`WorkTree::write_split`] below `entry`, the child it goes
+/// Where [`WorkTree::write_all`] takes a batch apart: the depth of the
+/// cell its paths fan out at, and whether it shares the writes out with a
+/// helper thread.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Fan {
+    pub depth: usize,
+    pub split: bool,
+}
+
+/// One write of [`WorkTree::write_fanned`] below `entry`, the child it goes
 /// through at `depth` of its path.
 fn write_below(
     entry: &mut Entry,
@@ -655,7 +699,7 @@ fn write_below(
     Ok(touched)
 }
 
-/// A share of [`WorkTree::write_split`]'s writes: (position in the batch,
+/// A share of [`WorkTree::write_fanned`]'s writes: (position in the batch,
 /// the child it goes through, path, value), in batch order.
 type Share<'p> = Vec<(usize, usize, &'p Path, Value)>;
 

@@ -1001,12 +1001,14 @@ fn batch_path(a: u8, b: u8, deeper: bool, elsewhere: bool) -> Path {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
-    /// A batch written with `write_all` (split between two threads when
-    /// large) leaves the same tree, with the same result for every write
-    /// (including the refusals below sealed cells and whether a cell was
-    /// changed before), as the same writes one by one.
+    /// A batch written with `write_all` (its children looked up in one walk
+    /// of their list, and split between two threads when large) leaves the
+    /// same tree, with the same result for every write (including the
+    /// refusals below sealed cells and whether a cell was changed before),
+    /// as the same writes one by one.
     #[test]
     fn write_all_writes_as_one_by_one_does(
+        split in any::<bool>(),
         seed in prop::collection::vec((0u8..4, 0u8..40), 0..120),
         seals in prop::collection::vec((0u8..5, prop::option::of(0u8..40)), 0..3),
         one_parent in prop::option::of(0u8..5),
@@ -1046,17 +1048,19 @@ proptest! {
         let mut all = WorkTree::new(&base);
         let batch: Vec<(&Path, Value)> = paths.iter().zip(values).collect();
         // Split however small the tree (`write_all` leaves trees under 64k
-        // cells to one thread).
+        // cells to one thread), or never.
+        let cells_min = if split { 0 } else { usize::MAX };
         let batch_paths: Vec<&Path> = paths.iter().collect();
-        let splits = all.fan_out(&batch_paths, 0).is_some();
-        // Nothing is sealed at or above /t, so every such batch splits;
-        // below /t/<a>, all but those of a sealed parent do.
+        let fan = all.fan_out(&batch_paths, cells_min);
+        // Nothing is sealed at or above /t, so every such batch is taken
+        // apart; below /t/<a>, all but those of a sealed parent are.
         let parent_sealed = |a: u8| seals.iter().any(|&(s, b)| s == a && b.is_none());
         match one_parent {
-            None => prop_assert!(splits),
-            Some(a) => prop_assert_eq!(splits, !parent_sealed(a)),
+            None => prop_assert!(fan.is_some()),
+            Some(a) => prop_assert_eq!(fan.is_some(), !parent_sealed(a)),
         }
-        let results = all.write_all_above(batch, 0);
+        prop_assert!(fan.is_none_or(|fan| fan.split == split));
+        let results = all.write_all_above(batch, cells_min);
         prop_assert_eq!(&results, &expected);
         prop_assert_eq!(all.changes(), one_by_one.changes());
         let (a, b) = (all.commit(1), one_by_one.commit(1));
