@@ -643,10 +643,22 @@ fn a_large_beat_of_writes_names_conflicts_and_refusals_as_a_small_one_does() {
     // `SPLIT_CELLS_MIN` cells, and nothing else that changes the tree: the
     // commit writes them in one batch split between two threads, and must
     // still name every meeting and every refusal.
+    large_beat_of_writes(cep_host::cell::WorkTree::SPLIT_CELLS_MIN + 1000);
+}
+
+#[test]
+fn a_large_beat_of_writes_into_a_small_tree_names_conflicts_and_refusals() {
+    // The same beat into a tree too small to split: the commit writes it in
+    // one batch on its own thread, each child of `/data/many` found in one
+    // walk of its list.
+    large_beat_of_writes(2000);
+}
+
+fn large_beat_of_writes(cells: usize) {
     use cep_host::cell::WorkTree;
     let genesis = {
         let mut t = WorkTree::new(&cep_host::Snapshot::empty());
-        for i in 0..WorkTree::SPLIT_CELLS_MIN + 1000 {
+        for i in 0..cells {
             t.write(&p(&format!("/data/many/c{i}")), Value::I64(0))
                 .unwrap();
         }
@@ -655,6 +667,15 @@ fn a_large_beat_of_writes_names_conflicts_and_refusals_as_a_small_one_does() {
         t.commit(0)
     };
     const { assert!(650 > WorkTree::SPLIT_WRITES_MIN) };
+    let written: Vec<cep_host::Path> = (0..600)
+        .map(|i| p(&format!("/data/many/c{i}")))
+        .chain((0..50).map(|i| p(&format!("/data/new/n{i}"))))
+        .collect();
+    let written: Vec<&cep_host::Path> = written.iter().collect();
+    assert!(
+        WorkTree::new(&genesis).may_batch(&written, written.len() + 4),
+        "the commit takes the beat as one batch"
+    );
     let mut hashes = Vec::new();
     for (label, config) in backends() {
         let mut rt = Runtime::with_genesis(config, genesis.clone()).unwrap();

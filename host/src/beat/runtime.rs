@@ -961,7 +961,7 @@ impl Runtime {
         }
         // Slices already reported for a lease violation (one fact per slice).
         let mut lease_reported: std::collections::BTreeSet<u32> = Default::default();
-        let mut written_ahead = self.write_ahead(&mut tree, &mut staged);
+        let mut written_ahead = self.write_ahead(&mut tree, &staged);
 
         for Staged { pos, op } in staged.drain(..) {
             let change = match op {
@@ -1237,22 +1237,22 @@ impl Runtime {
     /// Refuses a change that breaks a lease (see `Episodes::check_change`),
     /// with one `ep:lease/missing` fact per offending slice.
     /// Writes a beat's writes in one batch ([`WorkTree::write_all`]) when it
-    /// would split them between two threads, nothing else in the beat
-    /// changes the tree and no lease is held: then no write can be
+    /// would take them apart (they fan out below one cell), nothing else in
+    /// the beat changes the tree and no lease is held: then no write can be
     /// refused by a lease or depend on another kind of change, and the
     /// commit loop takes each write's result in agenda order (its facts and
     /// conflicts come out as they would one by one). `None`: the loop
-    /// writes them itself. The values are moved out of `staged`.
+    /// writes them itself.
     fn write_ahead(
         &self,
         tree: &mut WorkTree,
-        staged: &mut [Staged],
+        staged: &[Staged],
     ) -> Option<std::vec::IntoIter<Result<bool, TreeError>>> {
         if !self.episodes.live.is_empty() || staged.len() < WorkTree::SPLIT_WRITES_MIN {
             return None;
         }
         // Some 64 intents spread over the beat (picked by index, nothing
-        // else read) say whether its writes would split: most beats stop
+        // else read) say whether its writes fan out: most beats stop
         // here, before the scan below reads every intent.
         let sample: Vec<&Path> = staged
             .iter()
@@ -1262,13 +1262,15 @@ impl Runtime {
                 _ => None,
             })
             .collect();
-        if !tree.may_split(&sample, staged.len()) {
+        if !tree.may_batch(&sample, staged.len()) {
             return None;
         }
-        let mut writes = 0;
+        // One pass: the writes with their values (cloned: a beat that turns
+        // out to hold another kind of change leaves `staged` as it was).
+        let mut batch = Vec::with_capacity(staged.len());
         for Staged { op, .. } in staged.iter() {
             match op {
-                Op::Write(..) => writes += 1,
+                Op::Write(path, value) => batch.push((path, value.clone())),
                 Op::Delete(_) | Op::Append(..) | Op::Ops(_) | Op::Episode(_) => return None,
                 Op::Emit(_)
                 | Op::Cei(_)
@@ -1279,16 +1281,9 @@ impl Runtime {
                 | Op::Fatal(_) => {}
             }
         }
-        if writes < WorkTree::SPLIT_WRITES_MIN {
+        if batch.len() < WorkTree::SPLIT_WRITES_MIN {
             return None;
         }
-        let batch = staged
-            .iter_mut()
-            .filter_map(|Staged { op, .. }| match op {
-                Op::Write(path, value) => Some((&*path, std::mem::replace(value, Value::Null))),
-                _ => None,
-            })
-            .collect();
         Some(tree.write_all(batch).into_iter())
     }
 
