@@ -987,6 +987,59 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A batch taken apart at one cell finds its children there by sort key
+    /// and, on a tie of long names, by name: whatever names share a key,
+    /// every write lands on its own child, exactly as one by one (with
+    /// `deeper`, one level further down, so that the batch also splits).
+    #[test]
+    fn write_all_finds_children_that_share_sort_keys(
+        written in prop::collection::btree_set((0u8..4, 0u16..300), 1..300),
+        probes in prop::collection::vec((0u8..4, 0u16..300), 2..120),
+        deeper in any::<bool>(),
+    ) {
+        // Names of `list_name`'s families: many of 16 bytes or more share
+        // their sort key.
+        let written: Vec<String> = written.iter().map(|&(f, n)| list_name(f, n)).collect();
+        let probes: Vec<String> = probes.iter().map(|&(f, n)| list_name(f, n)).collect();
+        let list = p("/s");
+        let at = |name: &str| {
+            let child = list.child(Name::new(name).unwrap());
+            if deeper { child.child(Name::new("x").unwrap()) } else { child }
+        };
+        let base = commit(&Snapshot::empty(), 0, |t| {
+            for name in &written {
+                t.write(&at(name), Value::I64(0)).unwrap();
+            }
+        });
+        let paths: Vec<Path> = probes
+            .iter()
+            .cycle()
+            .take(probes.len().max(WorkTree::SPLIT_WRITES_MIN))
+            .map(|name| at(name))
+            .collect();
+        let mut one_by_one = WorkTree::new(&base);
+        let expected: Vec<_> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, path)| one_by_one.write_noting(path, Value::I64(i as i64)))
+            .collect();
+        let mut all = WorkTree::new(&base);
+        let batch: Vec<(&Path, Value)> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, path)| (path, Value::I64(i as i64)))
+            .collect();
+        let results = all.write_all_above(batch, 0);
+        prop_assert_eq!(&results, &expected);
+        let (a, b) = (all.commit(1), one_by_one.commit(1));
+        prop_assert_eq!(a.hash(), b.hash());
+        prop_assert_eq!(a.hash(), a.recompute_hash());
+    }
+}
+
 /// A path of a `write_all` batch: `/t/<a>/<b>` (sometimes a cell below
 /// it), or, with `elsewhere`, a path outside `/t` (then the batch fans out
 /// at the root).
