@@ -938,10 +938,19 @@ fn the_state_hash_of_a_fixed_tree_is_pinned_by_format_version() {
     );
 }
 
-/// Names from a small alphabet, so that many share long prefixes.
+/// Names from a small alphabet, so that many share long prefixes; one in
+/// three starts with one of two 16-byte prefixes, so that many share their
+/// sort key (random names of 16 bytes or more almost never do).
 fn crowded_name() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(vec!['!', '0', '9', 'a', '~']), 1..40)
-        .prop_map(|chars| chars.into_iter().collect())
+    let alphabet = || prop::sample::select(vec!['!', '0', '9', 'a', '~']);
+    let any_length =
+        prop::collection::vec(alphabet(), 1..40).prop_map(|chars| chars.into_iter().collect());
+    let same_key = (
+        prop::sample::select(vec!["0000000000000000", "aaaaaaaaaaaaaaa~"]),
+        prop::collection::vec(alphabet(), 0..6),
+    )
+        .prop_map(|(prefix, rest)| prefix.chars().chain(rest).collect());
+    prop_oneof![2 => any_length, 1 => same_key]
 }
 
 proptest! {
