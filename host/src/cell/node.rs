@@ -402,8 +402,7 @@ impl WorkTree {
         self.root_hash = STALE;
         self.changes += count;
         let names: Vec<&Name> = writes.iter().map(|(p, _)| &p.names()[depth]).collect();
-        // The writes in name order (batch order within a name), each
-        // numbered by the child it goes through.
+        // The writes in name order (batch order within a name).
         let mut order: Vec<usize> = (0..count).collect();
         if !names.is_sorted() {
             order.sort_by(|&a, &b| names[a].cmp(names[b]));
@@ -411,13 +410,11 @@ impl WorkTree {
         let mut distinct: Vec<&Name> = Vec::new();
         // Where each child's writes start in `order`, and one past the end.
         let mut starts: Vec<usize> = Vec::new();
-        let mut child = vec![0; count];
         for (i, &w) in order.iter().enumerate() {
             if distinct.last() != Some(&names[w]) {
                 distinct.push(names[w]);
                 starts.push(i);
             }
-            child[w] = distinct.len() - 1;
         }
         starts.push(count);
         let keys: Vec<&str> = distinct.iter().map(|n| n.as_str()).collect();
@@ -456,6 +453,13 @@ impl WorkTree {
                 node.children.entries_mut(&keys).expect("all present now")
             }
         };
+        // Each write numbered by the child it goes through.
+        let mut child = vec![0; count];
+        for (c, span) in starts.windows(2).enumerate() {
+            for &w in &order[span[0]..span[1]] {
+                child[w] = c;
+            }
+        }
         // The second half starts at the child of the middle write (never
         // the first child: the paths fan out, so there are two or more).
         let split = child[order[count / 2]].max(1);
