@@ -623,18 +623,23 @@ fn a_conflict_is_named_whatever_came_between_and_deletes_conflict_too() {
         .unwrap();
         rt.inject(&word("t"), Impulse::signal(p("s"))).unwrap();
         rt.step().unwrap();
-        let mut subjects: Vec<String> = facts(&rt, "cell:conflict")
-            .iter()
-            .map(|f| f.subject.as_ref().unwrap().to_string())
-            .collect();
-        subjects.sort();
         assert_eq!(
-            subjects,
+            fact_subjects(&rt, "cell:conflict"),
             ["/data/fresh", "/data/gone", "/data/many/c117"],
             "{label}"
         );
         assert_eq!(rt.snapshot().read(&p("/data/gone")), Some(&Value::I64(2)));
     }
+}
+
+/// The subjects of the facts on `topic`, sorted.
+fn fact_subjects(rt: &Runtime, topic: &str) -> Vec<String> {
+    let mut subjects: Vec<String> = facts(rt, topic)
+        .iter()
+        .map(|f| f.subject.as_ref().unwrap().to_string())
+        .collect();
+    subjects.sort();
+    subjects
 }
 
 #[test]
@@ -705,14 +710,7 @@ fn large_beat_of_writes(cells: usize) {
         .unwrap();
         rt.inject(&word("t"), Impulse::signal(p("s"))).unwrap();
         rt.step().unwrap();
-        let subjects = |topic: &str| {
-            let mut subjects: Vec<String> = facts(&rt, topic)
-                .iter()
-                .map(|f| f.subject.as_ref().unwrap().to_string())
-                .collect();
-            subjects.sort();
-            subjects
-        };
+        let subjects = |topic: &str| fact_subjects(&rt, topic);
         assert_eq!(
             subjects("cell:conflict"),
             ["/data/many/c117", "/data/new/n3"],
