@@ -27,6 +27,7 @@ fn entry(beat: u64) -> BeatEntry {
             path: Path::parse(&format!("/data/in/{seq}")).unwrap(),
             value: Some(Value::text(&"y".repeat(200))),
             sealed: false,
+            log: None,
         })
         .collect();
     BeatEntry {

@@ -39,6 +39,7 @@ fn build(data: &FsPath) {
                 path: Path::parse(&format!("/data/in/{}", (beat * 8 + i) % 50_000)).unwrap(),
                 value: Some(Value::I64(beat as i64)),
                 sealed: false,
+                log: None,
             })
             .collect();
         let mut work = WorkTree::new(&tree);

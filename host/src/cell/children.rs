@@ -21,6 +21,7 @@
 use triomphe::Arc;
 
 use super::hash::{self, Batch, ChunkItem, Dest, Hash, INLINE, NODE_ITEMS_MAX, STALE};
+use super::log::Log;
 use super::node::{is_inline, Node};
 use cep_sdk::Name;
 
@@ -60,7 +61,7 @@ impl Entry {
         self.node.cut
     }
 
-    fn item(&self) -> ChunkItem<'_> {
+    pub(super) fn item(&self) -> ChunkItem<'_> {
         debug_assert!(self.hash != STALE, "entry {} hashed while stale", self.name);
         if self.hash == INLINE {
             ChunkItem::Inline {
@@ -101,6 +102,9 @@ enum Link {
     /// link (and so every cell) stays 8 bytes smaller.
     #[allow(clippy::box_collection)]
     Open(Box<Vec<Entry>>),
+    /// The whole list of a log cell (only ever the root): entries in
+    /// append order, hashed as a chain (`log.rs`).
+    Log(Arc<Log>),
 }
 
 /// A node as its parent group holds it, with what the parent needs to know
@@ -155,6 +159,7 @@ impl Links for Link {
         match self {
             Link::Chunk(e) => prefetch_count(e),
             Link::Group(k) => prefetch_count(k),
+            Link::Log(log) => prefetch_count(log),
             Link::Open(_) => {}
         }
     }
@@ -265,6 +270,7 @@ impl Link {
             Link::Chunk(e) => e.len(),
             Link::Open(v) => v.len(),
             Link::Group(kids) => kids.iter().map(|k| k.len as usize).sum(),
+            Link::Log(log) => log.len(),
         }
     }
 
@@ -272,7 +278,7 @@ impl Link {
     /// the same depth.
     fn height(&self) -> usize {
         match self {
-            Link::Chunk(_) | Link::Open(_) => 0,
+            Link::Chunk(_) | Link::Open(_) | Link::Log(_) => 0,
             Link::Group(kids) => 1 + kids[0].link.height(),
         }
     }
@@ -281,7 +287,7 @@ impl Link {
     /// has no [`Kid`] to say so).
     fn reshaped(&self) -> bool {
         match self {
-            Link::Chunk(_) => false,
+            Link::Chunk(_) | Link::Log(_) => false,
             Link::Open(_) => true,
             Link::Group(kids) => kids.iter().any(|k| k.reshaped),
         }
@@ -294,6 +300,7 @@ impl Link {
             Link::Chunk(e) => &e[0],
             Link::Open(v) => &v[0],
             Link::Group(kids) => kids[0].link.first(),
+            Link::Log(log) => log.entry(0),
         }
     }
 
@@ -302,6 +309,7 @@ impl Link {
             Link::Chunk(e) => &e[e.len() - 1],
             Link::Open(v) => &v[v.len() - 1],
             Link::Group(kids) => kids[kids.len() - 1].link.last(),
+            Link::Log(log) => log.last().expect("nodes are never empty"),
         }
     }
 
@@ -309,13 +317,14 @@ impl Link {
         match self {
             Link::Chunk(e) => e,
             Link::Open(v) => v,
-            Link::Group(_) => &[],
+            Link::Group(_) | Link::Log(_) => &[],
         }
     }
 
     fn for_each<'a>(&'a self, f: &mut dyn FnMut(&'a Entry)) {
         match self {
             Link::Group(kids) => kids.iter().for_each(|k| k.link.for_each(f)),
+            Link::Log(log) => log.for_each(f),
             chunk => chunk.entries().iter().for_each(f),
         }
     }
@@ -385,7 +394,7 @@ impl Link {
         match self {
             Link::Chunk(e) => &mut own(e)[i],
             Link::Open(v) => &mut v[i],
-            Link::Group(_) => unreachable!("entries live in chunks"),
+            Link::Group(_) | Link::Log(_) => unreachable!("entries live in chunks"),
         }
     }
 
@@ -401,6 +410,7 @@ impl Link {
         match (self, other) {
             (Link::Chunk(a), Link::Chunk(b)) => Arc::ptr_eq(a, b),
             (Link::Group(a), Link::Group(b)) => Arc::ptr_eq(a, b),
+            (Link::Log(a), Link::Log(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -579,6 +589,7 @@ fn crowded(link: &Link) -> bool {
         Link::Open(v) => v.len() >= OPEN_ITEMS_MAX,
         Link::Group(kids) => kids.len() >= OPEN_ITEMS_MAX,
         Link::Chunk(e) => e.len() >= OPEN_ITEMS_MAX,
+        Link::Log(_) => unreachable!("a log is not a chunk tree"),
     }
 }
 
@@ -606,15 +617,85 @@ fn halves(link: Link) -> [Kid; 2] {
 }
 
 impl Children {
+    /// The children of a new log cell: none yet, the chain starting at
+    /// `base`.
+    pub fn new_log(base: Hash) -> Self {
+        Children(Some(Link::Log(Arc::new(Log::new(base)))))
+    }
+
+    pub fn is_log(&self) -> bool {
+        matches!(self.0, Some(Link::Log(_)))
+    }
+
+    fn log(&self) -> Option<&Log> {
+        match &self.0 {
+            Some(Link::Log(log)) => Some(log),
+            _ => None,
+        }
+    }
+
+    /// The log, made unique for mutation (its segments stay shared).
+    fn log_mut(&mut self) -> Option<&mut Log> {
+        match &mut self.0 {
+            Some(Link::Log(log)) => Some(Arc::make_mut(log)),
+            _ => None,
+        }
+    }
+
+    /// A log's base: the link before its first retained entry.
+    pub fn log_base(&self) -> Option<&Hash> {
+        self.log().map(Log::base)
+    }
+
+    /// Makes a log a plain list of the same entries (it took a change a
+    /// log cannot: an insert before its last entry, a removal after its
+    /// first). A plain list stays as it is.
+    pub fn unlog(&mut self) {
+        if !self.is_log() {
+            return;
+        }
+        let Some(Link::Log(log)) = self.0.take() else {
+            unreachable!("checked above")
+        };
+        let mut entries = Vec::with_capacity(log.len());
+        log.for_each(&mut |e| entries.push(e.clone()));
+        let mut builder = Builder::default();
+        builder.push_entries(entries);
+        self.0 = builder.finish().map(|root| root.link);
+    }
+
+    /// Makes the list a log of the same entries (which are in name order,
+    /// so in an order a log can hold) whose chain starts at `base`.
+    pub fn make_log(&mut self, base: Hash) {
+        if self.is_log() {
+            return;
+        }
+        let mut log = Log::new(base);
+        self.for_each(&mut |e| {
+            let entry = log.append(e.name.clone());
+            *entry = e.clone();
+        });
+        self.0 = Some(Link::Log(Arc::new(log)));
+    }
+
     pub fn len(&self) -> usize {
         self.0.as_ref().map_or(0, Link::len)
     }
 
     pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// No list at all: no children and not a log (an empty log still has
+    /// a base to hash).
+    pub fn is_bare(&self) -> bool {
         self.0.is_none()
     }
 
     pub fn find(&self, name: &str) -> Option<&Entry> {
+        if let Some(log) = self.log() {
+            return log.search(name).ok().map(|i| log.entry(i));
+        }
         let mut link = self.0.as_ref()?;
         let needle = &Needle::new(name);
         loop {
@@ -629,10 +710,16 @@ impl Children {
     }
 
     pub fn first(&self) -> Option<&Entry> {
+        if self.is_empty() {
+            return None;
+        }
         self.0.as_ref().map(Link::first)
     }
 
     pub fn last(&self) -> Option<&Entry> {
+        if self.is_empty() {
+            return None;
+        }
         self.0.as_ref().map(Link::last)
     }
 
@@ -662,7 +749,9 @@ impl Children {
             }
         }
         let mut out = Vec::with_capacity(count.min(self.len()));
-        if let Some(link) = &self.0 {
+        if let Some(log) = self.log() {
+            out.extend((0..count.min(log.len())).map(|i| log.entry(i)));
+        } else if let Some(link) = &self.0 {
             walk(link, &mut out, count);
         }
         out
@@ -697,7 +786,25 @@ impl Children {
     /// The entry `name`, for mutation (inserted empty when absent and
     /// `create`). The nodes above it are copied if shared and marked for
     /// rehash; a miss without `create` changes nothing.
+    /// In a log, a new name must sort after every other: an insert
+    /// anywhere else makes it a plain list first ([`Children::unlog`]).
     pub fn entry_mut(&mut self, name: &Name, create: bool) -> Option<&mut Entry> {
+        if let Some(log) = self.log() {
+            // Appends and changes of the newest entry first, unsearched.
+            let at = match log.last() {
+                Some(last) if last.name < *name => Err(log.len()),
+                Some(last) if last.name == *name => Ok(log.len() - 1),
+                _ => log.search(name.as_str()),
+            };
+            match at {
+                Ok(i) => return Some(self.log_mut().expect("a log").entry_mut(i)),
+                Err(i) if i == log.len() => {
+                    return create.then(|| self.log_mut().expect("a log").append(name.clone()))
+                }
+                Err(_) if !create => return None,
+                Err(_) => self.unlog(),
+            }
+        }
         // A read-only search first, so a miss copies nothing and an insert
         // can count itself into every group on the way down.
         let Some(route) = self.route(name.as_str()) else {
@@ -773,6 +880,9 @@ impl Children {
         names: &[&str],
         visit: &mut dyn FnMut(usize, &'a mut Entry),
     ) -> Vec<usize> {
+        if self.is_log() {
+            return self.log_mut().expect("a log").each_named_mut(names, visit);
+        }
         let mut absent = Vec::new();
         match self.0.as_mut() {
             Some(root) => {
@@ -811,7 +921,19 @@ impl Children {
     }
 
     /// Removes the entry `name`; false (and nothing changed) when absent.
+    /// A log's first entry goes as by [`Children::remove_front`]; any
+    /// other makes the log a plain list first ([`Children::unlog`]).
     pub fn remove(&mut self, name: &str) -> bool {
+        if let Some(log) = self.log() {
+            match log.search(name) {
+                Err(_) => return false,
+                Ok(0) => {
+                    self.remove_front(1);
+                    return true;
+                }
+                Ok(_) => self.unlog(),
+            }
+        }
         let Some(route) = self.route(name) else {
             return false;
         };
@@ -856,6 +978,9 @@ impl Children {
     /// [`Children::remove_front`] of that many drops without copying a
     /// chunk. A list that is one chunk has no whole chunk to spare.
     pub fn whole_chunks_within(&self, count: usize) -> usize {
+        if let Some(log) = self.log() {
+            return log.whole_segments_within(count);
+        }
         let Some(Link::Group(_)) = &self.0 else {
             return 0;
         };
@@ -917,6 +1042,11 @@ impl Children {
         if count == 0 {
             return;
         }
+        if let Some(log) = self.log_mut() {
+            // The log stays, empty or not: its base now ends the chain.
+            log.remove_front(count);
+            return;
+        }
         if let Some(root) = self.0.as_mut() {
             if trim(root, count, true) {
                 self.0 = None;
@@ -928,8 +1058,15 @@ impl Children {
     /// chunks made unique), which the caller brings up to date before
     /// [`Children::recut`]; marks the stale inline ones [`INLINE`].
     pub fn stale_entries<'a>(&'a mut self, out: &mut Vec<&'a mut Entry>) {
-        if let Some(root) = self.0.as_mut() {
-            collect_stale(root, out);
+        match self.0.as_mut() {
+            // A shared log changed nothing in this batch.
+            Some(Link::Log(log)) => {
+                if let Some(log) = Arc::get_mut(log) {
+                    log.stale_entries(out);
+                }
+            }
+            Some(root) => collect_stale(root, out),
+            None => {}
         }
     }
 
@@ -939,6 +1076,9 @@ impl Children {
     /// [`STALE`].
     pub fn recut(&mut self) {
         let Some(root) = self.0.as_mut() else { return };
+        if let Link::Log(_) = root {
+            return;
+        }
         if !root.reshaped() {
             return;
         }
@@ -954,8 +1094,41 @@ impl Children {
     }
 
     /// Levels of the chunk tree (0: one chunk), `None` without children.
+    /// A log has no chunk tree: `None`, as without children.
     pub fn height(&self) -> Option<usize> {
-        self.0.as_ref().map(Link::height)
+        match &self.0 {
+            Some(Link::Log(_)) | None => None,
+            Some(root) => Some(root.height()),
+        }
+    }
+
+    /// Rounds of [`Children::link_job`] a log needs at commit (0 for a
+    /// plain list or a log that did not change).
+    pub fn relinks(&self) -> usize {
+        self.log().map_or(0, Log::relinks)
+    }
+
+    /// Adds to `batch` a log's `round`-th stale link, after its stale
+    /// entries are hashed and the earlier rounds are done; the last one
+    /// settles the log and puts its children digest in `digest`.
+    pub fn link_job<'a>(
+        &'a mut self,
+        round: usize,
+        batch: &mut Batch<'a>,
+        digest: &'a mut Option<Hash>,
+    ) {
+        if let Some(Link::Log(log)) = &mut self.0 {
+            if let Some(log) = Arc::get_mut(log) {
+                log.link_job(round, batch, digest);
+            }
+        }
+    }
+
+    /// A log's children digest when nothing in it changed ([`None`] for a
+    /// plain list, or a log with stale links).
+    pub fn clean_log_digest(&self) -> Option<Hash> {
+        let log = self.log()?;
+        (log.relinks() == 0).then(|| log.digest())
     }
 
     /// Adds to `batch` the hash input of every stale node at `level` of a
@@ -969,6 +1142,10 @@ impl Children {
         batch: &mut Batch<'a>,
     ) {
         let Some(root) = self.0.as_mut() else { return };
+        if let Link::Log(_) = root {
+            // Hashed by its chain (`link_job`), not by levels.
+            return;
+        }
         let height = root.height();
         if level == height {
             push_hash_input(root, level, Dest::Digest(digest), batch);
@@ -998,6 +1175,7 @@ fn collect_stale<'a>(link: &'a mut Link, out: &mut Vec<&'a mut Entry>) {
             }
         }
         Link::Open(v) => take(v.iter_mut(), out),
+        Link::Log(_) => unreachable!("a log collects its own"),
         Link::Group(kids) => {
             if kids.iter().any(|k| k.hash == STALE) {
                 own(kids)
@@ -1064,7 +1242,7 @@ fn visit_named<'a>(
             let entries: &mut [Entry] = match chunk {
                 Link::Chunk(e) => own(e),
                 Link::Open(v) => v,
-                Link::Group(_) => unreachable!("matched above"),
+                Link::Group(_) | Link::Log(_) => unreachable!("matched above"),
             };
             let mut next = 0;
             for entry in entries.iter_mut() {
@@ -1180,6 +1358,7 @@ fn finish_in_place(link: &mut Link) {
         }
         Link::Open(v) => *link = Link::Chunk(Arc::from(std::mem::take(&mut **v))),
         Link::Chunk(_) => {}
+        Link::Log(_) => unreachable!("a log is never re-cut"),
     }
 }
 
@@ -1211,6 +1390,7 @@ impl Builder {
                 Some(own) => own.iter_mut().for_each(|e| self.push_entry(Entry::take(e))),
                 None => e.iter().for_each(|e| self.push_entry(e.clone())),
             },
+            Link::Log(log) => log.for_each(&mut |e| self.push_entry(e.clone())),
         }
     }
 
@@ -1314,6 +1494,9 @@ pub(crate) fn diff<'a>(
     new: &'a Children,
     on: &mut dyn FnMut(Option<&'a Entry>, Option<&'a Entry>),
 ) {
+    if old.is_log() || new.is_log() {
+        return diff_logs(old, new, on);
+    }
     /// A node still to visit: its link, level, and hash (none for a root).
     type Pending<'a> = (&'a Link, usize, Option<&'a Hash>);
     struct Stream<'a> {
@@ -1345,6 +1528,7 @@ pub(crate) fn diff<'a>(
                 ),
                 Some((Link::Chunk(e), ..)) => self.entries = e,
                 Some((Link::Open(v), ..)) => self.entries = v,
+                Some((Link::Log(_), ..)) => unreachable!("logs are diffed apart"),
                 None => {}
             }
         }
@@ -1407,6 +1591,69 @@ pub(crate) fn diff<'a>(
     }
 }
 
+/// [`diff`] where one side or both are logs: entries trimmed from a log's
+/// front and entries with equal links are skipped without a look; the
+/// rest (usually an entry or two at the end) are merged by name.
+fn diff_logs<'a>(
+    old: &'a Children,
+    new: &'a Children,
+    on: &mut dyn FnMut(Option<&'a Entry>, Option<&'a Entry>),
+) {
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    match (old.log(), new.log()) {
+        (Some(x), Some(y)) if let Some((trimmed, same)) = x.continued_by(y) => {
+            (0..trimmed).for_each(|i| on(Some(x.entry(i)), None));
+            xs.extend((trimmed + same..x.len()).map(|i| x.entry(i)));
+            ys.extend((same..y.len()).map(|i| y.entry(i)));
+        }
+        _ => {
+            old.for_each(&mut |e| xs.push(e));
+            new.for_each(&mut |e| ys.push(e));
+        }
+    }
+    let (mut xs, mut ys) = (xs.into_iter().peekable(), ys.into_iter().peekable());
+    loop {
+        match (xs.peek(), ys.peek()) {
+            (None, None) => return,
+            (Some(&x), None) => {
+                on(Some(x), None);
+                xs.next();
+            }
+            (None, Some(&y)) => {
+                on(None, Some(y));
+                ys.next();
+            }
+            (Some(&x), Some(&y)) => match x.name.cmp(&y.name) {
+                std::cmp::Ordering::Less => {
+                    on(Some(x), None);
+                    xs.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    on(None, Some(y));
+                    ys.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if !same_entry(x, y) {
+                        on(Some(x), Some(y));
+                    }
+                    xs.next();
+                    ys.next();
+                }
+            },
+        }
+    }
+}
+
+/// Whether `new`, a later state of the log `old`, follows from it by
+/// trims, in-place changes and appends (see `Log::continued_by`): a
+/// change list of removes and puts then turns one into the other.
+pub(crate) fn log_continues(old: &Children, new: &Children) -> bool {
+    match (old.log(), new.log()) {
+        (Some(x), Some(y)) => x.continued_by(y).is_some(),
+        _ => false,
+    }
+}
+
 /// Whether two committed entries of one name are provably equal.
 fn same_entry(x: &Entry, y: &Entry) -> bool {
     if x.hash == INLINE || y.hash == INLINE {
@@ -1426,6 +1673,7 @@ pub(crate) fn shape(children: &Children) -> Vec<(usize, usize)> {
         match link {
             Link::Chunk(e) => out.push((0, e.len())),
             Link::Open(v) => out.push((0, v.len())),
+            Link::Log(log) => out.push((0, log.len())),
             Link::Group(kids) => {
                 out.push((level, kids.len()));
                 kids.iter().for_each(|k| walk(&k.link, level - 1, out));
@@ -1439,6 +1687,17 @@ pub(crate) fn shape(children: &Children) -> Vec<(usize, usize)> {
     out
 }
 
+impl Children {
+    /// Whether two logs share a segment, for tests.
+    #[cfg(test)]
+    pub(crate) fn shares_segment_with(&self, other: &Children) -> bool {
+        match (self.log(), other.log()) {
+            (Some(a), Some(b)) => a.shares_segment_with(b),
+            _ => false,
+        }
+    }
+}
+
 /// How many nodes of `new` are shared (the same allocation) with `old`,
 /// for tests of how much a change copies.
 #[cfg(test)]
@@ -1447,6 +1706,7 @@ pub(crate) fn shared_nodes(old: &Children, new: &Children) -> usize {
         match link {
             Link::Chunk(e) => out.push(Arc::as_ptr(e) as *const u8),
             Link::Open(v) => out.push(v.as_ptr() as *const u8),
+            Link::Log(log) => out.push(Arc::as_ptr(log) as *const u8),
             Link::Group(kids) => {
                 out.push(Arc::as_ptr(kids) as *const u8);
                 kids.iter().for_each(|k| collect(&k.link, out));
@@ -1469,6 +1729,11 @@ pub(crate) fn check_cached(children: &Children) {
         match link {
             Link::Open(_) => panic!("an open chunk in a committed list"),
             Link::Chunk(e) => assert!(!e.is_empty(), "an empty chunk"),
+            Link::Log(log) => {
+                for i in 0..log.len() {
+                    assert_ne!(log.link(i), STALE, "a stale link after commit");
+                }
+            }
             Link::Group(kids) => {
                 assert!(!kids.is_empty(), "an empty group");
                 for kid in kids.iter() {

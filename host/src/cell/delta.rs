@@ -10,6 +10,7 @@
 //! list records what the runtime already decided, sealed cells included.
 
 use super::children::{self, Entry};
+use super::hash::Hash;
 use super::node::{Node, TreeError, WorkTree};
 use super::snapshot::Snapshot;
 use cep_sdk::{Path, Value};
@@ -20,11 +21,14 @@ pub enum Change {
     /// The cell and its whole subtree are gone.
     Remove(Path),
     /// The cell exists (created when absent) with this value and seal.
-    /// Its children are listed separately.
+    /// Its children are listed separately. `log`: the cell is a log, whose
+    /// chain starts at this base when the change creates it (a log that
+    /// exists already keeps its own, which its trims advance).
     Put {
         path: Path,
         value: Option<Value>,
         sealed: bool,
+        log: Option<Hash>,
     },
 }
 
@@ -51,29 +55,36 @@ fn put(path: &Path, node: &Node) -> Change {
         path: path.clone(),
         value: node.value().cloned(),
         sealed: node.is_sealed(),
+        log: node.children.log_base().copied(),
     }
 }
 
 fn diff_node(old: &Node, new: &Node, path: &Path, out: &mut Vec<Change>) {
+    // A log that does not follow from the old cell by trims, in-place
+    // changes and appends (it became or stopped being a log, or was made
+    // again) is listed anew: removes and puts could not rebuild its base.
+    let logs = old.is_log() || new.is_log();
+    if logs && !path.is_root() && !children::log_continues(&old.children, &new.children) {
+        out.push(Change::Remove(path.clone()));
+        added(path, new, out);
+        return;
+    }
     if old.value() != new.value() || old.is_sealed() != new.is_sealed() {
         out.push(put(path, new));
     }
     children::diff(&old.children, &new.children, &mut |x, y| match (x, y) {
         (Some(x), None) => out.push(Change::Remove(path.child(x.name.clone()))),
-        (None, Some(y)) => added(y, path, out),
+        (None, Some(y)) => added(&path.child(y.name.clone()), &y.node, out),
         (Some(x), Some(y)) => diff_node(&x.node, &y.node, &path.child(x.name.clone()), out),
         (None, None) => {}
     });
 }
 
 /// Lists a new subtree, parents first.
-fn added(entry: &Entry, parent: &Path, out: &mut Vec<Change>) {
-    let path = parent.child(entry.name.clone());
-    out.push(put(&path, &entry.node));
-    entry
-        .node
-        .children
-        .for_each(&mut |child| added(child, &path, out));
+fn added(path: &Path, node: &Node, out: &mut Vec<Change>) {
+    out.push(put(path, node));
+    node.children
+        .for_each(&mut |child: &Entry| added(&path.child(child.name.clone()), &child.node, out));
 }
 
 impl WorkTree {
@@ -93,11 +104,16 @@ impl WorkTree {
                 path,
                 value,
                 sealed,
+                log,
             } => {
                 let node = self
                     .node_mut_unchecked(path, true)
                     .expect("created when absent");
                 node.set_value(value.clone());
+                match log {
+                    Some(base) => node.children.make_log(*base),
+                    None => node.children.unlog(),
+                }
                 if *sealed {
                     node.mark_sealed();
                     self.mark_holds_sealed(path);

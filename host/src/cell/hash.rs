@@ -1,9 +1,10 @@
-//! The state-hash format (v3). `docs/formats.md` is the normative description;
+//! The state-hash format (v4). `docs/formats.md` is the normative description;
 //! this module is the one implementation of its primitives.
 //!
 //! - Every hash is BLAKE3 in keyed mode, with a key derived once per role from
 //!   a context string (`cep.v3 cell`, `cep.v3 chunk`, `cep.v3 group`,
-//!   `cep.v3 beat`), so hashes of different roles can never collide.
+//!   `cep.v3 beat`, `cep.v4 log`), so hashes of different roles can never
+//!   collide.
 //! - Every input is zero-padded to a whole number of 64-byte blocks. That
 //!   costs no compression (BLAKE3 compresses a partial last block anyway)
 //!   and lets a commit hash many small inputs of one size in parallel SIMD
@@ -16,17 +17,27 @@
 //!   depends only on the names around it, so inserting or removing a child
 //!   re-cuts only its neighbourhood and one changed child rehashes
 //!   O(log fanout) small nodes.
+//! - A *log* cell (flag [`LOG_FLAG`]; a dossier's history) hashes its
+//!   children as a chain instead: each entry's link hashes the previous
+//!   link and the entry, starting from a base the log keeps, and the last
+//!   link is the children digest. An append costs one block, and dropping
+//!   the oldest entries only moves the base.
 //! - A child with no children and a small value ([`inline_leaf`]) is hashed
 //!   inside its parent's chunk instead of by a hash of its own: most cells
 //!   are such leaves, and this saves a BLAKE3 call and 32 bytes per leaf.
 
 use std::sync::LazyLock;
 
+use super::log::Log;
 use cep_sdk::{Name, Value};
 
 /// The version of this format, recorded by the journal so that a journal
 /// of another version is refused rather than reported as diverging.
-pub const FORMAT_VERSION: u8 = 3;
+pub const FORMAT_VERSION: u8 = 4;
+
+/// The hashed flag bit of a log cell (bit 0 is `sealed`): its children are
+/// hashed as a chain ([`put_link`]), not as a chunk tree.
+pub(crate) const LOG_FLAG: u8 = 2;
 
 /// A 32-byte BLAKE3 digest.
 pub type Hash = [u8; 32];
@@ -61,6 +72,7 @@ struct Keys {
     chunk: [u8; 32],
     group: [u8; 32],
     beat: [u8; 32],
+    log: [u8; 32],
 }
 
 static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
@@ -68,6 +80,9 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
     chunk: blake3::derive_key("cep.v3 chunk", b""),
     group: blake3::derive_key("cep.v3 group", b""),
     beat: blake3::derive_key("cep.v3 beat", b""),
+    // Format 4 added logs and changed nothing else, so the other roles keep
+    // their v3 keys: a tree without a log hashes as it did under v3.
+    log: blake3::derive_key("cep.v4 log", b""),
 });
 
 /// The boundary hash of a name: FNV-1a (64-bit) of its bytes, finished with
@@ -264,12 +279,31 @@ pub(crate) fn group<'a>(level: u8, hashes: impl Iterator<Item = &'a Hash>) -> Ha
     keyed(&KEYS.group, |buf| put_group(buf, level, hashes))
 }
 
+/// Appends a log link's hash input: the previous link (the log's base for
+/// its first entry), then the entry encoded as in a chunk ([`put_chunk`]).
+pub(crate) fn put_link(buf: &mut Vec<u8>, previous: &Hash, name: &Name, item: ChunkItem<'_>) {
+    buf.extend_from_slice(previous);
+    put_chunk(buf, std::iter::once((name, item)));
+}
+
+/// The link of a log's hash chain that ends at entry `name` (see
+/// [`put_link`]).
+pub(crate) fn link(previous: &Hash, name: &Name, item: ChunkItem<'_>) -> Hash {
+    keyed(&KEYS.log, |buf| put_link(buf, previous, name, item))
+}
+
+/// The base of a new log: the hash of nothing in the log role.
+pub(crate) fn log_genesis() -> Hash {
+    keyed(&KEYS.log, |_| {})
+}
+
 /// The roles a [`Batch`] hashes for.
 #[derive(Clone, Copy)]
 pub(crate) enum Role {
     Cell,
     Chunk,
     Group,
+    Link,
 }
 
 /// BLAKE3 block size: inputs are padded to a multiple of it.
@@ -288,6 +322,7 @@ struct Lanes {
     cell: [u32; 8],
     chunk: [u32; 8],
     group: [u32; 8],
+    log: [u32; 8],
 }
 
 static LANES: LazyLock<Lanes> = LazyLock::new(|| {
@@ -297,6 +332,7 @@ static LANES: LazyLock<Lanes> = LazyLock::new(|| {
         cell: words(&KEYS.cell),
         chunk: words(&KEYS.chunk),
         group: words(&KEYS.group),
+        log: words(&KEYS.log),
     }
 });
 
@@ -306,6 +342,9 @@ pub(crate) enum Dest<'a> {
     Hash(&'a mut Hash),
     /// A list's children digest, kept until its cell is hashed.
     Digest(&'a mut Option<Hash>),
+    /// The last link of a log: it goes to the log's last entry, the log
+    /// settles ([`Log::settle`]) and the link is its children digest.
+    Log(&'a mut Log, &'a mut Option<Hash>),
 }
 
 impl Dest<'_> {
@@ -313,6 +352,10 @@ impl Dest<'_> {
         match self {
             Dest::Hash(slot) => *slot = hash,
             Dest::Digest(slot) => *slot = Some(hash),
+            Dest::Log(log, digest) => {
+                log.settle_with_last_link(hash);
+                *digest = Some(hash);
+            }
         }
     }
 }
@@ -369,6 +412,18 @@ impl<'a> Batch<'a> {
     pub fn push(&mut self, dest: Dest<'a>, fill: impl FnOnce(&mut Vec<u8>)) {
         let start = self.arena.len();
         fill(&mut self.arena);
+        self.end_input(start, dest);
+    }
+
+    /// Where the next input starts, and the buffer to write it into: for a
+    /// destination that borrows what the input is read from (then
+    /// [`Batch::end_input`] once the input is written).
+    pub fn input(&mut self) -> (usize, &mut Vec<u8>) {
+        (self.arena.len(), &mut self.arena)
+    }
+
+    /// Ends the input that started at `start` (see [`Batch::input`]).
+    pub fn end_input(&mut self, start: usize, dest: Dest<'a>) {
         pad(&mut self.arena, start);
         let blocks = (self.arena.len() - start) / BLOCK;
         self.jobs.push((start, blocks, dest));
@@ -395,6 +450,7 @@ impl<'a> Batch<'a> {
             Role::Cell => (&lanes.cell, &KEYS.cell),
             Role::Chunk => (&lanes.chunk, &KEYS.chunk),
             Role::Group => (&lanes.group, &KEYS.group),
+            Role::Link => (&lanes.log, &KEYS.log),
         };
         // Sorted by size, each run of one size is a contiguous range; the
         // hashes go to `out` in job order, then to their destinations.
@@ -520,11 +576,12 @@ mod tests {
     /// takes and beyond, alone and mixed with other sizes, for each role.
     #[test]
     fn batch_matches_one_at_a_time() {
-        for role in [Role::Cell, Role::Chunk, Role::Group] {
+        for role in [Role::Cell, Role::Chunk, Role::Group, Role::Link] {
             let key = match role {
                 Role::Cell => &KEYS.cell,
                 Role::Chunk => &KEYS.chunk,
                 Role::Group => &KEYS.group,
+                Role::Link => &KEYS.log,
             };
             let mut expected = Vec::new();
             let mut inputs = Vec::new();

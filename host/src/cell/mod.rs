@@ -12,6 +12,7 @@
 mod children;
 mod delta;
 pub mod hash;
+mod log;
 mod node;
 mod snapshot;
 
@@ -21,5 +22,7 @@ pub use hash::Hash;
 pub use node::{CellMut, Node, TreeError, WorkTree};
 pub use snapshot::{History, Snapshot};
 
+#[cfg(test)]
+mod log_tests;
 #[cfg(test)]
 mod tests;

@@ -46,9 +46,21 @@ impl Node {
         self.flags & SEALED != 0
     }
 
-    /// The flags that are part of the hash.
+    /// The flags that are part of the hash: sealed, and whether the cell
+    /// is a log.
     pub(crate) fn hashed_flags(&self) -> u8 {
-        self.flags & SEALED
+        let log = if self.children.is_log() {
+            hash::LOG_FLAG
+        } else {
+            0
+        };
+        (self.flags & SEALED) | log
+    }
+
+    /// Whether the cell is a log: its children only grow at the end and
+    /// shrink at the front, and are hashed as a chain (`docs/formats.md`).
+    pub fn is_log(&self) -> bool {
+        self.children.is_log()
     }
 
     pub(super) fn set_value(&mut self, value: Option<Value>) {
@@ -104,9 +116,10 @@ impl Node {
     }
 }
 
-/// Whether a cell is hashed in place in its parent's chunk.
+/// Whether a cell is hashed in place in its parent's chunk (never a log:
+/// its base must be hashed).
 pub(super) fn is_inline(node: &Node) -> bool {
-    node.children.is_empty() && hash::inline_leaf(node.value.as_ref())
+    node.children.is_bare() && hash::inline_leaf(node.value.as_ref())
 }
 
 /// Recomputes the hashes of `nodes` (cells that changed, none inside
@@ -120,9 +133,15 @@ pub(super) fn is_inline(node: &Node) -> bool {
 /// cell hashes. A commit that changed many cells side by side (a beat's
 /// dossiers, a thousand scattered writes) thus hashes in SIMD lanes.
 fn rehash_cells(nodes: &mut [&mut Node]) -> Vec<Hash> {
+    let mut digests: Vec<Option<Hash>> = vec![None; nodes.len()];
+    // Rounds of log links: one per stale link of a log (each needs the one
+    // before), every log's round in one batch.
+    let mut rounds = 0;
     {
         let mut stale: Vec<&mut Entry> = Vec::new();
-        for node in nodes.iter_mut() {
+        for (node, digest) in nodes.iter_mut().zip(digests.iter_mut()) {
+            rounds = rounds.max(node.children.relinks());
+            *digest = node.children.clean_log_digest();
             node.children.stale_entries(&mut stale);
         }
         if !stale.is_empty() {
@@ -134,11 +153,18 @@ fn rehash_cells(nodes: &mut [&mut Node]) -> Vec<Hash> {
             }
         }
     }
-    let mut digests: Vec<Option<Hash>> = vec![None; nodes.len()];
+    // The re-cuts go with the first round: one walk over the cells.
     let mut height = None;
-    for node in nodes.iter_mut() {
-        node.children.recut();
-        height = height.max(node.children.height());
+    for round in 0..rounds.max(1) {
+        let mut batch = Batch::new(Role::Link);
+        for (node, digest) in nodes.iter_mut().zip(digests.iter_mut()) {
+            if round == 0 {
+                node.children.recut();
+                height = height.max(node.children.height());
+            }
+            node.children.link_job(round, &mut batch, digest);
+        }
+        batch.finish();
     }
     if let Some(height) = height {
         for level in 0..=height {
@@ -157,7 +183,7 @@ fn rehash_cells(nodes: &mut [&mut Node]) -> Vec<Hash> {
         batch.push(Dest::Hash(slot), |buf| {
             hash::put_cell(
                 buf,
-                node.flags & SEALED,
+                node.hashed_flags(),
                 node.value.as_ref(),
                 node.children.len() as u64,
                 digest.as_ref(),
@@ -756,6 +782,19 @@ impl CellMut<'_> {
         })
     }
 
+    /// The child `name`, as [`CellMut::child`], made an empty log when it
+    /// is created here (an existing cell stays as it is): a list that
+    /// only grows at the end and shrinks at the front, where an append
+    /// costs one hash block and writes its entry in place.
+    pub fn log_child(&mut self, name: &Name) -> Result<CellMut<'_>, TreeError> {
+        let fresh = self.node.child(name.as_str()).is_none();
+        let child = self.child(name)?;
+        if fresh {
+            child.node.children = Children::new_log(hash::log_genesis());
+        }
+        Ok(child)
+    }
+
     /// Sets the value of child `name`, creating it.
     pub fn write(&mut self, name: &Name, value: Value) -> Result<(), TreeError> {
         let child = self.child(name)?;
@@ -812,7 +851,10 @@ impl CellMut<'_> {
     /// least its newest `keep` children: older ones are dropped a whole
     /// chunk at a time (so the window holds fewer than `keep` +
     /// [`hash::NODE_ITEMS_MAX`], about 4 more on average), which leaves
-    /// the chunks of the oldest entries untouched until they go.
+    /// the chunks of the oldest entries untouched until they go; in a log
+    /// ([`CellMut::log_child`]), a whole published segment at a time
+    /// (fewer than `keep` + 8 once the entries of this batch are
+    /// published), which only moves the log's base.
     pub fn push_windowed(&mut self, name: &Name, keep: usize) -> Result<CellMut<'_>, TreeError> {
         // A name after the last (every new history entry) is new without a
         // search; only another name needs one.
@@ -866,15 +908,38 @@ pub fn full_hash(node: &Node) -> Hash {
         Inline(u8, Option<Value>),
         Hashed(Hash),
     }
+    impl Item {
+        fn chunk_item(&self) -> hash::ChunkItem<'_> {
+            match self {
+                Item::Inline(flags, value) => hash::ChunkItem::Inline {
+                    flags: *flags,
+                    value: value.as_ref(),
+                },
+                Item::Hashed(h) => hash::ChunkItem::Hashed(h),
+            }
+        }
+    }
     let mut items: Vec<(Name, Item)> = Vec::new();
     node.for_each_child(&mut |name, child| {
-        let item = if child.child_count() == 0 && hash::inline_leaf(child.value()) {
-            Item::Inline(child.flags & SEALED, child.value().cloned())
+        let item = if is_inline(child) {
+            Item::Inline(child.hashed_flags(), child.value().cloned())
         } else {
             Item::Hashed(full_hash(child))
         };
         items.push((name.clone(), item));
     });
+    if let Some(base) = node.children.log_base() {
+        // A log: the chain from its base through every entry.
+        let digest = items.iter().fold(*base, |link, (name, item)| {
+            hash::link(&link, name, item.chunk_item())
+        });
+        return hash::cell(
+            node.hashed_flags(),
+            node.value(),
+            items.len() as u64,
+            Some(&digest),
+        );
+    }
     let digest = (!items.is_empty()).then(|| {
         // Level 0: cut after a name that ends a chunk, or at the cap.
         let mut level: Vec<(Hash, u8)> = Vec::new();
@@ -883,16 +948,11 @@ pub fn full_hash(node: &Node) -> Hash {
             let cut = hash::cut_level(items[i].0.as_str());
             let full = i + 1 - start == hash::NODE_ITEMS_MAX;
             if hash::ends_at(0, cut) || full || i + 1 == items.len() {
-                let chunk = hash::chunk(items[start..=i].iter().map(|(name, item)| {
-                    let item = match item {
-                        Item::Inline(flags, value) => hash::ChunkItem::Inline {
-                            flags: *flags,
-                            value: value.as_ref(),
-                        },
-                        Item::Hashed(h) => hash::ChunkItem::Hashed(h),
-                    };
-                    (name, item)
-                }));
+                let chunk = hash::chunk(
+                    items[start..=i]
+                        .iter()
+                        .map(|(name, item)| (name, item.chunk_item())),
+                );
                 level.push((chunk, cut));
                 start = i + 1;
             }
@@ -917,7 +977,7 @@ pub fn full_hash(node: &Node) -> Hash {
         level[0].0
     });
     hash::cell(
-        node.flags & SEALED,
+        node.hashed_flags(),
         node.value(),
         items.len() as u64,
         digest.as_ref(),

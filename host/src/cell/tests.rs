@@ -504,17 +504,20 @@ fn diff_names_removed_subtrees_once_and_added_ones_cell_by_cell() {
             super::Change::Put {
                 path: p("/b"),
                 value: Some(Value::I64(3)),
-                sealed: false
+                sealed: false,
+                log: None,
             },
             super::Change::Put {
                 path: p("/c"),
                 value: None,
-                sealed: false
+                sealed: false,
+                log: None,
             },
             super::Change::Put {
                 path: p("/c/y"),
                 value: Some(Value::text("new")),
-                sealed: false
+                sealed: false,
+                log: None,
             },
         ]
     );
@@ -905,14 +908,15 @@ fn golden_tree() -> Snapshot {
 }
 
 /// The state hash is a format (docs/formats.md): these values were computed
-/// by format v3 and must not change unless `FORMAT_VERSION` does, with the
-/// journal refusing the older format. A change of layout, batching or
-/// copy-on-write strategy that alters one of them is a bug.
+/// by format v3 (the first two: v4 only added logs, so a tree without one
+/// hashes as before) and v4, and must not change unless `FORMAT_VERSION`
+/// does, with the journal refusing the older format. A change of layout,
+/// batching or copy-on-write strategy that alters one of them is a bug.
 #[test]
 fn the_state_hash_of_a_fixed_tree_is_pinned_by_format_version() {
     assert_eq!(
         hash::FORMAT_VERSION,
-        3,
+        4,
         "a new format needs new pinned hashes"
     );
     let golden = golden_tree();
@@ -936,6 +940,93 @@ fn the_state_hash_of_a_fixed_tree_is_pinned_by_format_version() {
         "af244e168be009d4d07dd8af9dd964121d974d8c511c6c3ab4116a4378611ffb",
         "the hash after the batch"
     );
+    // v4: a log of inline entries, one with a child and one with a long
+    // value; then trimmed (its base moves), changed in place, appended to.
+    let logged = commit(&golden, 8, |t| {
+        let mut rt = t.cell_mut(&p("/rt")).unwrap();
+        let mut chain = rt.log_child(&Name::new("chain").unwrap()).unwrap();
+        for i in 0..20 {
+            chain.append(Value::I64(i)).unwrap();
+        }
+        let mut with_child = chain.append(Value::text("ist:yield")).unwrap();
+        with_child
+            .write(&Name::new("code").unwrap(), Value::I64(3))
+            .unwrap();
+        chain
+            .append(Value::text("a text longer than thirty-two bytes"))
+            .unwrap();
+    });
+    assert_eq!(logged.hash(), logged.recompute_hash());
+    assert_eq!(
+        logged.hash_hex(),
+        "9ad6513a921b9dd28b925abf1026947aad49ec1615e016ad1b676cd07483dd58",
+        "the hash of the golden tree with a log"
+    );
+    let relogged = commit(&logged, 9, |t| {
+        t.keep_newest(&p("/rt/chain"), 9).unwrap();
+        t.write(&p("/rt/chain/0000000015"), Value::Bool(false))
+            .unwrap();
+        t.append(&p("/rt/chain"), Value::Null).unwrap();
+    });
+    assert_eq!(relogged.hash(), relogged.recompute_hash());
+    assert_eq!(
+        relogged.hash_hex(),
+        "6c823b2e6a44ea85f68d775da4a2abd63812b72ad1b2b7c5aa2db5ebb6a146ac",
+        "the hash of the log after a trim, a change and an append"
+    );
+}
+
+/// A log's hash, built byte by byte from `docs/formats.md` ("Log cells")
+/// with BLAKE3 alone: the base of a new log, one link per entry, the last
+/// link as the children digest, the log flag in the cell's flags.
+#[test]
+fn a_log_hashes_as_the_format_says() {
+    let key = |context: &str| blake3::derive_key(context, b"");
+    let keyed = |context: &str, mut input: Vec<u8>| {
+        input.resize(input.len().div_ceil(64) * 64, 0);
+        *blake3::keyed_hash(&key(context), &input).as_bytes()
+    };
+    let base = keyed("cep.v4 log", Vec::new());
+    // Two inline i64 entries: name_len, name, form 0, flags 0, tag 3, value.
+    let mut link = base;
+    for (name, value) in [("0000000000", 5i64), ("0000000001", -1)] {
+        let mut input = link.to_vec();
+        input.push(name.len() as u8);
+        input.extend_from_slice(name.as_bytes());
+        input.extend_from_slice(&[0, 0, 3]);
+        input.extend_from_slice(&value.to_le_bytes());
+        link = keyed("cep.v4 log", input);
+    }
+    // The log cell: flags 2 (log), no value (tag 0), 2 children, digest.
+    let mut cell = vec![2, 0];
+    cell.extend_from_slice(&2u64.to_le_bytes());
+    cell.extend_from_slice(&link);
+    let log_hash = keyed("cep.v3 cell", cell);
+    // Its parent /d: one child "log", by hash (form 1); the root: "d".
+    let chunk_of = |name: &str, hash: &[u8; 32]| {
+        let mut input = vec![name.len() as u8];
+        input.extend_from_slice(name.as_bytes());
+        input.push(1);
+        input.extend_from_slice(hash);
+        keyed("cep.v3 chunk", input)
+    };
+    let cell_of = |digest: [u8; 32]| {
+        let mut input = vec![0, 0];
+        input.extend_from_slice(&1u64.to_le_bytes());
+        input.extend_from_slice(&digest);
+        keyed("cep.v3 cell", input)
+    };
+    let d = cell_of(chunk_of("log", &log_hash));
+    let root = cell_of(chunk_of("d", &d));
+    let s = commit(&Snapshot::empty(), 1, |t| {
+        t.cell_mut(&p("/d"))
+            .unwrap()
+            .log_child(&Name::new("log").unwrap())
+            .unwrap();
+        t.write(&p("/d/log/0000000000"), Value::I64(5)).unwrap();
+        t.write(&p("/d/log/0000000001"), Value::I64(-1)).unwrap();
+    });
+    assert_eq!(s.hash(), root);
 }
 
 /// Names from a small alphabet, so that many share long prefixes; one in

@@ -332,7 +332,8 @@ pub fn read_beat(frame: &Frame) -> Result<BeatEntry, RecordError> {
     Ok(e)
 }
 
-/// One tree change: tag 1 remove (path), tag 2 put (path, value, sealed).
+/// One tree change: tag 1 remove (path), tag 2 put (path, value, flags
+/// byte: bit 0 sealed, bit 1 log; a log's 32-byte base follows).
 pub fn change_body(c: &Change) -> Vec<u8> {
     let mut w = Writer(Vec::new());
     match c {
@@ -344,11 +345,15 @@ pub fn change_body(c: &Change) -> Vec<u8> {
             path,
             value,
             sealed,
+            log,
         } => {
             w.0.push(2);
             w.bytes(path.to_string().as_bytes());
             w.value(value.as_ref());
-            w.0.push(*sealed as u8);
+            w.0.push(*sealed as u8 | (log.is_some() as u8) << 1);
+            if let Some(base) = log {
+                w.0.extend_from_slice(base);
+            }
         }
     }
     w.0
@@ -360,15 +365,19 @@ fn read_change(rd: &mut Reader) -> Result<Change, RecordError> {
         2 => {
             let path = rd.path()?;
             let value = rd.value()?;
-            let sealed = match rd.take(1)?[0] {
-                0 => false,
-                1 => true,
-                _ => return Err(rd.fail("sealed flag is not 0 or 1")),
+            let flags = rd.take(1)?[0];
+            if flags > 3 {
+                return Err(rd.fail("put flags other than sealed (1) and log (2)"));
+            }
+            let log = match flags & 2 {
+                0 => None,
+                _ => Some(rd.take(32)?.try_into().expect("32 bytes")),
             };
             Ok(Change::Put {
                 path,
                 value,
-                sealed,
+                sealed: flags & 1 != 0,
+                log,
             })
         }
         _ => Err(rd.fail("unknown change")),
