@@ -8,7 +8,7 @@
 //! ```text
 //! /rt/ops/<oid>/envelope/   [sealed] verb, target, mode, ttl, issued, payload?, parent?
 //!              /state       "ist:…"
-//!              /history/<beat>[.<n>] = "<state>"   code, note when set
+//!              /history/    [log] <beat>[.<n>] = "<state>"   code, note when set
 //!              /watchers/<w>             with want, cont, deadline, armed
 //!              /close/      [sealed] status, beat, summary
 //! ```
@@ -326,7 +326,8 @@ fn set_state(
     if text(cell.node().child(f.state.as_str())) != Some(state) {
         cell.write(&f.state, value.clone())?;
     }
-    let mut history = cell.child(&f.history)?;
+    // A log: an entry is appended in place and hashed in one block.
+    let mut history = cell.log_child(&f.history)?;
     let mut rank = 0;
     if let Some((name, last)) = history.node().last_child_named() {
         if history_entry_beat(name) == Some(beat) {
@@ -336,9 +337,9 @@ fn set_state(
             rank = (history_entry_rank(name) + 1).min(HISTORY_PER_BEAT_MAX - 1);
         }
     }
-    // Keep at least the newest `history_max` entries (older ones go a chunk
-    // at a time): the tree holds a recent window, the journal and the
-    // execution documents hold the whole record.
+    // Keep at least the newest `history_max` entries (older ones go a
+    // segment at a time): the tree holds a recent window, the journal and
+    // the execution documents hold the whole record.
     let mut entry = history.push_windowed(&history_entry_name(beat, rank), history_max)?;
     entry.set_value(value);
     // Past HISTORY_PER_BEAT_MAX the entry is a replaced one: drop its fields.
