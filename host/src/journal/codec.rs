@@ -391,3 +391,45 @@ pub fn read_change_record(r: &Record) -> Result<Change, RecordError> {
     rd.done()?;
     Ok(change)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(sealed: bool, log: Option<[u8; 32]>) -> Change {
+        Change::Put {
+            path: Path::parse("/rt/ops/a/history").unwrap(),
+            value: Some(Value::text("x")),
+            sealed,
+            log,
+        }
+    }
+
+    /// A put record keeps its seal and, for a log, its base.
+    #[test]
+    fn put_records_carry_the_log_flag_and_base() {
+        for change in [
+            put(false, None),
+            put(true, None),
+            put(false, Some([7; 32])),
+            put(true, Some([9; 32])),
+        ] {
+            let record = Record::new("c/00000000".to_string(), change_body(&change));
+            assert_eq!(read_change_record(&record).unwrap(), change);
+        }
+    }
+
+    /// Flag bits other than sealed and log, and a log without its whole
+    /// base, are refused with the record named.
+    #[test]
+    fn put_records_with_unknown_flags_or_a_short_base_are_refused() {
+        let mut body = change_body(&put(false, None));
+        *body.last_mut().unwrap() = 4;
+        let error = read_change_record(&Record::new("c/00000001".to_string(), body)).unwrap_err();
+        assert_eq!(error.key, "c/00000001");
+        assert!(error.reason.contains("flags"), "{}", error.reason);
+        let mut body = change_body(&put(false, Some([1; 32])));
+        body.truncate(body.len() - 1);
+        assert!(read_change_record(&Record::new("c/00000002".to_string(), body)).is_err());
+    }
+}
