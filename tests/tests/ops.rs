@@ -107,6 +107,44 @@ fn an_await_with_ttl_1_at_beat_0_times_out_once_with_a_warning() {
     assert!(watchers(&rt, &oid).is_empty());
 }
 
+/// A dossier's history is a log cell (docs/formats.md, "Log cells"): it
+/// keeps the newest `ops_history_max` entries and fewer than 8 more, the
+/// newest last, its cached hash equal to the hash from scratch, and the
+/// same state hash on every backend.
+#[test]
+fn a_dossier_history_is_a_log_window_with_the_same_hash_on_every_backend() {
+    let mut hashes = Vec::new();
+    for (backend, config) in backends() {
+        let mut rt = Runtime::new(Config {
+            ops_history_max: 12,
+            ..config
+        })
+        .unwrap();
+        let oid = rt.op_start(OpSpec::new(p("op/test")));
+        for round in 0..60 {
+            rt.op_state(&oid, &format!("ist:s{}", round % 3));
+            rt.step().unwrap();
+            let history = dossier(&oid).child(Name::new("history").unwrap());
+            let node = rt.snapshot().node(&history).unwrap();
+            assert!(node.is_log(), "{backend}: the history is a log");
+            let kept = node.child_count();
+            assert!(
+                (12.min(round + 2)..12 + 8).contains(&kept),
+                "{backend}: {kept} entries after {round} rounds"
+            );
+        }
+        let states = ops::history(rt.snapshot(), &oid);
+        assert_eq!(states.last().unwrap().0, "ist:s2", "{backend}: newest last");
+        let snapshot = rt.snapshot();
+        assert_eq!(snapshot.hash(), snapshot.recompute_hash(), "{backend}");
+        hashes.push((backend, snapshot.hash()));
+    }
+    assert!(
+        hashes.windows(2).all(|w| w[0].1 == w[1].1),
+        "one state hash on every backend: {hashes:?}"
+    );
+}
+
 #[test]
 fn history_collapses_same_beat_repeats_and_closed_operations_are_immutable() {
     let mut rt = runtime();
