@@ -1,6 +1,7 @@
 //! OPS dossiers (issue "OPS dossiers, the episodic engine (E3) and the
 //! executor backends", acceptance 1–4 and CEI escalation).
 
+use cep_host::cei;
 use cep_host::ops::{self, dossier};
 use cep_host::{
     AwaitSpec, Config, EnzymeCx, EnzymeDescriptor, Impulse, Name, OpSpec, OpStatus, Outcome,
@@ -143,6 +144,43 @@ fn a_dossier_history_is_a_log_window_with_the_same_hash_on_every_backend() {
         hashes.windows(2).all(|w| w[0].1 == w[1].1),
         "one state hash on every backend: {hashes:?}"
     );
+}
+
+/// The host's `op_state` calls of one beat are applied in dossier order
+/// (for locality), which must not show: one dossier's calls keep their
+/// order, and refusals are reported in call order.
+#[test]
+fn host_state_changes_apply_as_called_whatever_order_they_run_in() {
+    let mut rt = runtime();
+    let [a, b, c] = [(); 3].map(|_| rt.op_start(OpSpec::new(p("op/test"))));
+    rt.step().unwrap();
+    rt.op_close(&b, OpStatus::Ok, "done");
+    rt.step().unwrap();
+    let unknown = Name::new("9-h9").unwrap();
+    rt.op_state(&c, "ist:x");
+    rt.op_state(&a, "ist:y");
+    rt.op_state(&unknown, "ist:z");
+    rt.op_state(&b, "ist:z");
+    rt.op_state(&a, "ist:w");
+    rt.op_state(&c, "ist:v");
+    rt.step().unwrap();
+    let states = |oid: &Name| -> Vec<String> {
+        ops::history(rt.snapshot(), oid)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    };
+    assert_eq!(states(&a), ["ist:run", "ist:y", "ist:w"]);
+    assert_eq!(states(&c), ["ist:run", "ist:x", "ist:v"]);
+    assert_eq!(ops::state(rt.snapshot(), &a).as_deref(), Some("ist:w"));
+    // Refusals in call order: the unknown operation, then the closed one.
+    let refused: Vec<String> = cei::facts(rt.snapshot())
+        .into_iter()
+        .map(|(fact, _)| fact)
+        .filter(|f| f.topic == "ops:unknown" || f.topic == "ops:closed")
+        .map(|f| f.topic)
+        .collect();
+    assert_eq!(refused, ["ops:unknown", "ops:closed"]);
 }
 
 #[test]

@@ -164,7 +164,10 @@ pub struct Runtime {
     ops: Ops,
     /// OPS intents from the embedding program, applied first at the next
     /// commit.
-    host_ops: Vec<OpsIntent>,
+    /// OPS calls from outside the beat, taken out as they are applied.
+    host_ops: Vec<Option<OpsIntent>>,
+    /// The order `Ops::apply_all` applies them in (kept between beats).
+    host_ops_order: Vec<u32>,
     host_op_seq: u64,
     phase: Phase,
     episodes: Episodes,
@@ -309,6 +312,7 @@ impl Runtime {
             reclaimer: Reclaimer::new(),
             ops: Ops::new(config.ops_history_max),
             host_ops: Vec::new(),
+            host_ops_order: Vec::new(),
             host_op_seq: 0,
             phase: Phase::Booting(0),
             episodes: Episodes::default(),
@@ -488,39 +492,39 @@ impl Runtime {
     /// next commit. Returns its id (`<beat>-h<seq>`).
     pub fn op_start(&mut self, spec: OpSpec) -> Name {
         let oid = self.next_host_id();
-        self.host_ops.push(OpsIntent::Start {
+        self.host_ops.push(Some(OpsIntent::Start {
             oid: oid.clone(),
             spec,
             state: "ist:run".to_owned(),
-        });
+        }));
         oid
     }
 
     /// Moves an operation to `state` at the next commit.
     pub fn op_state(&mut self, oid: &Name, state: &str) {
-        self.host_ops.push(OpsIntent::State {
+        self.host_ops.push(Some(OpsIntent::State {
             oid: oid.clone(),
             state: state.to_owned(),
             code: 0,
             note: String::new(),
-        });
+        }));
     }
 
     /// Arms a watcher at the next commit.
     pub fn op_await(&mut self, oid: &Name, spec: AwaitSpec) {
-        self.host_ops.push(OpsIntent::Await {
+        self.host_ops.push(Some(OpsIntent::Await {
             oid: oid.clone(),
             spec,
-        });
+        }));
     }
 
     /// Closes an operation at the next commit.
     pub fn op_close(&mut self, oid: &Name, status: OpStatus, summary: &str) {
-        self.host_ops.push(OpsIntent::Close {
+        self.host_ops.push(Some(OpsIntent::Close {
             oid: oid.clone(),
             status,
             summary: summary.to_owned(),
-        });
+        }));
     }
 
     /// Starts an episode from outside the beat (applied at the next commit);
@@ -949,11 +953,16 @@ impl Runtime {
         // Lifecycle calls that failed, and those that ran, this beat.
         let lifecycle_beat = !self.lifecycle_pending.is_empty();
         let mut lifecycle_failed: Vec<(organ::OrganKey, organ::Stage, String)> = Vec::new();
-        // Drained in place: the list keeps its allocation for the next beat.
-        for intent in self.host_ops.drain(..) {
-            if let Err(e) = self.ops.apply(&mut tree, beat, intent) {
-                facts.push((Fact::new(Severity::Usage, e.topic(), e.to_string()), None));
-            }
+        // Emptied in place: the list keeps its allocation for the next beat.
+        let refused = self.ops.apply_all(
+            &mut tree,
+            beat,
+            &mut self.host_ops,
+            &mut self.host_ops_order,
+        );
+        self.host_ops.clear();
+        for (_, e) in refused {
+            facts.push((Fact::new(Severity::Usage, e.topic(), e.to_string()), None));
         }
         let mut fatal: Option<String> = None;
         for op in std::mem::take(&mut self.pending_episode_ops) {
