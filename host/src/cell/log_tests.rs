@@ -332,3 +332,46 @@ fn an_append_shares_the_segment_with_the_snapshot_before_it() {
     assert_eq!(s2.hash(), s2.recompute_hash());
     assert!(a.children.shares_segment_with(&b.children));
 }
+
+/// Two threads append to one log from the same snapshot at once, again
+/// and again: each time one of them takes the shared slot and the other
+/// copies the segment, and both results hold their own entry, hash as
+/// from scratch, and leave the snapshot they came from as it was.
+#[test]
+fn two_threads_appending_to_one_snapshot_each_get_their_own_log() {
+    let mut base = commit_with(&Snapshot::empty(), 0, |t| {
+        make_log(t);
+        for i in 0..5 {
+            t.write(&entry(&Name::from_index(i).to_string()), Value::I64(0))
+                .unwrap();
+        }
+    });
+    for round in 0..200u64 {
+        let next = Name::from_index(5 + round).to_string();
+        let before = base.hash();
+        let barrier = std::sync::Barrier::new(2);
+        let forks: Vec<Snapshot> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..2i64)
+                .map(|side| {
+                    let (base, barrier, next) = (&base, &barrier, &next);
+                    scope.spawn(move || {
+                        let mut t = WorkTree::new(base);
+                        t.write(&entry(next), Value::I64(side)).unwrap();
+                        barrier.wait();
+                        t.commit(round + 1)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (side, fork) in forks.iter().enumerate() {
+            assert_eq!(fork.read(&entry(&next)), Some(&Value::I64(side as i64)));
+            assert_eq!(fork.hash(), fork.recompute_hash(), "round {round}");
+        }
+        assert_ne!(forks[0].hash(), forks[1].hash());
+        assert_eq!(base.hash(), before);
+        assert_eq!(base.hash(), base.recompute_hash());
+        assert!(base.read(&entry(&next)).is_none());
+        base = forks[(round % 2) as usize].clone();
+    }
+}
