@@ -331,6 +331,9 @@ fn an_append_shares_the_segment_with_the_snapshot_before_it() {
     assert_eq!(s1.hash(), s1.recompute_hash());
     assert_eq!(s2.hash(), s2.recompute_hash());
     assert!(a.children.shares_segment_with(&b.children));
+    // `cep inspect` says which cells are logs.
+    let rendered = s2.render(&p("/d")).unwrap();
+    assert!(rendered.contains("\n  log [log]\n"), "{rendered}");
 }
 
 /// Two threads append to one log from the same snapshot at once, again

@@ -84,6 +84,9 @@ impl Snapshot {
             if node.is_sealed() {
                 out.push_str(" [sealed]");
             }
+            if node.is_log() {
+                out.push_str(" [log]");
+            }
             out.push('\n');
             node.for_each_child(&mut |n, c| walk(out, n.as_str(), c, depth + 1));
         }
