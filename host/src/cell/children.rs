@@ -1560,33 +1560,49 @@ pub(crate) fn diff<'a>(
             }
             continue;
         }
-        match (a.entry(), b.entry()) {
-            (None, None) => return,
-            (Some(x), None) => {
-                on(Some(x), None);
-                a.advance();
+        let (x, y) = (a.entry(), b.entry());
+        if x.is_none() && y.is_none() {
+            return;
+        }
+        let (next_x, next_y) = merge_step(x, y, on);
+        if next_x {
+            a.advance();
+        }
+        if next_y {
+            b.advance();
+        }
+    }
+}
+
+/// One step of a merge of two lists of entries in name order: reports
+/// the first of `x` and `y` (both, when they have one name and differ) to
+/// `on`, and says which side(s) to move past.
+fn merge_step<'a>(
+    x: Option<&'a Entry>,
+    y: Option<&'a Entry>,
+    on: &mut dyn FnMut(Option<&'a Entry>, Option<&'a Entry>),
+) -> (bool, bool) {
+    let order = match (x, y) {
+        (None, None) => return (false, false),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (Some(x), Some(y)) => x.name.cmp(&y.name),
+    };
+    match order {
+        std::cmp::Ordering::Less => {
+            on(x, None);
+            (true, false)
+        }
+        std::cmp::Ordering::Greater => {
+            on(None, y);
+            (false, true)
+        }
+        std::cmp::Ordering::Equal => {
+            let (x, y) = (x.expect("equal names"), y.expect("equal names"));
+            if !same_entry(x, y) {
+                on(Some(x), Some(y));
             }
-            (None, Some(y)) => {
-                on(None, Some(y));
-                b.advance();
-            }
-            (Some(x), Some(y)) => match x.name.cmp(&y.name) {
-                std::cmp::Ordering::Less => {
-                    on(Some(x), None);
-                    a.advance();
-                }
-                std::cmp::Ordering::Greater => {
-                    on(None, Some(y));
-                    b.advance();
-                }
-                std::cmp::Ordering::Equal => {
-                    if !same_entry(x, y) {
-                        on(Some(x), Some(y));
-                    }
-                    a.advance();
-                    b.advance();
-                }
-            },
+            (true, true)
         }
     }
 }
@@ -1611,36 +1627,11 @@ fn diff_logs<'a>(
             new.for_each(&mut |e| ys.push(e));
         }
     }
-    let (mut xs, mut ys) = (xs.into_iter().peekable(), ys.into_iter().peekable());
-    loop {
-        match (xs.peek(), ys.peek()) {
-            (None, None) => return,
-            (Some(&x), None) => {
-                on(Some(x), None);
-                xs.next();
-            }
-            (None, Some(&y)) => {
-                on(None, Some(y));
-                ys.next();
-            }
-            (Some(&x), Some(&y)) => match x.name.cmp(&y.name) {
-                std::cmp::Ordering::Less => {
-                    on(Some(x), None);
-                    xs.next();
-                }
-                std::cmp::Ordering::Greater => {
-                    on(None, Some(y));
-                    ys.next();
-                }
-                std::cmp::Ordering::Equal => {
-                    if !same_entry(x, y) {
-                        on(Some(x), Some(y));
-                    }
-                    xs.next();
-                    ys.next();
-                }
-            },
-        }
+    let (mut i, mut j) = (0, 0);
+    while i < xs.len() || j < ys.len() {
+        let (next_x, next_y) = merge_step(xs.get(i).copied(), ys.get(j).copied(), on);
+        i += usize::from(next_x);
+        j += usize::from(next_y);
     }
 }
 

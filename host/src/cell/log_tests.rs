@@ -8,11 +8,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::log::SEGMENT_SLOTS;
+use super::tests::{commit as commit_with, p};
 use super::*;
-
-fn p(text: &str) -> Path {
-    Path::parse(text).unwrap()
-}
 
 fn n(text: &str) -> Name {
     Name::new(text).unwrap()
@@ -279,12 +276,6 @@ proptest! {
             check(snapshot, model)?;
         }
     }
-}
-
-fn commit_with(base: &Snapshot, beat: u64, f: impl FnOnce(&mut WorkTree)) -> Snapshot {
-    let mut t = WorkTree::new(base);
-    f(&mut t);
-    t.commit(beat)
 }
 
 /// A log and a plain list of the same children hash differently, and a

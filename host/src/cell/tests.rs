@@ -2,11 +2,11 @@ use proptest::prelude::*;
 
 use super::*;
 
-fn p(text: &str) -> Path {
+pub(super) fn p(text: &str) -> Path {
     Path::parse(text).unwrap()
 }
 
-fn commit(base: &Snapshot, beat: u64, f: impl FnOnce(&mut WorkTree)) -> Snapshot {
+pub(super) fn commit(base: &Snapshot, beat: u64, f: impl FnOnce(&mut WorkTree)) -> Snapshot {
     let mut tree = WorkTree::new(base);
     f(&mut tree);
     tree.commit(beat)
