@@ -1058,15 +1058,12 @@ impl Children {
     /// chunks made unique), which the caller brings up to date before
     /// [`Children::recut`]; marks the stale inline ones [`INLINE`].
     pub fn stale_entries<'a>(&'a mut self, out: &mut Vec<&'a mut Entry>) {
-        match self.0.as_mut() {
-            // A shared log changed nothing in this batch.
-            Some(Link::Log(log)) => {
-                if let Some(log) = Arc::get_mut(log) {
-                    log.stale_entries(out);
-                }
-            }
-            Some(root) => collect_stale(root, out),
-            None => {}
+        if self.relinks() > 0 {
+            // A log that changed was made unique by the change (copied
+            // again here, should anything have shared it since).
+            self.log_mut().expect("only logs relink").stale_entries(out);
+        } else if let Some(root) = self.0.as_mut().filter(|r| !matches!(r, Link::Log(_))) {
+            collect_stale(root, out);
         }
     }
 
@@ -1118,8 +1115,8 @@ impl Children {
         digest: &'a mut Option<Hash>,
     ) {
         if let Some(Link::Log(log)) = &mut self.0 {
-            if let Some(log) = Arc::get_mut(log) {
-                log.link_job(round, batch, digest);
+            if log.relinks() > round {
+                Arc::make_mut(log).link_job(round, batch, digest);
             }
         }
     }
