@@ -894,6 +894,60 @@ impl Children {
         absent
     }
 
+    /// [`Children::each_named_mut`] on two threads, when the list is a
+    /// group of two or more nodes with names in more than one: the top
+    /// nodes are split where the names cross their middle, at the first
+    /// name `at` of a node, and `prepare(at)` gives a visitor for the names
+    /// before `at` (this thread) and one for the rest (a helper). Each
+    /// half copies the shared nodes it walks through, so the copying is
+    /// shared too. `None` (and `prepare` not called): not split.
+    pub fn each_named_mut_split<'a, L, H>(
+        &'a mut self,
+        names: &[&str],
+        prepare: impl FnOnce(usize) -> (L, H),
+    ) -> Option<Vec<usize>>
+    where
+        L: FnMut(usize, &'a mut Entry) + Send,
+        H: FnMut(usize, &'a mut Entry) + Send,
+    {
+        let Some(Link::Group(kids)) = self.0.as_mut() else {
+            return None;
+        };
+        let needles: Vec<Needle> = names.iter().map(|name| Needle::new(name)).collect();
+        let ends = kid_ends(kids, &needles);
+        // The first node whose names start at or after the middle name.
+        let half = needles.len() / 2;
+        let split = ends.partition_point(|&end| end <= half).max(1);
+        let at = ends[split - 1];
+        if split >= kids.len() || at == 0 || at == needles.len() {
+            return None;
+        }
+        let (mut low, mut high) = prepare(at);
+        let (low_kids, high_kids) = own(kids).split_at_mut(split);
+        let (low_ends, high_ends) = ends.split_at(split);
+        let high_ends: Vec<usize> = high_ends.iter().map(|end| end - at).collect();
+        let (low_needles, high_needles) = needles.split_at(at);
+        let mut absent = Vec::new();
+        let high_absent = std::thread::scope(|scope| {
+            let helper = scope.spawn(move || {
+                let mut absent = Vec::new();
+                visit_kids(
+                    high_kids,
+                    &high_ends,
+                    high_needles,
+                    at,
+                    &mut high,
+                    &mut absent,
+                );
+                absent
+            });
+            visit_kids(low_kids, low_ends, low_needles, 0, &mut low, &mut absent);
+            helper.join()
+        });
+        absent.extend(high_absent.unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        Some(absent)
+    }
+
     /// Splits every crowded node on the way to `name`, the root first (a
     /// root split makes the list one level higher).
     fn make_room(&mut self, name: &str) {
@@ -1150,6 +1204,101 @@ impl Children {
             stale_at(root, height, level, batch);
         }
     }
+
+    /// [`Children::hash_jobs`] for a list below which many nodes may be
+    /// stale: when the level is three or more below the top and two or
+    /// more of the top's nodes are stale, the second half of them is
+    /// hashed on a helper thread (in a batch of its own), the first half
+    /// goes to `batch`.
+    pub fn hash_jobs_wide<'a>(
+        &'a mut self,
+        level: usize,
+        digest: &'a mut Option<Hash>,
+        batch: &mut Batch<'a>,
+    ) {
+        let deep = self
+            .0
+            .as_ref()
+            .is_some_and(|root| level + 3 <= root.height());
+        let Some(at) = stale_half(self.0.as_ref()).filter(|_| deep) else {
+            return self.hash_jobs(level, digest, batch);
+        };
+        let root = self.0.as_mut().expect("a group");
+        let height = root.height();
+        let (low, high) = kids_cut_at(root, at);
+        let role = batch.role();
+        both_halves(
+            || stale_in(low, height, level, batch),
+            move || {
+                let mut own_batch = Batch::new(role);
+                stale_in(high, height, level, &mut own_batch);
+                own_batch.finish();
+            },
+        );
+    }
+
+    /// [`Children::stale_entries`] for a long list of which many entries
+    /// may be stale: the top's stale nodes are walked in two halves, the
+    /// second on a helper thread.
+    pub fn stale_entries_wide<'a>(&'a mut self, out: &mut Vec<&'a mut Entry>) {
+        let Some(at) = stale_half(self.0.as_ref()) else {
+            return self.stale_entries(out);
+        };
+        let (low, high) = kids_cut_at(self.0.as_mut().expect("a group"), at);
+        let collect = |kids: &'a mut [Kid], out: &mut Vec<&'a mut Entry>| {
+            for kid in kids.iter_mut().filter(|k| k.hash == STALE) {
+                collect_stale(&mut kid.link, out);
+            }
+        };
+        let (_, more) = both_halves(
+            || collect(low, out),
+            move || {
+                let mut more = Vec::new();
+                collect(high, &mut more);
+                more
+            },
+        );
+        out.extend(more);
+    }
+}
+
+/// Where a group's kids are cut in two for [`both_halves`]: at the kid
+/// that starts the second half of its stale kids; `None` when fewer than
+/// two are stale (or the list is not a group).
+fn stale_half(root: Option<&Link>) -> Option<usize> {
+    let Some(Link::Group(kids)) = root else {
+        return None;
+    };
+    let stale = kids.iter().filter(|k| k.hash == STALE).count();
+    if stale < 2 {
+        return None;
+    }
+    kids.iter()
+        .enumerate()
+        .filter(|(_, k)| k.hash == STALE)
+        .nth(stale / 2)
+        .map(|(i, _)| i)
+}
+
+/// The kids of the group at `root` (copied if shared), cut at `at`.
+fn kids_cut_at(root: &mut Link, at: usize) -> (&mut [Kid], &mut [Kid]) {
+    let Link::Group(kids) = root else {
+        unreachable!("cut where stale_half said")
+    };
+    own(kids).split_at_mut(at)
+}
+
+/// Runs `low` on this thread and `high` on a helper, and returns both
+/// results; a panic on the helper goes on here.
+fn both_halves<A, B: Send>(low: impl FnOnce() -> A, high: impl FnOnce() -> B + Send) -> (A, B) {
+    std::thread::scope(|scope| {
+        let helper = scope.spawn(high);
+        let a = low();
+        match helper.join() {
+            Ok(b) => (a, b),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 /// Collects the stale entries below `link` that have a hash of their own;
@@ -1207,33 +1356,8 @@ fn visit_named<'a>(
 ) {
     match link {
         Link::Group(kids) => {
-            // A kid takes the names before the next kid's first one (the
-            // first kid also those before its own), as `kid_for` routes.
-            let mut start = 0;
-            let ends: Vec<usize> = kids[1..]
-                .iter()
-                .map(|next| {
-                    start += needles[start..].partition_point(|needle| {
-                        order_of(next.first_key, next.first.as_str(), needle).is_gt()
-                    });
-                    start
-                })
-                .chain([needles.len()])
-                .collect();
-            let mut start = 0;
-            for (kid, end) in own(kids).iter_mut().zip(ends) {
-                if end > start {
-                    kid.hash = STALE;
-                    visit_named(
-                        &mut kid.link,
-                        &needles[start..end],
-                        offset + start,
-                        visit,
-                        absent,
-                    );
-                }
-                start = end;
-            }
+            let ends = kid_ends(kids, needles);
+            visit_kids(own(kids), &ends, needles, offset, visit, absent);
         }
         chunk => {
             let entries: &mut [Entry] = match chunk {
@@ -1265,6 +1389,49 @@ fn visit_named<'a>(
     }
 }
 
+/// Where each of `kids`' needles end: a kid takes the names before the
+/// next kid's first one (the first kid also those before its own), as
+/// `kid_for` routes.
+fn kid_ends(kids: &[Kid], needles: &[Needle]) -> Vec<usize> {
+    let mut start = 0;
+    kids[1..]
+        .iter()
+        .map(|next| {
+            start += needles[start..].partition_point(|needle| {
+                order_of(next.first_key, next.first.as_str(), needle).is_gt()
+            });
+            start
+        })
+        .chain([needles.len()])
+        .collect()
+}
+
+/// [`visit_named`] over the kids of a group (already owned), the needles
+/// of kid `k` ending at `ends[k]`.
+fn visit_kids<'a>(
+    kids: &'a mut [Kid],
+    ends: &[usize],
+    needles: &[Needle],
+    offset: usize,
+    visit: &mut dyn FnMut(usize, &'a mut Entry),
+    absent: &mut Vec<usize>,
+) {
+    let mut start = 0;
+    for (kid, &end) in kids.iter_mut().zip(ends) {
+        if end > start {
+            kid.hash = STALE;
+            visit_named(
+                &mut kid.link,
+                &needles[start..end],
+                offset + start,
+                visit,
+                absent,
+            );
+        }
+        start = end;
+    }
+}
+
 /// Adds the stale nodes at `level` below `link` (a group at `link_level`).
 fn stale_at<'a>(link: &'a mut Link, link_level: usize, level: usize, batch: &mut Batch<'a>) {
     let Link::Group(kids) = link else {
@@ -1273,7 +1440,12 @@ fn stale_at<'a>(link: &'a mut Link, link_level: usize, level: usize, batch: &mut
     if !kids.iter().any(|k| k.hash == STALE) {
         return;
     }
-    for kid in own(kids).iter_mut().filter(|k| k.hash == STALE) {
+    stale_in(own(kids), link_level, level, batch);
+}
+
+/// [`stale_at`] over the kids of a group at `link_level` (already owned).
+fn stale_in<'a>(kids: &'a mut [Kid], link_level: usize, level: usize, batch: &mut Batch<'a>) {
+    for kid in kids.iter_mut().filter(|k| k.hash == STALE) {
         let Kid { hash, link, .. } = kid;
         if link_level - 1 == level {
             push_hash_input(link, level, Dest::Hash(hash), batch);

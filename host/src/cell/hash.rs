@@ -408,6 +408,10 @@ impl<'a> Batch<'a> {
         }
     }
 
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
     /// Adds one input, written by `fill` (one of the `put_*` functions).
     pub fn push(&mut self, dest: Dest<'a>, fill: impl FnOnce(&mut Vec<u8>)) {
         let start = self.arena.len();

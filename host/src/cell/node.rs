@@ -132,7 +132,10 @@ pub(super) fn is_inline(node: &Node) -> bool {
 /// by level (chunks of all lists together, then their groups, …), then the
 /// cell hashes. A commit that changed many cells side by side (a beat's
 /// dossiers, a thousand scattered writes) thus hashes in SIMD lanes.
-fn rehash_cells(nodes: &mut [&mut Node]) -> Vec<Hash> {
+///
+/// `wide`: the commit changed so many cells that a long list's lower
+/// levels are worth hashing on two threads ([`Children::hash_jobs_wide`]).
+fn rehash_cells(nodes: &mut [&mut Node], wide: bool) -> Vec<Hash> {
     let mut digests: Vec<Option<Hash>> = vec![None; nodes.len()];
     // Rounds of log links: one per stale link of a log (each needs the one
     // before), every log's round in one batch.
@@ -142,11 +145,15 @@ fn rehash_cells(nodes: &mut [&mut Node]) -> Vec<Hash> {
         for (node, digest) in nodes.iter_mut().zip(digests.iter_mut()) {
             rounds = rounds.max(node.children.relinks());
             *digest = node.children.clean_log_digest();
-            node.children.stale_entries(&mut stale);
+            if wide && node.children.len() >= WorkTree::WIDE_LIST_MIN {
+                node.children.stale_entries_wide(&mut stale);
+            } else {
+                node.children.stale_entries(&mut stale);
+            }
         }
         if !stale.is_empty() {
             let mut below: Vec<&mut Node> = stale.iter_mut().map(|e| &mut e.node).collect();
-            let hashes = rehash_cells(&mut below);
+            let hashes = rehash_cells(&mut below, wide);
             drop(below);
             for (entry, hash) in stale.iter_mut().zip(hashes) {
                 entry.hash = hash;
@@ -172,7 +179,11 @@ fn rehash_cells(nodes: &mut [&mut Node]) -> Vec<Hash> {
             let role = if level == 0 { Role::Chunk } else { Role::Group };
             let mut batch = Batch::new(role);
             for (node, digest) in nodes.iter_mut().zip(digests.iter_mut()) {
-                node.children.hash_jobs(level, digest, &mut batch);
+                if wide && node.children.len() >= WorkTree::WIDE_LIST_MIN {
+                    node.children.hash_jobs_wide(level, digest, &mut batch);
+                } else {
+                    node.children.hash_jobs(level, digest, &mut batch);
+                }
             }
             batch.finish();
         }
@@ -213,6 +224,11 @@ impl WorkTree {
     /// `cells_below`): 64k cells of ≈ 150 bytes are several times a 2 MiB
     /// L2 cache.
     pub const SPLIT_CELLS_MIN: usize = 65_536;
+    /// A commit of this many changes or more hashes the lower levels of
+    /// lists of [`WorkTree::WIDE_LIST_MIN`] children or more on two
+    /// threads: thousands of chunks to hash outweigh starting a thread.
+    pub const WIDE_CHANGES_MIN: usize = 16_384;
+    pub const WIDE_LIST_MIN: usize = 16_384;
 
     pub fn new(base: &Snapshot) -> Self {
         WorkTree {
@@ -390,8 +406,9 @@ impl WorkTree {
             && self
                 .check_unsealed(&Path::from_names(first[..depth].to_vec()))
                 .is_ok();
-        let split = 2 * below > 3 * paths.len() && self.cells_below(first, depth) >= cells_min;
-        batch.then_some(Fan { depth, split })
+        let wide = batch && self.cells_below(first, depth) >= cells_min;
+        let split = wide && 2 * below > 3 * paths.len();
+        batch.then_some(Fan { depth, split, wide })
     }
 
     /// About how many cells lie below the cell at `depth` of `path`: the
@@ -423,7 +440,7 @@ impl WorkTree {
         writes: Vec<(&Path, Value)>,
         fan: Fan,
     ) -> Vec<Result<bool, TreeError>> {
-        let Fan { depth, split } = fan;
+        let Fan { depth, split, wide } = fan;
         let count = writes.len();
         self.root_hash = STALE;
         self.changes += count;
@@ -447,26 +464,10 @@ impl WorkTree {
         let at = Path::from_names(writes[0].0.names()[..depth].to_vec());
         let node = walk_mut(&mut self.root, &at).expect("unsealed: checked by fan_out");
         if !split {
-            // Each child's writes as the walk down the list reaches it (its
-            // chunk just copied, still in cache); absent children after,
-            // created in name order (the commit's re-cut gives the same
-            // list either way).
-            let (paths, mut values): (Vec<&Path>, Vec<Value>) = writes.into_iter().unzip();
-            let mut results: Vec<Result<bool, TreeError>> = (0..count).map(|_| Ok(false)).collect();
-            let mut write = |c: usize, entry: &mut Entry| {
-                for &w in &order[starts[c]..starts[c + 1]] {
-                    let value = std::mem::replace(&mut values[w], Value::Null);
-                    results[w] = write_below(entry, paths[w], depth, value);
-                }
-            };
-            let absent = node.children.each_named_mut(&keys, &mut write);
-            for c in absent {
-                write(
-                    c,
-                    node.children.entry_mut(distinct[c], true).expect("created"),
-                );
-            }
-            return results;
+            let (paths, values): (Vec<&Path>, Vec<Value>) = writes.into_iter().unzip();
+            return write_walked(
+                node, &keys, &distinct, &order, &starts, &paths, values, depth, wide,
+            );
         }
         let mut entries = match node.children.entries_mut(&keys) {
             Ok(entries) => entries,
@@ -639,7 +640,8 @@ impl WorkTree {
     /// Rehashes what changed and returns the new snapshot for `beat`.
     pub fn commit(mut self, beat: u64) -> Snapshot {
         if self.root_hash == STALE {
-            self.root_hash = rehash_cells(&mut [Arc::make_mut(&mut self.root)])[0];
+            let wide = self.changes >= Self::WIDE_CHANGES_MIN;
+            self.root_hash = rehash_cells(&mut [Arc::make_mut(&mut self.root)], wide)[0];
         }
         Snapshot::new(self.root, self.root_hash, beat)
     }
@@ -711,7 +713,96 @@ fn walk_on<'a>(
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Fan {
     pub depth: usize,
+    /// The writes are shared between two threads after one walk down the
+    /// list at `depth`.
     pub split: bool,
+    /// The subtree is large: when the writes are not split, the walk down
+    /// the list (which copies its shared nodes) is.
+    pub wide: bool,
+}
+
+/// The writes of [`WorkTree::write_fanned`] that are not split: each
+/// child's writes (`order[starts[c]..starts[c + 1]]` for the child named
+/// `keys[c]`) as the walk down the list at `node` reaches it (its chunk
+/// just copied, still in cache); absent children after, created in name
+/// order (the commit's re-cut gives the same list either way). When
+/// `wide`, the walk is on two threads, each writing its children.
+#[allow(clippy::too_many_arguments)]
+fn write_walked(
+    node: &mut Node,
+    keys: &[&str],
+    distinct: &[&Name],
+    order: &[usize],
+    starts: &[usize],
+    paths: &[&Path],
+    mut values: Vec<Value>,
+    depth: usize,
+    wide: bool,
+) -> Vec<Result<bool, TreeError>> {
+    let count = paths.len();
+    // Values and results in child order: the two halves of the walk take
+    // two halves of each.
+    let in_order = order.iter().enumerate().all(|(i, &w)| i == w);
+    let mut sorted: Vec<Value> = if in_order {
+        values
+    } else {
+        order
+            .iter()
+            .map(|&w| std::mem::replace(&mut values[w], Value::Null))
+            .collect()
+    };
+    let mut done: Vec<Result<bool, TreeError>> = (0..count).map(|_| Ok(false)).collect();
+    /// The visitor for children numbered from `first`, whose writes start
+    /// at `starts[first]` and are in `sorted`/`done`.
+    fn writer<'s>(
+        first: usize,
+        order: &'s [usize],
+        starts: &'s [usize],
+        paths: &'s [&Path],
+        sorted: &'s mut [Value],
+        done: &'s mut [Result<bool, TreeError>],
+        depth: usize,
+    ) -> impl FnMut(usize, &mut Entry) + Send + 's {
+        let base = starts[first];
+        move |c, entry| {
+            for i in starts[c]..starts[c + 1] {
+                let value = std::mem::replace(&mut sorted[i - base], Value::Null);
+                done[i - base] = write_below(entry, paths[order[i]], depth, value);
+            }
+        }
+    }
+    let absent = {
+        let (sorted, done) = (&mut sorted[..], &mut done[..]);
+        let halves = wide.then(|| {
+            node.children.each_named_mut_split(keys, |at| {
+                let (low_values, high_values) = sorted.split_at_mut(starts[at]);
+                let (low_done, high_done) = done.split_at_mut(starts[at]);
+                (
+                    writer(0, order, starts, paths, low_values, low_done, depth),
+                    writer(at, order, starts, paths, high_values, high_done, depth),
+                )
+            })
+        });
+        match halves.flatten() {
+            Some(absent) => absent,
+            None => {
+                let mut write = writer(0, order, starts, paths, sorted, done, depth);
+                node.children.each_named_mut(keys, &mut write)
+            }
+        }
+    };
+    for c in absent {
+        let entry = node.children.entry_mut(distinct[c], true).expect("created");
+        writer(0, order, starts, paths, &mut sorted, &mut done, depth)(c, entry);
+    }
+    if in_order {
+        return done;
+    }
+    let mut results: Vec<Result<bool, TreeError>> = (0..count).map(|_| Ok(false)).collect();
+    for (&w, result) in order.iter().zip(done) {
+        results[w] = result;
+    }
+    results
 }
 
 /// One write of [`WorkTree::write_fanned`] below `entry`, the child it goes

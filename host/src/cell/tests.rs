@@ -1222,3 +1222,55 @@ proptest! {
         prop_assert_eq!(base.hash(), base.recompute_hash());
     }
 }
+
+/// A commit of [`WorkTree::WIDE_CHANGES_MIN`] changes or more walks and
+/// hashes a long list in two halves on two threads: the hashes are those
+/// of the same writes committed a thousand at a time (one thread), and of
+/// the tree hashed from scratch, whether the list's cells are hashed in
+/// their chunks or have hashes of their own.
+#[test]
+fn a_wide_commit_hashes_as_small_commits_do() {
+    let n = 2 * WorkTree::WIDE_CHANGES_MIN + 2_000;
+    let list = p("/w");
+    let cells: Vec<Path> = (0..n as u64)
+        .map(|i| list.child(Name::from_index(i)))
+        .collect();
+    let in_steps = |base: &Snapshot, writes: &[(Path, Value)]| {
+        writes.chunks(1_000).fold(base.clone(), |snap, part| {
+            commit(&snap, 1, |t| {
+                for (path, value) in part {
+                    t.write(path, value.clone()).unwrap();
+                }
+            })
+        })
+    };
+    let at_once = |base: &Snapshot, writes: &[(Path, Value)]| {
+        let mut tree = WorkTree::new(base);
+        let batch: Vec<(&Path, Value)> = writes.iter().map(|(p, v)| (p, v.clone())).collect();
+        assert!(tree.write_all(batch).iter().all(|r| r.is_ok()));
+        tree.commit(1)
+    };
+    // Leaves hashed in their chunks.
+    let leaves: Vec<(Path, Value)> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, path)| (path.clone(), Value::I64(i as i64)))
+        .collect();
+    let wide = at_once(&Snapshot::empty(), &leaves);
+    let narrow = in_steps(&Snapshot::empty(), &leaves);
+    assert_eq!(wide.hash(), narrow.hash());
+    assert_eq!(wide.hash(), wide.recompute_hash());
+    // Every other cell gets a child, so it has a hash of its own: the
+    // stale entries are collected in two halves too.
+    let below: Vec<(Path, Value)> = cells
+        .iter()
+        .step_by(2)
+        .map(|path| (path.child(Name::new("x").unwrap()), Value::I64(7)))
+        .collect();
+    assert!(below.len() >= WorkTree::WIDE_CHANGES_MIN);
+    let wide_below = at_once(&wide, &below);
+    let narrow_below = in_steps(&narrow, &below);
+    assert_eq!(wide_below.hash(), narrow_below.hash());
+    assert_eq!(wide_below.hash(), wide_below.recompute_hash());
+    assert_eq!(wide.hash(), wide.recompute_hash(), "the base is unchanged");
+}
