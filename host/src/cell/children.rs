@@ -1290,7 +1290,10 @@ fn kids_cut_at(root: &mut Link, at: usize) -> (&mut [Kid], &mut [Kid]) {
 
 /// Runs `low` on this thread and `high` on a helper, and returns both
 /// results; a panic on the helper goes on here.
-fn both_halves<A, B: Send>(low: impl FnOnce() -> A, high: impl FnOnce() -> B + Send) -> (A, B) {
+pub(super) fn both_halves<A, B: Send>(
+    low: impl FnOnce() -> A,
+    high: impl FnOnce() -> B + Send,
+) -> (A, B) {
     std::thread::scope(|scope| {
         let helper = scope.spawn(high);
         let a = low();
