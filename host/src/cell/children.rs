@@ -1289,19 +1289,50 @@ fn kids_cut_at(root: &mut Link, at: usize) -> (&mut [Kid], &mut [Kid]) {
 }
 
 /// Runs `low` on this thread and `high` on a helper, and returns both
-/// results; a panic on the helper goes on here.
+/// results; a panic on the helper goes on here. When no thread can be
+/// started (the process is at its limit), `high` runs here after `low`:
+/// slower, same result.
 pub(super) fn both_halves<A, B: Send>(
     low: impl FnOnce() -> A,
     high: impl FnOnce() -> B + Send,
 ) -> (A, B) {
+    // `high` waits here until the helper takes it, so that it is still at
+    // hand if the helper cannot be started.
+    let waiting = std::sync::Mutex::new(Some(high));
+    let take = || waiting.lock().map(|mut high| high.take()).ok().flatten();
     std::thread::scope(|scope| {
-        let helper = scope.spawn(high);
+        let helper = if helpers_refused() {
+            None
+        } else {
+            std::thread::Builder::new()
+                .name("cep-commit".into())
+                .spawn_scoped(scope, || take().map(|high| high()))
+                .ok()
+        };
         let a = low();
-        match helper.join() {
-            Ok(b) => (a, b),
-            Err(panic) => std::panic::resume_unwind(panic),
+        let b = match helper.map(|h| h.join()) {
+            Some(Ok(Some(b))) => Some(b),
+            Some(Ok(None)) | None => None,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+        };
+        match b {
+            Some(b) => (a, b),
+            None => (a, take().expect("the helper did not run it")()),
         }
     })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: act as if no helper thread could be started.
+    pub(super) static REFUSE_HELPERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn helpers_refused() -> bool {
+    #[cfg(test)]
+    return REFUSE_HELPERS.with(|refuse| refuse.get());
+    #[cfg(not(test))]
+    false
 }
 
 /// Collects the stale entries below `link` that have a hash of their own;

@@ -543,12 +543,11 @@ impl WorkTree {
             share.push((at, child[at], path, value));
         }
         let (low, high) = entries.split_at_mut(split);
-        let (mut done, other) = std::thread::scope(|scope| {
-            let helper = scope.spawn(move || write_share(high, split, right, depth));
-            let done = write_share(low, 0, left, depth);
-            (done, helper.join())
-        });
-        done.extend(other.unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        let (mut done, other) = super::children::both_halves(
+            || write_share(low, 0, left, depth),
+            move || write_share(high, split, right, depth),
+        );
+        done.extend(other);
         let mut results: Vec<Option<Result<bool, TreeError>>> = (0..count).map(|_| None).collect();
         for (at, result) in done {
             results[at] = Some(result);

@@ -1162,6 +1162,7 @@ proptest! {
     #[test]
     fn write_all_writes_as_one_by_one_does(
         split in any::<bool>(),
+        refuse_helpers in any::<bool>(),
         seed in prop::collection::vec((0u8..4, 0u8..40), 0..120),
         seals in prop::collection::vec((0u8..5, prop::option::of(0u8..40)), 0..3),
         one_parent in prop::option::of(0u8..5),
@@ -1213,7 +1214,10 @@ proptest! {
             Some(a) => prop_assert_eq!(fan.is_some(), !parent_sealed(a)),
         }
         prop_assert!(fan.is_none_or(|fan| fan.split == split));
+        // Whether or not a helper thread can be started.
+        super::children::REFUSE_HELPERS.with(|refuse| refuse.set(refuse_helpers));
         let results = all.write_all_above(batch, cells_min);
+        super::children::REFUSE_HELPERS.with(|refuse| refuse.set(false));
         prop_assert_eq!(&results, &expected);
         prop_assert_eq!(all.changes(), one_by_one.changes());
         let (a, b) = (all.commit(1), one_by_one.commit(1));
@@ -1273,4 +1277,13 @@ fn a_wide_commit_hashes_as_small_commits_do() {
     assert_eq!(wide_below.hash(), narrow_below.hash());
     assert_eq!(wide_below.hash(), wide_below.recompute_hash());
     assert_eq!(wide.hash(), wide.recompute_hash(), "the base is unchanged");
+
+    // When no helper thread can be started, the same work runs on this
+    // thread: the same hashes, nothing lost.
+    super::children::REFUSE_HELPERS.with(|refuse| refuse.set(true));
+    let alone = at_once(&Snapshot::empty(), &leaves);
+    let alone_below = at_once(&alone, &below);
+    super::children::REFUSE_HELPERS.with(|refuse| refuse.set(false));
+    assert_eq!(alone.hash(), wide.hash());
+    assert_eq!(alone_below.hash(), wide_below.hash());
 }
