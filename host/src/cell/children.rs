@@ -928,8 +928,9 @@ impl Children {
         let high_ends: Vec<usize> = high_ends.iter().map(|end| end - at).collect();
         let (low_needles, high_needles) = needles.split_at(at);
         let mut absent = Vec::new();
-        let high_absent = std::thread::scope(|scope| {
-            let helper = scope.spawn(move || {
+        let (_, high_absent) = both_halves(
+            || visit_kids(low_kids, low_ends, low_needles, 0, &mut low, &mut absent),
+            move || {
                 let mut absent = Vec::new();
                 visit_kids(
                     high_kids,
@@ -940,11 +941,9 @@ impl Children {
                     &mut absent,
                 );
                 absent
-            });
-            visit_kids(low_kids, low_ends, low_needles, 0, &mut low, &mut absent);
-            helper.join()
-        });
-        absent.extend(high_absent.unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+            },
+        );
+        absent.extend(high_absent);
         Some(absent)
     }
 

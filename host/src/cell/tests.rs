@@ -1099,6 +1099,7 @@ proptest! {
         written in prop::collection::btree_set((0u8..4, 0u16..300), 1..300),
         probes in prop::collection::vec((0u8..4, 0u16..300), 2..120),
         deeper in any::<bool>(),
+        refuse_helpers in any::<bool>(),
     ) {
         // Names of `list_name`'s families: many of 16 bytes or more share
         // their sort key.
@@ -1132,7 +1133,10 @@ proptest! {
             .enumerate()
             .map(|(i, path)| (path, Value::I64(i as i64)))
             .collect();
+        // Whether or not a helper thread can be started.
+        super::children::REFUSE_HELPERS.with(|refuse| refuse.set(refuse_helpers));
         let results = all.write_all_above(batch, 0);
+        super::children::REFUSE_HELPERS.with(|refuse| refuse.set(false));
         prop_assert_eq!(&results, &expected);
         let (a, b) = (all.commit(1), one_by_one.commit(1));
         prop_assert_eq!(a.hash(), b.hash());
