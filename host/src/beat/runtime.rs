@@ -237,8 +237,9 @@ struct Reclaimer {
 const RECLAIM_QUEUE_MAX: usize = 4;
 /// Beats changing fewer cells than this free evicted snapshots inline: what
 /// they free is still in this core's cache, and mimalloc frees its own
-/// pages cheapest. Measured on slices (2026-12-04): at 3,000 changes a beat
-/// inline is 7 % faster, at 6,000 and 9,000 the reclaimer 4–8 % faster.
+/// pages cheapest. Measured on slices (2026-12-04, best-of rounds): at
+/// 3,000 changes a beat inline is 4–7 % faster, at 6,000 and 9,000 the
+/// reclaimer 4–8 % faster (docs/decisions.md).
 const RECLAIM_CHANGES_MIN: usize = 4096;
 
 impl Reclaimer {
