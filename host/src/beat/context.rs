@@ -77,6 +77,10 @@ pub(crate) enum Op {
     Unbind(Box<(Path, Name)>),
     Ops(Box<OpsIntent>),
     Episode(Box<EpisodeOp>),
+    /// A slice of episode `eid` yielded, with no IO accounted, no CPU
+    /// measured, no cancellation and no failure: the `SliceDone` of almost
+    /// every slice, staged without an allocation.
+    Yielded(Name),
     /// The call asked to run again next beat.
     Retry,
     /// The call failed (returned fatal or panicked); the message says why.

@@ -188,6 +188,14 @@ pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
     }
     let budget = info.io_budget;
     let cancelled = budget > 0 && info.io_used + io_bytes > budget;
+    let plain = failed.is_none() && !cancelled && io_bytes == 0 && cpu_ns.is_none();
+    if plain && end == Some(SliceEnd::Yield) {
+        out.push(Staged {
+            pos: pos as u32,
+            op: Op::Yielded(info.eid.clone()),
+        });
+        return;
+    }
     out.push(Staged {
         pos: pos as u32,
         op: Op::Episode(Box::new(EpisodeOp::SliceDone {

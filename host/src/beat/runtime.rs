@@ -474,7 +474,7 @@ impl Runtime {
             || self.injector.pending() > 0
             || !self.host_ops.is_empty()
             || self.ops.waiting() > 0
-            || !self.episodes.live.is_empty()
+            || !self.episodes.is_empty()
             || !self.pending_episode_ops.is_empty()
     }
 
@@ -555,7 +555,7 @@ impl Runtime {
     /// The ticket of episode `eid`'s next queued slice, if one is queued
     /// (not while it awaits another operation, nor once it ended).
     pub fn slice_ticket(&self, eid: &Name) -> Option<SliceTicket> {
-        if !self.episodes.live.contains_key(eid) {
+        if !self.episodes.contains(eid) {
             return None;
         }
         self.queue.iter().find_map(|(&due, list)| {
@@ -580,7 +580,7 @@ impl Runtime {
     /// journaled input: a journaled world cancels through an enzyme
     /// ([`EnzymeCx::ep_cancel_ticket`]).
     pub fn cancel_ticket(&mut self, ticket: &SliceTicket) -> Result<(), TicketError> {
-        if !self.episodes.live.contains_key(&ticket.eid) {
+        if !self.episodes.contains(&ticket.eid) {
             return Err(TicketError::NotLive {
                 ticket: ticket.clone(),
             });
@@ -609,7 +609,7 @@ impl Runtime {
 
     /// Live episodes.
     pub fn episodes_live(&self) -> usize {
-        self.episodes.live.len()
+        self.episodes.len()
     }
 
     /// The nondeterministic decisions taken so far (CPU-budget
@@ -796,7 +796,7 @@ impl Runtime {
                 continue;
             }
             // Episode impulses need a live episode: skip the checks without one.
-            if !self.episodes.live.is_empty() {
+            if !self.episodes.is_empty() {
                 if let Some(eid) = self.episode_target(&queued.impulse, episode::CONT_SIGNAL) {
                     let by_ticket = cancelled.as_mut().is_some_and(|c| c.remove(eid));
                     if by_ticket {
@@ -822,7 +822,7 @@ impl Runtime {
                 }
                 let timed_out = self
                     .episode_target(&queued.impulse, ops::TIMEOUT_SIGNAL)
-                    .filter(|eid| self.episodes.live.contains_key(*eid));
+                    .filter(|eid| self.episodes.contains(eid));
                 if let Some(eid) = timed_out {
                     self.pending_episode_ops.push(EpisodeOp::Cancel {
                         eid: eid.clone(),
@@ -847,7 +847,7 @@ impl Runtime {
     /// The episode id an impulse with `signal` targets (`/rt/ops/<eid>`),
     /// if any episode is live.
     fn episode_target<'i>(&self, impulse: &'i Impulse, signal: &str) -> Option<&'i Name> {
-        if self.episodes.live.is_empty() {
+        if self.episodes.is_empty() {
             return None;
         }
         let target = impulse.target.as_ref()?;
@@ -863,7 +863,7 @@ impl Runtime {
     /// with the slice's context; `None` (and a cancellation queued) when
     /// the episode cannot run one.
     fn slice_of(&mut self, eid: &Name, beat: u64) -> Option<(EnzymeId, SliceInfo)> {
-        let ep = self.episodes.live.get(eid)?;
+        let ep = self.episodes.get(eid)?;
         let (topic, reason) = if ep.spec.max_beats > 0 && beat - ep.started > ep.spec.max_beats {
             (
                 "ep:max/beats",
@@ -929,6 +929,12 @@ impl Runtime {
                 .spec(work.agenda[pos as usize].enzyme)
                 .name
                 .to_string()
+        };
+        let origin_at = |pos: u32| {
+            registry
+                .spec(work.agenda[pos as usize].enzyme)
+                .name
+                .as_str()
         };
         // The helpers idle through the commit: free last beat's evicted
         // snapshot on the background thread now.
@@ -1093,12 +1099,30 @@ impl Runtime {
                     None
                 }
                 Op::Episode(op) => {
-                    let origin = name_at(pos);
                     self.apply_episode_op(
                         &mut tree,
                         beat,
                         *op,
-                        &origin,
+                        origin_at(pos),
+                        &mut facts,
+                        &mut queue_full,
+                    );
+                    None
+                }
+                Op::Yielded(eid) => {
+                    let done = EpisodeOp::SliceDone {
+                        eid,
+                        end: Some(SliceEnd::Yield),
+                        io_bytes: 0,
+                        cpu_ns: None,
+                        cancelled: false,
+                        failed: None,
+                    };
+                    self.apply_episode_op(
+                        &mut tree,
+                        beat,
+                        done,
+                        origin_at(pos),
                         &mut facts,
                         &mut queue_full,
                     );
@@ -1261,7 +1285,7 @@ impl Runtime {
         tree: &mut WorkTree,
         staged: &[Staged],
     ) -> Option<std::vec::IntoIter<Result<bool, TreeError>>> {
-        if !self.episodes.live.is_empty() || staged.len() < WorkTree::SPLIT_WRITES_MIN {
+        if !self.episodes.is_empty() || staged.len() < WorkTree::SPLIT_WRITES_MIN {
             return None;
         }
         // Some 64 intents spread over the beat (picked by index, nothing
@@ -1284,7 +1308,9 @@ impl Runtime {
         for Staged { op, .. } in staged.iter() {
             match op {
                 Op::Write(path, value) => batch.push((path, value.clone())),
-                Op::Delete(_) | Op::Append(..) | Op::Ops(_) | Op::Episode(_) => return None,
+                Op::Delete(_) | Op::Append(..) | Op::Ops(_) | Op::Episode(_) | Op::Yielded(_) => {
+                    return None
+                }
                 Op::Emit(_)
                 | Op::Cei(_)
                 | Op::Register(_)
@@ -1309,7 +1335,7 @@ impl Runtime {
         reported: &mut std::collections::BTreeSet<u32>,
         facts: &mut Vec<(Fact, Option<u32>)>,
     ) -> bool {
-        if self.episodes.live.is_empty() {
+        if self.episodes.is_empty() {
             return false;
         }
         let writer = work.slices.get(&pos).map(|s| (&s.eid, s.profile));
@@ -1380,7 +1406,7 @@ impl Runtime {
                     let _ =
                         tree.write(&record.child(Name::new(field).expect("static name")), value);
                 }
-                self.episodes.live.insert(
+                self.episodes.insert(
                     eid.clone(),
                     Episode {
                         dossier: ops::dossier(&eid),
@@ -1403,7 +1429,7 @@ impl Runtime {
                 cancelled,
                 failed,
             } => {
-                let Some(ep) = self.episodes.live.get_mut(&eid) else {
+                let Some(ep) = self.episodes.get_mut(&eid) else {
                     return;
                 };
                 let dossier = ep.dossier.clone();
@@ -1450,13 +1476,7 @@ impl Runtime {
                             self.finish_episode(tree, beat, &eid, status, &summary, facts)
                         }
                         Some(SliceEnd::Yield) => {
-                            let state = OpsIntent::State {
-                                oid: eid.clone(),
-                                state: "ist:yield".to_owned(),
-                                code: 0,
-                                note: String::new(),
-                            };
-                            let _ = self.ops.apply(tree, beat, state);
+                            let _ = self.ops.transition(tree, beat, &eid, "ist:yield", 0, "");
                             let cont = Impulse::targeted(episode::cont_signal(), dossier);
                             self.enqueue(beat + 1, Queued::new(cont), facts, queue_full);
                         }
@@ -1498,7 +1518,7 @@ impl Runtime {
                 }
             }
             EpisodeOp::Lease { eid, lease } => {
-                if !self.episodes.live.contains_key(&eid) {
+                if !self.episodes.contains(&eid) {
                     return;
                 }
                 match self.episodes.grant(&eid, lease.clone()) {
@@ -1552,7 +1572,7 @@ impl Runtime {
                 }
             }
             EpisodeOp::Cancel { eid, topic, reason } => {
-                if self.episodes.live.contains_key(&eid) {
+                if self.episodes.contains(&eid) {
                     let fact =
                         Fact::new(Severity::Warn, &topic, format!("episode {eid}: {reason}"))
                             .origin(origin);
@@ -1590,7 +1610,7 @@ impl Runtime {
                     Fact::new(Severity::Usage, "ep:ticket/stale", note).origin(origin),
                     None,
                 ));
-            } else if self.episodes.live.contains_key(&ticket.eid) {
+            } else if self.episodes.contains(&ticket.eid) {
                 let note = format!("slice {ticket} was cancelled while it ran");
                 let fact = Fact::new(Severity::Warn, "ep:cancel/ticket", note).origin(origin);
                 self.cancel_episode(
@@ -1628,7 +1648,6 @@ impl Runtime {
     fn record_leases(&self, tree: &mut WorkTree, eid: &Name) {
         let leases = self
             .episodes
-            .live
             .get(eid)
             .map(|e| e.leases.clone())
             .unwrap_or_default();
@@ -1667,7 +1686,7 @@ impl Runtime {
         if let Err(e) = self.ops.apply(tree, beat, close) {
             facts.push((Fact::new(Severity::Usage, e.topic(), e.to_string()), None));
         }
-        self.episodes.live.remove(eid);
+        self.episodes.remove(eid);
         let _ = episode::record_leases(tree, eid, &[]);
     }
 

@@ -473,22 +473,7 @@ impl Ops {
                 state,
                 code,
                 note,
-            } => {
-                let Some(mut cell) = tree
-                    .existing_mut_at(&dossier_names(&oid))
-                    .map_err(tree_err(&oid))?
-                else {
-                    return Err(OpsError::Unknown { oid });
-                };
-                if let Some(status) = closed_in(cell.node()) {
-                    return Err(OpsError::Closed {
-                        oid: oid.clone(),
-                        status,
-                    });
-                }
-                set_state(&mut cell, &state, beat, code, &note, self.history_max)
-                    .map_err(tree_err(&oid))
-            }
+            } => self.transition(tree, beat, &oid, &state, code, &note),
             OpsIntent::Snapshot { oid, label } => {
                 match tree.node(&dossier(&oid)) {
                     None => return Err(OpsError::Unknown { oid }),
@@ -569,6 +554,32 @@ impl Ops {
                 set_state(&mut cell, status.ist(), beat, 0, "", self.history_max).map_err(&err)
             }
         }
+    }
+
+    /// Applies `OpsIntent::State` (without building one): sets the state of
+    /// `oid` and records the transition.
+    pub(crate) fn transition(
+        &self,
+        tree: &mut WorkTree,
+        beat: u64,
+        oid: &Name,
+        state: &str,
+        code: i64,
+        note: &str,
+    ) -> Result<(), OpsError> {
+        let Some(mut cell) = tree
+            .existing_mut_at(&dossier_names(oid))
+            .map_err(tree_err(oid))?
+        else {
+            return Err(OpsError::Unknown { oid: oid.clone() });
+        };
+        if let Some(status) = closed_in(cell.node()) {
+            return Err(OpsError::Closed {
+                oid: oid.clone(),
+                status,
+            });
+        }
+        set_state(&mut cell, state, beat, code, note, self.history_max).map_err(tree_err(oid))
     }
 
     /// Evaluates every watcher at the end of the commit of `beat`: a matched

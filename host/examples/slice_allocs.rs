@@ -1,0 +1,73 @@
+//! Allocations per slice in the slice-overhead scenario (N episodes that
+//! yield every beat), counted by a wrapping allocator: what a slice costs
+//! the allocator, and the reclaimer later.
+//! `cargo run --release -p cep-host --example slice_allocs -- [episodes]`
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use cep_host::Config;
+
+#[path = "support/mod.rs"]
+mod support;
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+static SIZES: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+
+// SAFETY: forwards every call to mimalloc unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Relaxed);
+        SIZES[(layout.size() / 16).min(63)].fetch_add(1, Relaxed);
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(new_size as u64, Relaxed);
+        SIZES[(new_size / 16).min(63)].fetch_add(1, Relaxed);
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().unwrap())
+        .unwrap_or(1000);
+    let config = Config {
+        ledger_beats: 0,
+        cei_signal: false,
+        ..Config::default()
+    };
+    let mut rt = support::with_episodes(config, n, |_| {});
+    rt.run(32).unwrap();
+    let beats = 64;
+    let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
+    let s0: Vec<u64> = SIZES.iter().map(|s| s.load(Relaxed)).collect();
+    rt.run(beats).unwrap();
+    let slices = (beats as usize * n) as f64;
+    println!(
+        "{:.2} allocations, {:.0} bytes per slice",
+        (ALLOCS.load(Relaxed) - a0) as f64 / slices,
+        (BYTES.load(Relaxed) - b0) as f64 / slices
+    );
+    for (i, s) in SIZES.iter().enumerate() {
+        let d = s.load(Relaxed) - s0[i];
+        if d > 0 {
+            println!(
+                "  {:>5}..{:<5} bytes: {:.3} per slice",
+                i * 16,
+                i * 16 + 16,
+                d as f64 / slices
+            );
+        }
+    }
+}
