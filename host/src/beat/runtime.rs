@@ -237,10 +237,10 @@ struct Reclaimer {
 const RECLAIM_QUEUE_MAX: usize = 4;
 /// Beats changing fewer cells than this free evicted snapshots inline: what
 /// they free is still in this core's cache, and mimalloc frees its own
-/// pages cheapest. Measured on slices (2026-12-04, best-of rounds): at
-/// 3,000 changes a beat inline is 4–7 % faster, at 6,000 and 9,000 the
-/// reclaimer 4–8 % faster (docs/decisions.md).
-const RECLAIM_CHANGES_MIN: usize = 4096;
+/// pages cheapest. Measured on slices (2026-12-05, alternating best-of
+/// runs): at 1k yielding episodes a beat the reclaimer is 6–9 % faster, at
+/// 400 inline is 7 % faster, at 700 they tie (docs/decisions.md).
+const RECLAIM_CHANGES_MIN: usize = 2048;
 
 impl Reclaimer {
     fn new() -> Self {
