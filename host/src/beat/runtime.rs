@@ -188,6 +188,10 @@ pub struct Runtime {
     /// Episode changes decided outside any enzyme call (timeouts, host
     /// cancellations, callbacks gone), applied first at the next commit.
     pending_episode_ops: Vec<EpisodeOp>,
+    /// Episodes whose plain yield this commit has taken but whose
+    /// `ist:yield` transition waits for [`Runtime::flush_yields`] (before
+    /// any other change of the beat), kept between beats for its buffer.
+    yields: Vec<Name>,
     /// Slices cancelled by ticket before they ran, by (beat, episode): the
     /// capture of that beat runs them cancelled. Entries of beats already
     /// captured are dropped then (their episode ran no slice that beat).
@@ -327,6 +331,7 @@ impl Runtime {
             impulses_buf: Vec::new(),
             slices_buf: Slices::default(),
             pending_episode_ops: Vec::new(),
+            yields: Vec::new(),
             cancelled_slices: Default::default(),
             running_cancels: Vec::new(),
             decisions: Vec::new(),
@@ -983,6 +988,10 @@ impl Runtime {
         let mut written_ahead = self.write_ahead(&mut tree, &staged);
 
         for Staged { pos, op } in staged.drain(..) {
+            // Plain yields gather; anything else sees their transitions.
+            if !matches!(op, Op::Yielded(_)) {
+                self.flush_yields(&mut tree, beat);
+            }
             let change = match op {
                 Op::Write(path, _)
                     if self.lease_refused(
@@ -1110,18 +1119,10 @@ impl Runtime {
                     None
                 }
                 Op::Yielded(eid) => {
-                    let done = EpisodeOp::SliceDone {
-                        eid,
-                        end: Some(SliceEnd::Yield),
-                        io_bytes: 0,
-                        cpu_ns: None,
-                        cancelled: false,
-                        failed: None,
-                    };
-                    self.apply_episode_op(
+                    self.slice_yielded(
                         &mut tree,
                         beat,
-                        done,
+                        eid,
                         origin_at(pos),
                         &mut facts,
                         &mut queue_full,
@@ -1179,6 +1180,7 @@ impl Runtime {
             }
         }
 
+        self.flush_yields(&mut tree, beat);
         self.written = written;
         self.changed_log = changed;
         self.staged_buf = staged;
@@ -1360,6 +1362,52 @@ impl Runtime {
             ));
         }
         true
+    }
+
+    /// A slice of `eid` yielded with nothing else to account
+    /// ([`Op::Yielded`]): its next slice is queued now, in agenda order,
+    /// and its `ist:yield` transition joins [`Runtime::yields`], applied
+    /// with the others of the run in one walk down `/rt/ops`
+    /// ([`Runtime::flush_yields`]). A replay takes the general path: a
+    /// recorded decision may cancel the episode instead.
+    fn slice_yielded(
+        &mut self,
+        tree: &mut WorkTree,
+        beat: u64,
+        eid: Name,
+        origin: &str,
+        facts: &mut Vec<(Fact, Option<u32>)>,
+        queue_full: &mut bool,
+    ) {
+        if self.replay.is_some() {
+            self.flush_yields(tree, beat);
+            let done = EpisodeOp::SliceDone {
+                eid,
+                end: Some(SliceEnd::Yield),
+                io_bytes: 0,
+                cpu_ns: None,
+                cancelled: false,
+                failed: None,
+            };
+            self.apply_episode_op(tree, beat, done, origin, facts, queue_full);
+            return;
+        }
+        let Some(ep) = self.episodes.get(&eid) else {
+            return;
+        };
+        let cont = Impulse::targeted(episode::cont_signal(), ep.dossier.clone());
+        self.yields.push(eid);
+        self.enqueue(beat + 1, Queued::new(cont), facts, queue_full);
+    }
+
+    /// Applies the gathered yields' transitions ([`Runtime::slice_yielded`]).
+    fn flush_yields(&mut self, tree: &mut WorkTree, beat: u64) {
+        if self.yields.is_empty() {
+            return;
+        }
+        self.ops
+            .transition_all(tree, beat, &mut self.yields, "ist:yield");
+        self.yields.clear();
     }
 
     /// Applies one episode change at the commit of `beat`.

@@ -904,6 +904,35 @@ impl CellMut<'_> {
         self.node
     }
 
+    /// The child `name` for mutation, `None` when there is none (nothing is
+    /// created): the last step of [`WorkTree::existing_mut_at`], for a
+    /// caller that changes many children of one cell. Errors name paths
+    /// relative to this cell.
+    pub fn existing_child(&mut self, name: &Name) -> Result<Option<CellMut<'_>>, TreeError> {
+        let here = || Path::from_names(vec![name.clone()]);
+        if self.node.is_sealed() {
+            return Err(TreeError::Sealed {
+                path: here(),
+                sealed_at: Path::from_names(Vec::new()),
+            });
+        }
+        let Some(entry) = self.node.children.entry_mut(name, false) else {
+            return Ok(None);
+        };
+        if entry.node.is_sealed() {
+            return Err(TreeError::Sealed {
+                path: here(),
+                sealed_at: here(),
+            });
+        }
+        entry.hash = STALE;
+        *self.changes += 1;
+        Ok(Some(CellMut {
+            node: &mut entry.node,
+            changes: &mut *self.changes,
+        }))
+    }
+
     /// The child `name` (created when absent), for mutation. Errors name
     /// paths relative to this cell (the caller knows where it is).
     pub fn child(&mut self, name: &Name) -> Result<CellMut<'_>, TreeError> {

@@ -393,6 +393,47 @@ fn existing_mut_finds_only_cells_that_exist_and_a_miss_changes_nothing() {
 }
 
 #[test]
+fn existing_child_reaches_only_children_that_exist_and_keeps_the_seals() {
+    let base = commit(&Snapshot::empty(), 0, |t| {
+        for i in 0..40 {
+            t.write(&p(&format!("/ops/d{i:02}/state")), Value::I64(i))
+                .unwrap();
+        }
+        t.write(&p("/ops/sealed/state"), Value::I64(-1)).unwrap();
+        t.seal(&p("/ops/sealed")).unwrap();
+    });
+    let state = Name::new("state").unwrap();
+    let mut t = WorkTree::new(&base);
+    let mut list = t.existing_mut(&p("/ops")).unwrap().unwrap();
+    assert!(list
+        .existing_child(&Name::new("d40").unwrap())
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        list.existing_child(&Name::new("sealed").unwrap()),
+        Err(TreeError::Sealed { .. })
+    ));
+    for i in (0..40).rev().step_by(3) {
+        let name = Name::new(&format!("d{i:02}")).unwrap();
+        let mut cell = list.existing_child(&name).unwrap().unwrap();
+        cell.write(&state, Value::I64(100 + i)).unwrap();
+    }
+    let after = t.commit(1);
+    let by_paths = commit(&base, 1, |t| {
+        for i in (0..40).rev().step_by(3) {
+            t.write(&p(&format!("/ops/d{i:02}/state")), Value::I64(100 + i))
+                .unwrap();
+        }
+    });
+    assert_eq!(after.hash(), by_paths.hash());
+    assert_eq!(after.hash(), after.recompute_hash());
+    assert!(
+        after.read(&p("/ops/d40")).is_none(),
+        "a miss creates nothing"
+    );
+}
+
+#[test]
 fn a_cursor_keeps_the_seal_rules() {
     let base = commit(&Snapshot::empty(), 0, |t| {
         t.write(&p("/d/env/verb"), Value::text("op/x")).unwrap();

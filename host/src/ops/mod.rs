@@ -582,6 +582,34 @@ impl Ops {
         set_state(&mut cell, state, beat, code, note, self.history_max).map_err(tree_err(oid))
     }
 
+    /// [`Ops::transition`] of every dossier in `oids` to `state` (no code,
+    /// no note), in one walk down `/rt/ops` in dossier order (`oids` is
+    /// sorted in place): transitions of different dossiers commute, and
+    /// one dossier's are the same transition, whose repeats collapse.
+    /// Dossiers that are missing or closed are left alone, as are those
+    /// the tree refuses (the episode engine, the one caller, drops those
+    /// refusals one by one too).
+    pub(crate) fn transition_all(
+        &self,
+        tree: &mut WorkTree,
+        beat: u64,
+        oids: &mut [Name],
+        state: &str,
+    ) {
+        oids.sort_unstable();
+        let Ok(Some(mut list)) = tree.existing_mut_at(ops_root()) else {
+            return;
+        };
+        for oid in oids.iter() {
+            let Ok(Some(mut cell)) = list.existing_child(oid) else {
+                continue;
+            };
+            if closed_in(cell.node()).is_none() {
+                let _ = set_state(&mut cell, state, beat, 0, "", self.history_max);
+            }
+        }
+    }
+
     /// Evaluates every watcher at the end of the commit of `beat`: a matched
     /// one emits its continuation, an expired one `op/tmo` and a `warn` fact;
     /// both are removed.
