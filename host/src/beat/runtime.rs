@@ -573,7 +573,7 @@ impl Runtime {
     /// Whether `queued` is the continuation that runs a slice of `eid`.
     fn is_slice_of(&self, queued: &Queued, eid: &Name) -> bool {
         queued.only().is_none()
-            && self.episode_target(&queued.impulse, episode::CONT_SIGNAL) == Some(eid)
+            && self.episode_target(&queued.impulse, episode::cont_signal_path()) == Some(eid)
     }
 
     /// Cancels the queued slice `ticket` names: it runs with
@@ -802,7 +802,8 @@ impl Runtime {
             }
             // Episode impulses need a live episode: skip the checks without one.
             if !self.episodes.is_empty() {
-                if let Some(eid) = self.episode_target(&queued.impulse, episode::CONT_SIGNAL) {
+                if let Some(eid) = self.episode_target(&queued.impulse, episode::cont_signal_path())
+                {
                     let by_ticket = cancelled.as_mut().is_some_and(|c| c.remove(eid));
                     if by_ticket {
                         // Queued before the slice is looked at, so it starts
@@ -826,7 +827,7 @@ impl Runtime {
                     continue;
                 }
                 let timed_out = self
-                    .episode_target(&queued.impulse, ops::TIMEOUT_SIGNAL)
+                    .episode_target(&queued.impulse, ops::timeout_signal())
                     .filter(|eid| self.episodes.contains(eid));
                 if let Some(eid) = timed_out {
                     self.pending_episode_ops.push(EpisodeOp::Cancel {
@@ -851,14 +852,14 @@ impl Runtime {
 
     /// The episode id an impulse with `signal` targets (`/rt/ops/<eid>`),
     /// if any episode is live.
-    fn episode_target<'i>(&self, impulse: &'i Impulse, signal: &str) -> Option<&'i Name> {
+    fn episode_target<'i>(&self, impulse: &'i Impulse, signal: &Path) -> Option<&'i Name> {
         if self.episodes.is_empty() {
             return None;
         }
         let target = impulse.target.as_ref()?;
         let names = target.names();
         let under_ops = names.len() == 3 && names[0].as_str() == "rt" && names[1].as_str() == "ops";
-        if !under_ops || !signal_is(&impulse.signal, signal) {
+        if !under_ops || impulse.signal != *signal {
             return None;
         }
         Some(&names[2])
@@ -1841,16 +1842,6 @@ impl Runtime {
             }
         }
     }
-}
-
-/// Whether `signal` is the path written `text` (`a/b`), without allocating.
-fn signal_is(signal: &Path, text: &str) -> bool {
-    let mut parts = text.split('/');
-    signal
-        .names()
-        .iter()
-        .all(|n| parts.next() == Some(n.as_str()))
-        && parts.next().is_none()
 }
 
 /// `/rt/beat/<N>`.

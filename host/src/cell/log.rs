@@ -179,11 +179,6 @@ impl Log {
             "{name} appended out of order"
         );
         self.dirty = self.dirty.min(self.len());
-        // Usually the only append of the batch: room for one slot, where
-        // a first push would make room for four (600 bytes, for nothing).
-        if self.pending.capacity() == 0 {
-            self.pending.reserve_exact(1);
-        }
         self.pending.push(Slot {
             entry: Entry::new(name),
             link: STALE,

@@ -26,11 +26,16 @@ use crate::ops::OpStatus;
 /// The continuation signal that runs an episode's next slice.
 pub const CONT_SIGNAL: &str = "ep/cont";
 
-/// [`CONT_SIGNAL`] as a path, parsed once (one is emitted per slice).
-pub(crate) fn cont_signal() -> Path {
+/// [`CONT_SIGNAL`] as a path, parsed once (one is emitted per slice, and
+/// every impulse of a beat is compared with it: clones of it compare by
+/// pointer).
+pub(crate) fn cont_signal_path() -> &'static Path {
     static CONT: std::sync::OnceLock<Path> = std::sync::OnceLock::new();
     CONT.get_or_init(|| Path::parse(CONT_SIGNAL).expect("static path"))
-        .clone()
+}
+
+pub(crate) fn cont_signal() -> Path {
+    cont_signal_path().clone()
 }
 
 /// What a slice may do.

@@ -29,6 +29,12 @@ pub const OPS_ROOT: &str = "/rt/ops";
 /// The signal an expired watcher emits, targeted at its dossier.
 pub const TIMEOUT_SIGNAL: &str = "op/tmo";
 
+/// [`TIMEOUT_SIGNAL`] as a path, parsed once.
+pub(crate) fn timeout_signal() -> &'static Path {
+    static TMO: std::sync::OnceLock<Path> = std::sync::OnceLock::new();
+    TMO.get_or_init(|| Path::parse(TIMEOUT_SIGNAL).expect("static path"))
+}
+
 /// How an operation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpStatus {
@@ -636,10 +642,7 @@ impl Ops {
                     watcher.want
                 );
                 Firing {
-                    impulse: Impulse::targeted(
-                        Path::parse(TIMEOUT_SIGNAL).expect("static path"),
-                        target.clone(),
-                    ),
+                    impulse: Impulse::targeted(timeout_signal().clone(), target.clone()),
                     fact: Some(
                         Fact::new(Severity::Warn, "ops:await/timeout", note).subject(Some(target)),
                     ),
