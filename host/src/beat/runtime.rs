@@ -1407,7 +1407,7 @@ impl Runtime {
             return;
         }
         self.ops
-            .transition_all(tree, beat, &mut self.yields, "ist:yield");
+            .transition_all(tree, beat, &self.yields, "ist:yield");
         self.yields.clear();
     }
 

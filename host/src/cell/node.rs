@@ -904,33 +904,38 @@ impl CellMut<'_> {
         self.node
     }
 
-    /// The child `name` for mutation, `None` when there is none (nothing is
-    /// created): the last step of [`WorkTree::existing_mut_at`], for a
-    /// caller that changes many children of one cell. Errors name paths
-    /// relative to this cell.
-    pub fn existing_child(&mut self, name: &Name) -> Result<Option<CellMut<'_>>, TreeError> {
-        let here = || Path::from_names(vec![name.clone()]);
+    /// Each child named in `names` (any order; repeats count once) that
+    /// exists and is not sealed, for mutation, in name order: one walk
+    /// down this cell's list instead of a search from its top per name,
+    /// each child visited as the walk reaches it (still in cache). Absent
+    /// and sealed children are skipped; the number visited is returned.
+    pub fn each_existing_child(
+        &mut self,
+        names: &[Name],
+        visit: &mut dyn FnMut(CellMut<'_>),
+    ) -> Result<usize, TreeError> {
         if self.node.is_sealed() {
             return Err(TreeError::Sealed {
-                path: here(),
+                path: Path::from_names(names.first().cloned().into_iter().collect()),
                 sealed_at: Path::from_names(Vec::new()),
             });
         }
-        let Some(entry) = self.node.children.entry_mut(name, false) else {
-            return Ok(None);
-        };
-        if entry.node.is_sealed() {
-            return Err(TreeError::Sealed {
-                path: here(),
-                sealed_at: here(),
+        let keys = Children::in_name_order(names);
+        let changes = &mut *self.changes;
+        let mut visited = 0;
+        self.node.children.each_named_mut(&keys, &mut |_, entry| {
+            if entry.node.is_sealed() {
+                return;
+            }
+            entry.hash = STALE;
+            *changes += 1;
+            visited += 1;
+            visit(CellMut {
+                node: &mut entry.node,
+                changes: &mut *changes,
             });
-        }
-        entry.hash = STALE;
-        *self.changes += 1;
-        Ok(Some(CellMut {
-            node: &mut entry.node,
-            changes: &mut *self.changes,
-        }))
+        });
+        Ok(visited)
     }
 
     /// The child `name` (created when absent), for mutation. Errors name

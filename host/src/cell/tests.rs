@@ -393,44 +393,64 @@ fn existing_mut_finds_only_cells_that_exist_and_a_miss_changes_nothing() {
 }
 
 #[test]
-fn existing_child_reaches_only_children_that_exist_and_keeps_the_seals() {
+fn each_existing_child_visits_present_children_once_in_name_order() {
+    // Short names and names of 16 bytes or more that share a sort key, in
+    // a list long enough to have groups.
+    let name = |i: i64| {
+        if i % 2 == 0 {
+            format!("d{i:03}")
+        } else {
+            format!("dossier-sixteen-b{i:03}")
+        }
+    };
     let base = commit(&Snapshot::empty(), 0, |t| {
-        for i in 0..40 {
-            t.write(&p(&format!("/ops/d{i:02}/state")), Value::I64(i))
+        for i in 0..300 {
+            t.write(&p(&format!("/ops/{}/state", name(i))), Value::I64(i))
                 .unwrap();
         }
         t.write(&p("/ops/sealed/state"), Value::I64(-1)).unwrap();
         t.seal(&p("/ops/sealed")).unwrap();
     });
+    // Every third one, backwards, each twice, with absent and sealed ones.
+    let chosen: Vec<i64> = (0..300).rev().step_by(3).collect();
+    let mut names: Vec<Name> = chosen
+        .iter()
+        .chain(&chosen)
+        .map(|&i| Name::new(&name(i)).unwrap())
+        .collect();
+    for extra in ["d300", "sealed", "dossier-sixteen-b999", "a"] {
+        names.push(Name::new(extra).unwrap());
+    }
     let state = Name::new("state").unwrap();
     let mut t = WorkTree::new(&base);
     let mut list = t.existing_mut(&p("/ops")).unwrap().unwrap();
-    assert!(list
-        .existing_child(&Name::new("d40").unwrap())
-        .unwrap()
-        .is_none());
-    assert!(matches!(
-        list.existing_child(&Name::new("sealed").unwrap()),
-        Err(TreeError::Sealed { .. })
-    ));
-    for i in (0..40).rev().step_by(3) {
-        let name = Name::new(&format!("d{i:02}")).unwrap();
-        let mut cell = list.existing_child(&name).unwrap().unwrap();
-        cell.write(&state, Value::I64(100 + i)).unwrap();
-    }
+    let mut seen = Vec::new();
+    let visited = list
+        .each_existing_child(&names, &mut |mut cell| {
+            let i = cell.node().child("state").unwrap().value().unwrap();
+            let i = i.as_i64().unwrap();
+            seen.push(name(i));
+            cell.write(&state, Value::I64(1000 + i)).unwrap();
+        })
+        .unwrap();
+    assert_eq!(visited, chosen.len());
+    let mut expected: Vec<String> = chosen.iter().map(|&i| name(i)).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "once each, in name order");
     let after = t.commit(1);
     let by_paths = commit(&base, 1, |t| {
-        for i in (0..40).rev().step_by(3) {
-            t.write(&p(&format!("/ops/d{i:02}/state")), Value::I64(100 + i))
+        for &i in &chosen {
+            t.write(&p(&format!("/ops/{}/state", name(i))), Value::I64(1000 + i))
                 .unwrap();
         }
     });
     assert_eq!(after.hash(), by_paths.hash());
     assert_eq!(after.hash(), after.recompute_hash());
     assert!(
-        after.read(&p("/ops/d40")).is_none(),
+        after.read(&p("/ops/d300")).is_none(),
         "a miss creates nothing"
     );
+    assert_eq!(after.read(&p("/ops/sealed/state")), Some(&Value::I64(-1)));
 }
 
 #[test]

@@ -589,8 +589,8 @@ impl Ops {
     }
 
     /// [`Ops::transition`] of every dossier in `oids` to `state` (no code,
-    /// no note), in one walk down `/rt/ops` in dossier order (`oids` is
-    /// sorted in place): transitions of different dossiers commute, and
+    /// no note), in one walk down `/rt/ops` in dossier order
+    /// ([`CellMut::each_existing_child`]): transitions of different dossiers commute, and
     /// one dossier's are the same transition, whose repeats collapse.
     /// Dossiers that are missing or closed are left alone, as are those
     /// the tree refuses (the episode engine, the one caller, drops those
@@ -599,21 +599,17 @@ impl Ops {
         &self,
         tree: &mut WorkTree,
         beat: u64,
-        oids: &mut [Name],
+        oids: &[Name],
         state: &str,
     ) {
-        oids.sort_unstable();
         let Ok(Some(mut list)) = tree.existing_mut_at(ops_root()) else {
             return;
         };
-        for oid in oids.iter() {
-            let Ok(Some(mut cell)) = list.existing_child(oid) else {
-                continue;
-            };
+        let _ = list.each_existing_child(oids, &mut |mut cell| {
             if closed_in(cell.node()).is_none() {
                 let _ = set_state(&mut cell, state, beat, 0, "", self.history_max);
             }
-        }
+        });
     }
 
     /// Evaluates every watcher at the end of the commit of `beat`: a matched
