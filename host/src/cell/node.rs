@@ -695,6 +695,12 @@ impl WorkTree {
 /// The name of the first of the first `count` children of `node` that is
 /// or holds a sealed cell.
 fn held_sealed(node: &Node, count: usize) -> Option<&Name> {
+    // Sealing marks every ancestor (`mark_holds_sealed`): a cell without
+    // the mark has no sealed child to find, and its children (a log's
+    // oldest segment, often out of cache) need not be read.
+    if node.flags & HOLDS_SEALED == 0 {
+        return None;
+    }
     node.children
         .first_n(count)
         .into_iter()
