@@ -334,24 +334,29 @@ fn set_state(
     }
     // A log: an entry is appended in place and hashed in one block.
     let mut history = cell.log_child(&f.history)?;
-    let mut rank = 0;
-    if let Some((name, last)) = history.node().last_child_named() {
-        if history_entry_beat(name) == Some(beat) {
+    // The beat's first entry; the last entry is of this beat when its name
+    // starts with the same digits.
+    let mut name = history_entry_name(beat, 0);
+    if let Some((last_name, last)) = history.node().last_child_named() {
+        if last_name.as_str().get(..10) == name.as_str().get(..10) {
             if text(Some(last)) == Some(state) {
                 return Ok(());
             }
-            rank = (history_entry_rank(name) + 1).min(HISTORY_PER_BEAT_MAX - 1);
+            let rank = (history_entry_rank(last_name) + 1).min(HISTORY_PER_BEAT_MAX - 1);
+            name = history_entry_name(beat, rank);
         }
     }
     // Keep at least the newest `history_max` entries (older ones go a
     // segment at a time): the tree holds a recent window, the journal and
     // the execution documents hold the whole record.
-    let mut entry = history.push_windowed(&history_entry_name(beat, rank), history_max)?;
+    let mut entry = history.push_windowed(&name, history_max)?;
     entry.set_value(value);
     // Past HISTORY_PER_BEAT_MAX the entry is a replaced one: drop its fields.
-    for (field, set) in [(&f.code, code != 0), (&f.note, !note.is_empty())] {
-        if !set {
-            entry.remove_child(field)?;
+    if entry.node().child_count() > 0 {
+        for (field, set) in [(&f.code, code != 0), (&f.note, !note.is_empty())] {
+            if !set {
+                entry.remove_child(field)?;
+            }
         }
     }
     if code != 0 {
