@@ -163,7 +163,7 @@ fn put_value(buf: &mut Vec<u8>, value: Option<&Value>) {
         Some(Value::F64(v)) => buf.extend_from_slice(&f64_bits(*v).to_le_bytes()),
         Some(Value::Text(t)) => {
             buf.extend_from_slice(&(t.len() as u64).to_le_bytes());
-            buf.extend_from_slice(t.as_bytes());
+            put_bytes(buf, t.as_bytes());
         }
         Some(Value::Bytes(b)) => {
             buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
@@ -192,7 +192,36 @@ fn keyed(key: &[u8; 32], fill: impl FnOnce(&mut Vec<u8>)) -> Hash {
 /// Zero-pads `buf[start..]` to a whole number of blocks.
 fn pad(buf: &mut Vec<u8>, start: usize) {
     let len = buf.len() - start;
-    buf.resize(start + len.div_ceil(BLOCK) * BLOCK, 0);
+    let end = start + len.div_ceil(BLOCK) * BLOCK;
+    // A whole block of zeroes cut back to size: a fixed-size copy the
+    // compiler writes inline, where `resize` calls `memset` for a few bytes.
+    buf.extend_from_slice(&[0; BLOCK]);
+    buf.truncate(end);
+}
+
+/// Appends `bytes` (names and short texts, mostly under 17 bytes) without
+/// a call to `memcpy`: a short input is gathered into a 16-byte block
+/// with two overlapping fixed-size copies, appended whole and cut back.
+#[inline]
+fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
+    let n = bytes.len();
+    if n > 16 {
+        buf.extend_from_slice(bytes);
+        return;
+    }
+    let mut block = [0u8; 16];
+    if n >= 8 {
+        block[..8].copy_from_slice(&bytes[..8]);
+        block[n - 8..n].copy_from_slice(&bytes[n - 8..]);
+    } else if n >= 4 {
+        block[..4].copy_from_slice(&bytes[..4]);
+        block[n - 4..n].copy_from_slice(&bytes[n - 4..]);
+    } else {
+        block[..n].copy_from_slice(bytes);
+    }
+    let at = buf.len();
+    buf.extend_from_slice(&block);
+    buf.truncate(at + n);
 }
 
 /// Appends a cell's hash input: flags, value, child count and (when it has
@@ -244,7 +273,7 @@ pub(crate) fn put_chunk<'a>(
     for (name, item) in items {
         let bytes = name.as_str().as_bytes();
         buf.push(bytes.len() as u8);
-        buf.extend_from_slice(bytes);
+        put_bytes(buf, bytes);
         match item {
             ChunkItem::Inline { flags, value } => {
                 buf.push(0);
@@ -575,6 +604,25 @@ pub fn hex(hash: &Hash) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The short-copy and padding helpers append exactly what
+    /// `extend_from_slice` and `resize` would, at every length and offset.
+    #[test]
+    fn short_copies_and_padding_append_the_same_bytes() {
+        let source: Vec<u8> = (1..=80).collect();
+        for before in [0usize, 1, 7, 63, 64, 100] {
+            for n in 0..=source.len() {
+                let mut fast = vec![0xAA; before];
+                let mut plain = fast.clone();
+                put_bytes(&mut fast, &source[..n]);
+                plain.extend_from_slice(&source[..n]);
+                assert_eq!(fast, plain, "{n} bytes after {before}");
+                pad(&mut fast, before);
+                plain.resize(before + n.div_ceil(BLOCK) * BLOCK, 0);
+                assert_eq!(fast, plain, "padding {n} bytes after {before}");
+            }
+        }
+    }
 
     /// Lanes give exactly the one-at-a-time hash, for every size a lane
     /// takes and beyond, alone and mixed with other sizes, for each role.
