@@ -789,6 +789,11 @@ impl Children {
     /// In a log, a new name must sort after every other: an insert
     /// anywhere else makes it a plain list first ([`Children::unlog`]).
     pub fn entry_mut(&mut self, name: &Name, create: bool) -> Option<&mut Entry> {
+        self.entry_mut_noting(name, create).map(|(entry, _)| entry)
+    }
+
+    /// [`Children::entry_mut`], and whether the entry was inserted now.
+    pub fn entry_mut_noting(&mut self, name: &Name, create: bool) -> Option<(&mut Entry, bool)> {
         if let Some(log) = self.log() {
             // Appends and changes of the newest entry first, unsearched.
             let at = match log.last() {
@@ -797,9 +802,10 @@ impl Children {
                 _ => log.search(name.as_str()),
             };
             match at {
-                Ok(i) => return Some(self.log_mut().expect("a log").entry_mut(i)),
+                Ok(i) => return Some((self.log_mut().expect("a log").entry_mut(i), false)),
                 Err(i) if i == log.len() => {
-                    return create.then(|| self.log_mut().expect("a log").append(name.clone()))
+                    return create
+                        .then(|| (self.log_mut().expect("a log").append(name.clone()), true))
                 }
                 Err(_) if !create => return None,
                 Err(_) => self.unlog(),
@@ -814,7 +820,7 @@ impl Children {
             let root = self
                 .0
                 .insert(Link::Open(Box::new(vec![Entry::new(name.clone())])));
-            return root.open().first_mut();
+            return root.open().first_mut().map(|entry| (entry, true));
         };
         let insert = route.at.is_err();
         if insert && !create {
@@ -840,7 +846,7 @@ impl Children {
             link = &mut kid.link;
         }
         match route.at {
-            Ok(i) => Some(link.entry_mut(i)),
+            Ok(i) => Some((link.entry_mut(i), false)),
             Err(i) => {
                 if route.depth == 0 {
                     // The root says it was reshaped only by being open.
@@ -848,7 +854,7 @@ impl Children {
                 } else {
                     link.edit(Edit::Insert(i, Entry::new(name.clone())));
                 }
-                Some(link.entry_mut(i))
+                Some((link.entry_mut(i), true))
             }
         }
     }

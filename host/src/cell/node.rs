@@ -947,6 +947,11 @@ impl CellMut<'_> {
     /// The child `name` (created when absent), for mutation. Errors name
     /// paths relative to this cell (the caller knows where it is).
     pub fn child(&mut self, name: &Name) -> Result<CellMut<'_>, TreeError> {
+        self.child_noting(name).map(|(child, _)| child)
+    }
+
+    /// [`CellMut::child`], and whether it was created now.
+    fn child_noting(&mut self, name: &Name) -> Result<(CellMut<'_>, bool), TreeError> {
         if self.node.is_sealed() {
             return Err(TreeError::Sealed {
                 path: Path::from_names(vec![name.clone()]),
@@ -954,12 +959,17 @@ impl CellMut<'_> {
             });
         }
         *self.changes += 1;
-        let entry = self.node.children.entry_mut(name, true).expect("created");
+        let (entry, created) = self
+            .node
+            .children
+            .entry_mut_noting(name, true)
+            .expect("created");
         entry.hash = STALE;
-        Ok(CellMut {
+        let child = CellMut {
             node: &mut entry.node,
             changes: &mut *self.changes,
-        })
+        };
+        Ok((child, created))
     }
 
     /// The child `name`, as [`CellMut::child`], made an empty log when it
@@ -967,9 +977,8 @@ impl CellMut<'_> {
     /// only grows at the end and shrinks at the front, where an append
     /// costs one hash block and writes its entry in place.
     pub fn log_child(&mut self, name: &Name) -> Result<CellMut<'_>, TreeError> {
-        let fresh = self.node.child(name.as_str()).is_none();
-        let child = self.child(name)?;
-        if fresh {
+        let (child, created) = self.child_noting(name)?;
+        if created {
             child.node.children = Children::new_log(hash::log_genesis());
         }
         Ok(child)
