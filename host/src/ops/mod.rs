@@ -316,14 +316,31 @@ fn current_state(tree: &WorkTree, oid: &Name) -> Option<String> {
 /// state; it holds `code` and `note` only when they are set (0 and ""
 /// otherwise), so a transition usually costs one leaf. An unchanged state
 /// value is not rewritten.
+/// A beat with the name of its first history entry, made once for all the
+/// transitions of a beat that go together ([`Ops::transition_all`]).
+struct Stamp {
+    beat: u64,
+    first: Name,
+}
+
+impl Stamp {
+    fn new(beat: u64) -> Self {
+        Stamp {
+            beat,
+            first: history_entry_name(beat, 0),
+        }
+    }
+}
+
 fn set_state(
     cell: &mut CellMut<'_>,
     state: &str,
-    beat: u64,
+    stamp: &Stamp,
     code: i64,
     note: &str,
     history_max: usize,
 ) -> Result<(), TreeError> {
+    let beat = stamp.beat;
     fn text(node: Option<&Node>) -> Option<&str> {
         node.and_then(Node::value).and_then(Value::as_text)
     }
@@ -336,20 +353,21 @@ fn set_state(
     let mut history = cell.log_child(&f.history)?;
     // The beat's first entry; the last entry is of this beat when its name
     // starts with the same digits.
-    let mut name = history_entry_name(beat, 0);
+    let mut later = None;
     if let Some((last_name, last)) = history.node().last_child_named() {
-        if last_name.as_str().get(..10) == name.as_str().get(..10) {
+        if last_name.as_str().get(..10) == stamp.first.as_str().get(..10) {
             if text(Some(last)) == Some(state) {
                 return Ok(());
             }
             let rank = (history_entry_rank(last_name) + 1).min(HISTORY_PER_BEAT_MAX - 1);
-            name = history_entry_name(beat, rank);
+            later = Some(history_entry_name(beat, rank));
         }
     }
     // Keep at least the newest `history_max` entries (older ones go a
     // segment at a time): the tree holds a recent window, the journal and
     // the execution documents hold the whole record.
-    let mut entry = history.push_windowed(&name, history_max)?;
+    let name = later.as_ref().unwrap_or(&stamp.first);
+    let mut entry = history.push_windowed(name, history_max)?;
     entry.set_value(value);
     // Past HISTORY_PER_BEAT_MAX the entry is a replaced one: drop its fields.
     if entry.node().child_count() > 0 {
@@ -477,7 +495,15 @@ impl Ops {
                 }
                 tree.seal(&field(&oid, &["envelope"])).map_err(&err)?;
                 let mut cell = tree.cell_mut(&dossier(&oid)).map_err(&err)?;
-                set_state(&mut cell, &state, beat, 0, "", self.history_max).map_err(&err)
+                set_state(
+                    &mut cell,
+                    &state,
+                    &Stamp::new(beat),
+                    0,
+                    "",
+                    self.history_max,
+                )
+                .map_err(&err)
             }
             OpsIntent::State {
                 oid,
@@ -562,7 +588,15 @@ impl Ops {
                     .map_err(&err)?;
                 tree.seal(&field(&oid, &["close"])).map_err(&err)?;
                 let mut cell = tree.cell_mut(&dossier(&oid)).map_err(&err)?;
-                set_state(&mut cell, status.ist(), beat, 0, "", self.history_max).map_err(&err)
+                set_state(
+                    &mut cell,
+                    status.ist(),
+                    &Stamp::new(beat),
+                    0,
+                    "",
+                    self.history_max,
+                )
+                .map_err(&err)
             }
         }
     }
@@ -590,7 +624,15 @@ impl Ops {
                 status,
             });
         }
-        set_state(&mut cell, state, beat, code, note, self.history_max).map_err(tree_err(oid))
+        set_state(
+            &mut cell,
+            state,
+            &Stamp::new(beat),
+            code,
+            note,
+            self.history_max,
+        )
+        .map_err(tree_err(oid))
     }
 
     /// [`Ops::transition`] of every dossier in `oids` to `state` (no code,
@@ -610,9 +652,10 @@ impl Ops {
         let Ok(Some(mut list)) = tree.existing_mut_at(ops_root()) else {
             return;
         };
+        let stamp = Stamp::new(beat);
         let _ = list.each_existing_child(oids, &mut |mut cell| {
             if closed_in(cell.node()).is_none() {
-                let _ = set_state(&mut cell, state, beat, 0, "", self.history_max);
+                let _ = set_state(&mut cell, state, &stamp, 0, "", self.history_max);
             }
         });
     }
