@@ -419,9 +419,9 @@ pub(crate) struct Batch<'a> {
     arena: Vec<u8>,
     /// (start in `arena`, blocks, destination).
     jobs: Vec<(usize, usize, Dest<'a>)>,
-    /// A flush's hashes in job order: zeroed to the jobs' size only (a
-    /// fixed 4 KiB buffer zeroed at every flush cost ~4,000 instructions,
-    /// and most flushes of a small commit hold a few hashes).
+    /// A flush's hashes in job order: grown to the largest flush and never
+    /// zeroed again (each hash is written before it is read; zeroing it at
+    /// every flush cost ~140 instructions per yielding slice).
     hashes: Vec<u8>,
 }
 
@@ -489,8 +489,13 @@ impl<'a> Batch<'a> {
         // hashes go to `out` in job order, then to their destinations.
         self.jobs.sort_unstable_by_key(|&(_, blocks, _)| blocks);
         let (jobs, arena, out) = (&mut self.jobs, &self.arena, &mut self.hashes);
-        out.clear();
-        out.resize(jobs.len() * 32, 0);
+        // Every job's 32 bytes are written below before they are read, so
+        // the buffer only grows; it is never zeroed again.
+        let need = jobs.len() * 32;
+        if out.len() < need {
+            out.resize(need, 0);
+        }
+        let out = &mut out[..need];
         let mut i = 0;
         while i < jobs.len() {
             let blocks = jobs[i].1;
