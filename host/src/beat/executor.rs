@@ -45,6 +45,14 @@ impl Slices {
     }
 
     pub fn get(&self, pos: &u32) -> Option<&SliceInfo> {
+        // Positions are distinct and increasing, so the slice at `pos` is
+        // at index `pos` or before; at `pos` exactly when every agenda
+        // entry up to it is a slice (a beat of episodes): no search then.
+        if let Some((p, info)) = self.0.get(*pos as usize) {
+            if p == pos {
+                return Some(info);
+            }
+        }
         let i = self.0.binary_search_by_key(pos, |(p, _)| *p).ok()?;
         Some(&self.0[i].1)
     }
