@@ -875,16 +875,18 @@ impl Children {
         }
     }
 
-    /// `names` as [`Children::each_named_mut`] takes them: distinct, in
-    /// name order (sorted by sort key, names compared only on a tie).
-    pub fn in_name_order(names: &[Name]) -> Vec<&str> {
-        let mut keyed: Vec<(u128, &str)> = names
+    /// The positions in `names` of its distinct names, in name order (as
+    /// [`Children::each_named_mut`] takes them): sorted by sort key, names
+    /// compared only on a tie.
+    pub fn name_order(names: &[Name]) -> Vec<u32> {
+        let mut keyed: Vec<(u128, &str, u32)> = names
             .iter()
-            .map(|name| (SortKey::of(name.as_str()).wide(), name.as_str()))
+            .zip(0..)
+            .map(|(name, at)| (SortKey::of(name.as_str()).wide(), name.as_str(), at))
             .collect();
         keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
         keyed.dedup_by(|a, b| a.1 == b.1);
-        keyed.into_iter().map(|(_, name)| name).collect()
+        keyed.into_iter().map(|(_, _, at)| at).collect()
     }
 
     /// Calls `visit(i, entry)` for the entry named `names[i]` (distinct, in

@@ -19,7 +19,7 @@ mod snapshot;
 pub use cep_sdk::{Name, NameError, Path, Value, Word};
 pub use delta::{diff, Change};
 pub use hash::Hash;
-pub use node::{CellMut, Node, TreeError, WorkTree};
+pub use node::{CellMut, NameOrder, Node, TreeError, WorkTree};
 pub use snapshot::{History, Snapshot};
 
 #[cfg(test)]

@@ -894,6 +894,17 @@ fn write_share(
         .collect()
 }
 
+/// The distinct names of a list in name order, as positions in it: what
+/// [`CellMut::each_existing_child`] walks by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameOrder(Vec<u32>);
+
+impl NameOrder {
+    pub fn of(names: &[Name]) -> Self {
+        NameOrder(Children::name_order(names))
+    }
+}
+
 /// A cell of a [`WorkTree`] reached once from the root, changed in place
 /// through relative steps (see [`WorkTree::cell_mut`]): the dossier code
 /// changes several cells of one operation without searching `/rt/ops` for
@@ -915,9 +926,12 @@ impl CellMut<'_> {
     /// down this cell's list instead of a search from its top per name,
     /// each child visited as the walk reaches it (still in cache). Absent
     /// and sealed children are skipped; the number visited is returned.
+    /// `order` is [`NameOrder::of`] `names`, which a caller that passes the
+    /// same names beat after beat keeps instead of sorting them again.
     pub fn each_existing_child(
         &mut self,
         names: &[Name],
+        order: &NameOrder,
         visit: &mut dyn FnMut(CellMut<'_>),
     ) -> Result<usize, TreeError> {
         if self.node.is_sealed() {
@@ -926,7 +940,11 @@ impl CellMut<'_> {
                 sealed_at: Path::from_names(Vec::new()),
             });
         }
-        let keys = Children::in_name_order(names);
+        let keys: Vec<&str> = order
+            .0
+            .iter()
+            .map(|&at| names[at as usize].as_str())
+            .collect();
         let changes = &mut *self.changes;
         let mut visited = 0;
         self.node.children.each_named_mut(&keys, &mut |_, entry| {

@@ -426,7 +426,7 @@ fn each_existing_child_visits_present_children_once_in_name_order() {
     let mut list = t.existing_mut(&p("/ops")).unwrap().unwrap();
     let mut seen = Vec::new();
     let visited = list
-        .each_existing_child(&names, &mut |mut cell| {
+        .each_existing_child(&names, &NameOrder::of(&names), &mut |mut cell| {
             let i = cell.node().child("state").unwrap().value().unwrap();
             let i = i.as_i64().unwrap();
             seen.push(name(i));

@@ -22,7 +22,7 @@ use cep_sdk::{Name, Path, Value};
 
 use crate::beat::Impulse;
 use crate::cei::{Fact, Severity};
-use crate::cell::{CellMut, Node, Snapshot, TreeError, WorkTree};
+use crate::cell::{CellMut, NameOrder, Node, Snapshot, TreeError, WorkTree};
 
 /// Where dossiers live.
 pub const OPS_ROOT: &str = "/rt/ops";
@@ -295,6 +295,8 @@ pub(crate) struct Ops {
     watchers: BTreeMap<(Name, Name), Watcher>,
     next_watcher: u64,
     history_max: usize,
+    /// The last `oids` of [`Ops::transition_all`] and their dossier order.
+    transition_order: (Vec<Name>, NameOrder),
 }
 
 fn tree_err(oid: &Name) -> impl Fn(TreeError) -> OpsError + '_ {
@@ -310,12 +312,6 @@ fn current_state(tree: &WorkTree, oid: &Name) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Sets the state of the dossier under `cell` and records the transition in
-/// its history, unless the newest entry is of this beat with the same state.
-/// An entry is one cell (see [`history_entry_name`]) whose value is the
-/// state; it holds `code` and `note` only when they are set (0 and ""
-/// otherwise), so a transition usually costs one leaf. An unchanged state
-/// value is not rewritten.
 /// A beat with the name of its first history entry, made once for all the
 /// transitions of a beat that go together ([`Ops::transition_all`]).
 struct Stamp {
@@ -332,6 +328,12 @@ impl Stamp {
     }
 }
 
+/// Sets the state of the dossier under `cell` and records the transition in
+/// its history, unless the newest entry is of this beat with the same state.
+/// An entry is one cell (see [`history_entry_name`]) whose value is the
+/// state; it holds `code` and `note` only when they are set (0 and ""
+/// otherwise), so a transition usually costs one leaf. An unchanged state
+/// value is not rewritten.
 fn set_state(
     cell: &mut CellMut<'_>,
     state: &str,
@@ -404,6 +406,7 @@ impl Ops {
             watchers: BTreeMap::new(),
             next_watcher: 0,
             history_max,
+            transition_order: Default::default(),
         }
     }
 
@@ -642,8 +645,12 @@ impl Ops {
     /// Dossiers that are missing or closed are left alone, as are those
     /// the tree refuses (the episode engine, the one caller, drops those
     /// refusals one by one too).
+    ///
+    /// The dossier order of the last call's `oids` is kept: episodes that
+    /// yield beat after beat come in the same agenda order every beat, and
+    /// comparing the list costs a tenth of sorting it again.
     pub(crate) fn transition_all(
-        &self,
+        &mut self,
         tree: &mut WorkTree,
         beat: u64,
         oids: &[Name],
@@ -652,10 +659,16 @@ impl Ops {
         let Ok(Some(mut list)) = tree.existing_mut_at(ops_root()) else {
             return;
         };
-        let stamp = Stamp::new(beat);
-        let _ = list.each_existing_child(oids, &mut |mut cell| {
+        let (last, order) = &mut self.transition_order;
+        if last.as_slice() != oids {
+            *order = NameOrder::of(oids);
+            last.clear();
+            last.extend_from_slice(oids);
+        }
+        let (stamp, history_max) = (Stamp::new(beat), self.history_max);
+        let _ = list.each_existing_child(oids, order, &mut |mut cell| {
             if closed_in(cell.node()).is_none() {
-                let _ = set_state(&mut cell, state, &stamp, 0, "", self.history_max);
+                let _ = set_state(&mut cell, state, &stamp, 0, "", history_max);
             }
         });
     }
