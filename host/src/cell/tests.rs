@@ -1105,6 +1105,28 @@ fn crowded_name() -> impl Strategy<Value = String> {
     prop_oneof![2 => any_length, 1 => same_key]
 }
 
+/// Sort keys are the first 16 bytes, big-endian, zero-padded: checked
+/// byte by byte against that definition at every length a name can have.
+#[test]
+fn sort_keys_are_the_first_sixteen_bytes_zero_padded() {
+    let source: Vec<u8> = (b'!'..=b'~').filter(|&b| b != b'/').collect();
+    for n in 1..=64 {
+        for shift in [0, 7, 31] {
+            let bytes: Vec<u8> = source.iter().cycle().skip(shift).take(n).copied().collect();
+            let name = std::str::from_utf8(&bytes).unwrap();
+            let mut padded = [0u8; 16];
+            let k = n.min(16);
+            padded[..k].copy_from_slice(&bytes[..k]);
+            let expected = u128::from_be_bytes(padded);
+            assert_eq!(
+                super::children::SortKey::of(name).wide(),
+                expected,
+                "{name:?}"
+            );
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
