@@ -259,16 +259,28 @@ fn history_entry_name(beat: u64, rank: u32) -> Name {
     }
 }
 
+/// A history entry name's beat digits and rank digits ("" for rank 0).
+/// Split at the dot, not at fixed places: past beat 9,999,999,999 the beat
+/// has more than 10 digits.
+fn history_entry_parts(name: &Name) -> (&str, &str) {
+    let text = name.as_str();
+    text.split_once('.').unwrap_or((text, ""))
+}
+
 /// The beat a history entry records.
 pub fn history_entry_beat(name: &Name) -> Option<u64> {
-    name.as_str().get(..10)?.parse().ok()
+    history_entry_parts(name).0.parse().ok()
 }
 
 fn history_entry_rank(name: &Name) -> u32 {
-    name.as_str()
-        .get(11..)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
+    history_entry_parts(name).1.parse().unwrap_or(0)
+}
+
+/// Whether `name` is an entry of the beat whose first entry is `first`
+/// (`first` itself or a later rank), without parsing either.
+fn history_entry_of(name: &Name, first: &Name) -> bool {
+    let (name, first) = (name.as_str().as_bytes(), first.as_str().as_bytes());
+    name.starts_with(first) && name.get(first.len()).is_none_or(|&b| b == b'.')
 }
 
 #[derive(Debug, Clone)]
@@ -353,11 +365,9 @@ fn set_state(
     }
     // A log: an entry is appended in place and hashed in one block.
     let mut history = cell.log_child(&f.history)?;
-    // The beat's first entry; the last entry is of this beat when its name
-    // starts with the same digits.
     let mut later = None;
     if let Some((last_name, last)) = history.node().last_child_named() {
-        if last_name.as_str().get(..10) == stamp.first.as_str().get(..10) {
+        if history_entry_of(last_name, &stamp.first) {
             if text(Some(last)) == Some(state) {
                 return Ok(());
             }
@@ -718,5 +728,29 @@ impl Ops {
     /// Watchers still waiting.
     pub(crate) fn waiting(&self) -> usize {
         self.watchers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entry names read back as the beat and rank they were made from, and
+    /// a beat's entries are told from the next beat's, also past ten digits
+    /// (where the first ten digits of two beats can agree).
+    #[test]
+    fn history_entry_names_keep_beat_and_rank_at_every_width() {
+        for beat in [0, 7, 9_999_999_999, 12_345_678_901, u64::MAX / 2] {
+            let first = history_entry_name(beat, 0);
+            for rank in [0, 1, 5, HISTORY_PER_BEAT_MAX - 1] {
+                let name = history_entry_name(beat, rank);
+                assert_eq!(history_entry_beat(&name), Some(beat), "{name}");
+                assert_eq!(history_entry_rank(&name), rank, "{name}");
+                assert!(history_entry_of(&name, &first), "{name} of {first}");
+                let next = history_entry_name(beat + 1, 0);
+                assert!(!history_entry_of(&name, &next), "{name} not of {next}");
+                assert!(!history_entry_of(&next, &first), "{next} not of {first}");
+            }
+        }
     }
 }
