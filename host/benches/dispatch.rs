@@ -25,11 +25,7 @@ mod support;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn config() -> Config {
-    Config {
-        ledger_beats: 0,
-        cei_signal: false,
-        ..Config::default()
-    }
+    support::bench_config()
 }
 
 fn p(text: &str) -> Path {

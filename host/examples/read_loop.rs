@@ -15,10 +15,7 @@ fn hot_reads(snapshot: &Snapshot, hot: &Path, n: usize) {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().unwrap())
-        .unwrap_or(1_000_000);
+    let n = support::arg(1, 1_000_000);
     let (snapshot, leaves) = support::fanout_tree(32, 4);
     let hot = leaves[leaves.len() / 3].clone();
     let t = std::time::Instant::now();

@@ -27,19 +27,14 @@ fn cpu_seconds() -> f64 {
 
 fn main() {
     cep_host::process::prefer_small_pages();
-    let reps: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().expect("a number of runs"))
-        .unwrap_or(10);
+    let reps = support::arg(1, 10);
     let rounds = support::rounds_for(Duration::from_micros(50));
     println!("{rounds} hash rounds per slice");
     for workers in [1usize, 2, 1, 2] {
         let config = Config {
-            ledger_beats: 0,
-            cei_signal: false,
             executor: ExecutorKind::Threaded,
             workers,
-            ..Config::default()
+            ..support::bench_config()
         };
         let mut rt = support::with_episodes(config, 128, move |cx: &mut EnzymeCx<'_>| {
             let seed = cx.episode().map(|e| e.as_str().len()).unwrap_or(0) as u64 + cx.beat();

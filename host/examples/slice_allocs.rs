@@ -5,8 +5,6 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use cep_host::Config;
-
 #[path = "support/mod.rs"]
 mod support;
 
@@ -38,16 +36,8 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().unwrap())
-        .unwrap_or(1000);
-    let config = Config {
-        ledger_beats: 0,
-        cei_signal: false,
-        ..Config::default()
-    };
-    let mut rt = support::with_episodes(config, n, |_| {});
+    let n = support::arg(1, 1000);
+    let mut rt = support::with_episodes(support::bench_config(), n, |_| {});
     rt.run(32).unwrap();
     let beats = 64;
     let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));

@@ -14,19 +14,10 @@ mod support;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     cep_host::process::prefer_small_pages();
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().unwrap())
-        .unwrap_or(1000);
-    let rounds: usize = std::env::args()
-        .nth(2)
-        .map(|a| a.parse().unwrap())
-        .unwrap_or(8);
+    let (n, rounds) = (support::arg(1, 1000), support::arg(2, 8));
     let config = Config {
-        ledger_beats: 0,
-        cei_signal: false,
         history_snapshots: std::env::var("K").map(|k| k.parse().unwrap()).unwrap_or(16),
-        ..Config::default()
+        ..support::bench_config()
     };
     let mut rt = support::with_episodes(config, n, |_| {});
     rt.run(32).unwrap();

@@ -7,6 +7,26 @@ use cep_host::{
     Config, EnzymeCx, EnzymeDescriptor, EpisodeSpec, Name, Outcome, Path, Profile, Runtime, Value,
 };
 
+/// The settings the kernel benchmarks and their examples run with: the
+/// defaults without the ledger and without CEI signals, so a beat costs
+/// what the measured work costs.
+pub fn bench_config() -> Config {
+    Config {
+        ledger_beats: 0,
+        cei_signal: false,
+        ..Config::default()
+    }
+}
+
+/// Command-line argument `index` (1 is the first) as a number, or `default`
+/// when it is not given.
+pub fn arg(index: usize, default: usize) -> usize {
+    std::env::args().nth(index).map_or(default, |a| {
+        a.parse()
+            .unwrap_or_else(|_| panic!("argument {index} must be a number, not {a:?}"))
+    })
+}
+
 /// Peak resident set size of this process (VmHWM), in KiB.
 pub fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
