@@ -220,6 +220,38 @@ fn rehash_cells(nodes: &mut [&mut Node], par: Par) -> Vec<Hash> {
     hashes
 }
 
+/// Children visited by [`CellMut::each_existing_child`] are hashed this
+/// many at a time, right after their visits, instead of by the commit: a
+/// beat's walk over a thousand dossiers writes more than the core's cache
+/// holds, so the commit's rehash found each dossier evicted again.
+/// Measured on 1k yielding episodes (`example beat_spread`, 16
+/// alternating runs): 64 at a time 4–5 % faster per slice than all at
+/// the end, 32 at a time 2 %.
+const HASH_AHEAD: usize = 64;
+
+/// Hashes `entries` (changed cells, none inside another) now, as the
+/// commit would, and empties the list. A later change below one of them
+/// marks it stale again on its way down.
+fn hash_now(entries: &mut Vec<&mut Entry>) {
+    let inline: Vec<bool> = entries.iter().map(|e| is_inline(&e.node)).collect();
+    let hashes = {
+        let mut nodes: Vec<&mut Node> = entries
+            .iter_mut()
+            .zip(&inline)
+            .filter(|(_, &inline)| !inline)
+            .map(|(e, _)| &mut e.node)
+            .collect();
+        rehash_cells(&mut nodes, Par::NONE)
+    };
+    let mut hashes = hashes.into_iter();
+    for (entry, inline) in entries.drain(..).zip(inline) {
+        entry.hash = match inline {
+            true => super::hash::INLINE,
+            false => hashes.next().expect("one hash per hashed cell"),
+        };
+    }
+}
+
 /// What [`rehash_cells`] may hand to a helper thread.
 #[derive(Clone, Copy)]
 struct Par {
@@ -947,6 +979,7 @@ impl CellMut<'_> {
             .collect();
         let changes = &mut *self.changes;
         let mut visited = 0;
+        let mut unhashed: Vec<&mut Entry> = Vec::with_capacity(HASH_AHEAD);
         self.node.children.each_named_mut(&keys, &mut |_, entry| {
             if entry.node.is_sealed() {
                 return;
@@ -958,7 +991,12 @@ impl CellMut<'_> {
                 node: &mut entry.node,
                 changes: &mut *changes,
             });
+            unhashed.push(entry);
+            if unhashed.len() == HASH_AHEAD {
+                hash_now(&mut unhashed);
+            }
         });
+        hash_now(&mut unhashed);
         Ok(visited)
     }
 

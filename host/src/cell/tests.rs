@@ -453,6 +453,67 @@ fn each_existing_child_visits_present_children_once_in_name_order() {
     assert_eq!(after.read(&p("/ops/sealed/state")), Some(&Value::I64(-1)));
 }
 
+/// The walk hashes the children it visited as it goes (64 at a time):
+/// a change below one of them later in the batch, a visit that leaves a
+/// child as a bare leaf (hashed inline in its chunk) and one that changes
+/// nothing must all come out as if the commit had hashed everything.
+#[test]
+fn children_hashed_by_the_walk_are_hashed_again_after_a_later_change() {
+    let name = |i: i64| Name::new(&format!("c{i:03}")).unwrap();
+    let base = commit(&Snapshot::empty(), 0, |t| {
+        for i in 0..200 {
+            t.write(&p(&format!("/ops/c{i:03}/state")), Value::I64(i))
+                .unwrap();
+        }
+    });
+    let names: Vec<Name> = (0..200).map(name).collect();
+    let state = Name::new("state").unwrap();
+    let mut t = WorkTree::new(&base);
+    let mut list = t.existing_mut(&p("/ops")).unwrap().unwrap();
+    list.each_existing_child(&names, &NameOrder::of(&names), &mut |mut cell| {
+        let i = cell.node().child("state").unwrap().value().unwrap();
+        match i.as_i64().unwrap() {
+            // Left unchanged.
+            i if i % 5 == 0 => {}
+            // Made a bare leaf: its state removed, a value of its own.
+            i if i % 7 == 0 => {
+                cell.remove_child(&state).unwrap();
+                cell.set_value(Value::I64(i));
+            }
+            i => cell.write(&state, Value::I64(1000 + i)).unwrap(),
+        }
+    })
+    .unwrap();
+    // After the walk: below children hashed early, in both of its halves.
+    for i in [3, 130, 199] {
+        t.write(&p(&format!("/ops/c{i:03}/later")), Value::Bool(true))
+            .unwrap();
+    }
+    let after = t.commit(1);
+    let by_paths = commit(&base, 1, |t| {
+        for i in 0..200i64 {
+            let cell = format!("/ops/c{i:03}");
+            if i % 5 == 0 {
+                continue;
+            } else if i % 7 == 0 {
+                t.delete(&p(&format!("{cell}/state"))).unwrap();
+                t.write(&p(&cell), Value::I64(i)).unwrap();
+            } else {
+                t.write(&p(&format!("{cell}/state")), Value::I64(1000 + i))
+                    .unwrap();
+            }
+        }
+        for i in [3, 130, 199] {
+            t.write(&p(&format!("/ops/c{i:03}/later")), Value::Bool(true))
+                .unwrap();
+        }
+    });
+    assert_eq!(after.hash(), by_paths.hash());
+    assert_eq!(after.hash(), after.recompute_hash());
+    assert_eq!(after.read(&p("/ops/c007")), Some(&Value::I64(7)));
+    assert_eq!(after.read(&p("/ops/c130/later")), Some(&Value::Bool(true)));
+}
+
 #[test]
 fn a_cursor_keeps_the_seal_rules() {
     let base = commit(&Snapshot::empty(), 0, |t| {
