@@ -141,16 +141,7 @@ trait Links {
 /// of its allocation).
 #[inline(always)]
 fn prefetch_count<T: ?Sized>(arc: &Arc<T>) {
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unused_unsafe)]
-    // SAFETY: `_mm_prefetch` only hints the cache; it reads nothing and
-    // cannot fault, whatever the address.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(arc.heap_ptr().cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = arc;
+    super::prefetch::read(arc.heap_ptr().cast(), 1);
 }
 
 impl Links for Link {

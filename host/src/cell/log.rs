@@ -179,6 +179,15 @@ impl Log {
             "{name} appended out of order"
         );
         self.dirty = self.dirty.min(self.len());
+        // The slot this entry goes to when its batch settles, after the
+        // entry is hashed, by when the line is long out of cache: written
+        // then, it stalled the settle on a miss (measured: slices 4-6 %
+        // faster with the hint, 1k yielding episodes, `example
+        // beat_spread`).
+        let (seg, o) = self.place(self.len());
+        if let Some(segment) = self.segments.get(seg) {
+            super::prefetch::write_of(&segment.slots[o]);
+        }
         self.pending.push(Slot {
             entry: Entry::new(name),
             link: STALE,
