@@ -200,8 +200,13 @@ fn pad(buf: &mut Vec<u8>, start: usize) {
 }
 
 /// Appends `bytes` (names and short texts, mostly under 17 bytes) without
-/// a call to `memcpy`: a short input is gathered into a 16-byte block
-/// with two overlapping fixed-size copies, appended whole and cut back.
+/// a call to `memcpy`: the buffer grows by a 16-byte block of zeroes, the
+/// bytes are written over its start with two overlapping fixed-size
+/// copies, and the block is cut back to their length. The copies go
+/// straight into the buffer: gathered in a block on the stack first and
+/// appended whole, the 16-byte read of the block could not be forwarded
+/// from the two smaller writes before it (a stall `perf` put at 6 % of a
+/// yielding slice).
 #[inline]
 fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
     let n = bytes.len();
@@ -209,7 +214,9 @@ fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
         buf.extend_from_slice(bytes);
         return;
     }
-    let mut block = [0u8; 16];
+    let at = buf.len();
+    buf.extend_from_slice(&[0u8; 16]);
+    let block = &mut buf[at..at + 16];
     if n >= 8 {
         block[..8].copy_from_slice(&bytes[..8]);
         block[n - 8..n].copy_from_slice(&bytes[n - 8..]);
@@ -219,8 +226,6 @@ fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
     } else {
         block[..n].copy_from_slice(bytes);
     }
-    let at = buf.len();
-    buf.extend_from_slice(&block);
     buf.truncate(at + n);
 }
 
