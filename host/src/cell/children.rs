@@ -1892,6 +1892,12 @@ pub(crate) fn shape(children: &Children) -> Vec<(usize, usize)> {
 }
 
 impl Children {
+    /// The segments a log's list holds, for tests.
+    #[cfg(test)]
+    pub(crate) fn log_segments_held(&self) -> Option<usize> {
+        self.log().map(Log::segments_held)
+    }
+
     /// Whether two logs share a segment, for tests.
     #[cfg(test)]
     pub(crate) fn shares_segment_with(&self, other: &Children) -> bool {

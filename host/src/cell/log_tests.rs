@@ -369,3 +369,35 @@ fn two_threads_appending_to_one_snapshot_each_get_their_own_log() {
         base = forks[(round % 2) as usize].clone();
     }
 }
+
+/// A window trims whole segments by moving the log's start only; the
+/// segments it passes leave the list when the next segment opens. Over
+/// many beats the list never holds more than the live segments and the
+/// one trimmed since, and every beat hashes as from scratch.
+#[test]
+fn trimmed_segments_leave_the_list_when_the_next_one_opens() {
+    const KEEP: usize = 12;
+    let mut s = commit_with(&Snapshot::empty(), 0, make_log);
+    for beat in 1..=60u64 {
+        s = commit_with(&s, beat, |t| {
+            let mut d = t.cell_mut(&p("/d")).unwrap();
+            let mut log = d.log_child(&n("log")).unwrap();
+            let name = Name::from_index(beat);
+            log.push_windowed(&name, KEEP)
+                .unwrap()
+                .set_value(Value::I64(beat as i64));
+        });
+        let log = s.node(&p(LOG)).unwrap();
+        let live = log.child_count().div_ceil(SEGMENT_SLOTS);
+        let held = log.children.log_segments_held().unwrap();
+        assert!(
+            held >= live && held <= live + 1,
+            "beat {beat}: {held} segments held for {live} live"
+        );
+        assert!(log.child_count() >= KEEP.min(beat as usize));
+        assert!(log.child_count() < KEEP + SEGMENT_SLOTS);
+        assert_eq!(s.hash(), s.recompute_hash(), "beat {beat}");
+        let newest = Name::from_index(beat).to_string();
+        assert_eq!(s.read(&entry(&newest)), Some(&Value::I64(beat as i64)));
+    }
+}
