@@ -439,6 +439,8 @@ pub(crate) fn measure_if<R>(timed: bool, f: impl FnOnce() -> R) -> (R, Option<u6
 
 /// The state of the slice running on this thread.
 struct SliceState {
+    /// A slice runs on this thread now: the other fields are its.
+    active: bool,
     info: SliceInfo,
     io_used: u64,
     cancel: bool,
@@ -457,31 +459,59 @@ pub(crate) fn with_slice<R>(
     info: &SliceInfo,
     f: impl FnOnce() -> R,
 ) -> (R, Option<SliceEnd>, u64, Vec<Fact>) {
+    // The thread's state is reset in place, not made anew and moved in
+    // and out: moving it cost two `memcpy` calls per slice.
     SLICE.with(|s| {
-        *s.borrow_mut() = Some(SliceState {
-            info: info.clone(),
-            io_used: info.io_used,
-            cancel: info.cancel_requested,
-            io_reported: false,
-            facts: Vec::new(),
-            end: None,
-        })
+        let mut s = s.borrow_mut();
+        match &mut *s {
+            Some(st) => {
+                st.active = true;
+                st.info.clone_from(info);
+                st.io_used = info.io_used;
+                st.cancel = info.cancel_requested;
+                st.io_reported = false;
+                st.facts.clear();
+                st.end = None;
+            }
+            None => {
+                *s = Some(SliceState {
+                    active: true,
+                    info: info.clone(),
+                    io_used: info.io_used,
+                    cancel: info.cancel_requested,
+                    io_reported: false,
+                    facts: Vec::new(),
+                    end: None,
+                })
+            }
+        }
     });
     let result = f();
-    let state = SLICE.with(|s| s.borrow_mut().take());
-    match state {
-        Some(st) => (result, st.end, st.io_used - info.io_used, st.facts),
+    let ended = SLICE.with(|s| {
+        let mut s = s.borrow_mut();
+        let st = s.as_mut().filter(|st| st.active)?;
+        st.active = false;
+        Some((st.end.take(), st.io_used, std::mem::take(&mut st.facts)))
+    });
+    match ended {
+        Some((end, io_used, facts)) => (result, end, io_used - info.io_used, facts),
         None => (result, None, 0, Vec::new()),
     }
 }
 
 /// Clears this thread's slice context (after a panic unwound through it).
 pub(crate) fn clear_slice() {
-    SLICE.with(|s| s.borrow_mut().take());
+    SLICE.with(|s| {
+        if let Some(st) = s.borrow_mut().as_mut() {
+            st.active = false;
+            st.facts.clear();
+            st.end = None;
+        }
+    });
 }
 
 fn with_state<R>(f: impl FnOnce(&mut SliceState) -> R) -> Option<R> {
-    SLICE.with(|s| s.borrow_mut().as_mut().map(f))
+    SLICE.with(|s| s.borrow_mut().as_mut().filter(|st| st.active).map(f))
 }
 
 /// Why a guard refused.
@@ -543,4 +573,49 @@ pub fn current_episode() -> Option<Name> {
 
 pub(crate) fn set_end(end: SliceEnd) -> Result<(), GuardError> {
     with_state(|s| s.end = Some(end)).ok_or(GuardError::NoEpisode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(eid: &str, profile: Profile, io_used: u64) -> SliceInfo {
+        SliceInfo {
+            eid: Name::new(eid).expect("valid name"),
+            profile,
+            io_used,
+            io_budget: 10,
+            cpu_left_ns: None,
+            cancel_requested: false,
+            suspended: false,
+        }
+    }
+
+    /// The thread keeps its slice state between slices (reset in place):
+    /// outside a slice every guard still says so, and the next slice sees
+    /// nothing of the one before.
+    #[test]
+    fn a_slice_leaves_nothing_to_the_guards_or_the_next_slice() {
+        let (_, end, io, facts) = with_slice(&info("ep-a", Profile::Rw, 0), || {
+            assert_eq!(require_rw(), Ok(()));
+            account_io(25).expect("inside a slice");
+            assert!(check_cancel(), "over the IO budget");
+            set_end(SliceEnd::Yield).expect("inside a slice");
+        });
+        assert_eq!(end, Some(SliceEnd::Yield));
+        assert_eq!(io, 25);
+        assert_eq!(facts.len(), 1, "ep:bud/io");
+        assert_eq!(require_rw(), Err(GuardError::NoEpisode));
+        assert_eq!(account_io(1), Err(GuardError::NoEpisode));
+        assert!(!check_cancel());
+        assert_eq!(current_episode(), None);
+        let (_, end, io, facts) = with_slice(&info("ep-b", Profile::Ro, 3), || {
+            assert!(!check_cancel(), "a fresh slice");
+            assert_eq!(current_episode().as_ref().map(Name::as_str), Some("ep-b"));
+            assert!(matches!(require_rw(), Err(GuardError::ReadOnly { .. })));
+        });
+        assert_eq!((end, io, facts.len()), (None, 0, 0));
+        clear_slice();
+        assert_eq!(current_episode(), None);
+    }
 }
