@@ -1898,6 +1898,13 @@ impl Children {
         self.log().map(Log::segments_held)
     }
 
+    /// A log's base and the link that ends at its entry `name`, for tests.
+    #[cfg(test)]
+    pub(crate) fn log_base_and_link(&self, name: &str) -> Option<(Hash, Option<Hash>)> {
+        let log = self.log()?;
+        Some((*log.base(), log.search(name).ok().map(|i| log.link(i))))
+    }
+
     /// Whether two logs share a segment, for tests.
     #[cfg(test)]
     pub(crate) fn shares_segment_with(&self, other: &Children) -> bool {

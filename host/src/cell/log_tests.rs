@@ -401,3 +401,73 @@ fn trimmed_segments_leave_the_list_when_the_next_one_opens() {
         assert_eq!(s.read(&entry(&newest)), Some(&Value::I64(beat as i64)));
     }
 }
+
+/// A trim of whole segments takes its new base from the link the last
+/// trimmed segment ends with, as the list of segments records it. Entries
+/// changed in earlier beats (their links rehashed) must leave that record
+/// right: a windowed log's base and digest always equal the links of an
+/// untrimmed twin that took the same appends and changes.
+#[test]
+fn a_trim_takes_its_base_from_the_links_the_chain_really_has() {
+    const KEEP: usize = 10;
+    let twins = |t: &mut WorkTree| {
+        let mut d = t.cell_mut(&p("/d")).unwrap();
+        d.log_child(&n("log")).unwrap();
+        d.log_child(&n("all")).unwrap();
+    };
+    let mut s = commit_with(&Snapshot::empty(), 0, twins);
+    for beat in 1..=80u64 {
+        s = commit_with(&s, beat, |t| {
+            let windowed = t.node(&p(LOG)).unwrap().child_names();
+            // For 32 beats only appends (each trim takes the end its
+            // segment recorded when the next one opened); then changes of
+            // an entry published earlier in both logs (the first one kept,
+            // one that ends a segment, a middle one), or none: with a
+            // period prime to the segment's, trims meet each case.
+            let changed = match beat % 5 {
+                _ if beat <= 32 => None,
+                0 => windowed.first(),
+                1 => windowed.get(windowed.len().saturating_sub(3)),
+                2 => windowed.iter().rev().find(|name| {
+                    let at: usize = name.as_str().parse().unwrap();
+                    (at + 1).is_multiple_of(SEGMENT_SLOTS)
+                }),
+                _ => None,
+            };
+            if let Some(name) = changed.cloned() {
+                for log in ["log", "all"] {
+                    let at = p(&format!("/d/{log}/{name}"));
+                    t.write(&at, Value::I64(-(beat as i64))).unwrap();
+                }
+            }
+            let mut d = t.cell_mut(&p("/d")).unwrap();
+            let name = Name::from_index(beat);
+            for (log, keep) in [("log", KEEP), ("all", usize::MAX)] {
+                let mut log = d.log_child(&n(log)).unwrap();
+                log.push_windowed(&name, keep)
+                    .unwrap()
+                    .set_value(Value::I64(beat as i64));
+            }
+        });
+        let windowed = s.node(&p(LOG)).unwrap();
+        let all = s.node(&p("/d/all")).unwrap();
+        let first = windowed.first_child_name().unwrap().as_str();
+        let (base, _) = windowed.children.log_base_and_link(first).unwrap();
+        let expected = match all.first_child_name().unwrap().as_str() == first {
+            true => all.children.log_base_and_link(first).unwrap().0,
+            false => {
+                let before = Name::from_index(first.parse::<u64>().unwrap() - 1);
+                let (_, link) = all.children.log_base_and_link(before.as_str()).unwrap();
+                link.unwrap()
+            }
+        };
+        assert_eq!(
+            base, expected,
+            "beat {beat}: the base of a log starting at {first}"
+        );
+        let newest = Name::from_index(beat);
+        let link = |node: &Node| node.children.log_base_and_link(newest.as_str()).unwrap().1;
+        assert_eq!(link(windowed), link(all), "beat {beat}: the digests");
+        assert_eq!(s.hash(), s.recompute_hash(), "beat {beat}");
+    }
+}
