@@ -768,3 +768,55 @@ fn an_enzyme_cancels_a_later_slice_by_ticket_and_a_past_one_only_raises_a_fact()
         stale[0].note
     );
 }
+
+/// An episode cancelled earlier in the agenda of the beat its slice yields
+/// in: the yield is recorded (the slice ran) and the cancellation closes
+/// the dossier, but no next slice is queued for an episode that no longer
+/// exists. The yield finds that out without looking the episode up only
+/// while no episode ended since the capture; here one did.
+#[test]
+fn a_yield_after_its_episode_was_cancelled_in_the_same_beat_queues_nothing() {
+    for (backend, config) in backends() {
+        // Without CEI signals, whose impulses would be pending too.
+        let config = Config {
+            cei_signal: false,
+            ..config
+        };
+        let mut rt = Runtime::new(config).unwrap();
+        rt.register(
+            &EnzymeDescriptor::new("worker", "ep/cb/worker"),
+            |cx: &mut EnzymeCx<'_>| {
+                cx.ep_yield().unwrap();
+                Outcome::Ok
+            },
+        )
+        .unwrap();
+        let eid = rt.ep_start(EpisodeSpec::new("worker", Profile::Ro));
+        let target = eid.clone();
+        rt.register(
+            &EnzymeDescriptor::new("killer", "kill"),
+            move |cx: &mut EnzymeCx<'_>| {
+                cx.ep_cancel(&target, "stopped from outside");
+                Outcome::Ok
+            },
+        )
+        .unwrap();
+        rt.run(3).unwrap();
+        assert!(rt.has_pending(), "{backend}: the worker is live");
+        // Injected impulses run before queued ones: the cancel is applied
+        // before the worker's yield in the same beat.
+        rt.inject(&Word::new("t").unwrap(), Impulse::signal(p("kill")))
+            .unwrap();
+        rt.step().unwrap();
+        assert_eq!(
+            close_field(&rt, &eid, "status"),
+            Some(Value::text("sts:cnl")),
+            "{backend}"
+        );
+        assert_eq!(rt.episodes_live(), 0, "{backend}");
+        assert!(
+            !rt.has_pending(),
+            "{backend}: nothing queued for the cancelled episode"
+        );
+    }
+}

@@ -81,6 +81,9 @@ pub(crate) struct BeatWork {
     pub impulses: Vec<Queued>,
     pub agenda: Vec<Slot>,
     pub registry: Arc<Registry>,
+    /// [`Episodes::ended`](crate::episode::Episodes::ended) after the
+    /// capture, which found every slice's episode live.
+    pub episodes_ended: u64,
 }
 
 /// Agendas shorter than this run on the heartbeat thread even on the

@@ -229,6 +229,16 @@ pub struct Runtime {
 /// freed then: with the threaded backend that is when the helper workers sit
 /// idle (the commit runs on the heartbeat thread alone), so the background
 /// thread does not compete with the compute phase for a core.
+/// A slice that yielded with nothing else to account, as its commit finds
+/// it ([`Runtime::slice_yielded`]).
+struct YieldedSlice {
+    eid: Name,
+    /// The slice impulse's target: the episode's dossier.
+    dossier: Option<Path>,
+    /// [`BeatWork::episodes_ended`] of the slice's beat.
+    ended: u64,
+}
+
 struct Reclaimer {
     tx: Option<crossbeam::channel::Sender<Snapshot>>,
     handle: Option<std::thread::JoinHandle<()>>,
@@ -847,6 +857,7 @@ impl Runtime {
             impulses,
             agenda,
             registry: self.registry.clone(),
+            episodes_ended: self.episodes.ended(),
         }
     }
 
@@ -1120,10 +1131,18 @@ impl Runtime {
                     None
                 }
                 Op::Yielded(eid) => {
+                    // The slice's impulse is targeted at its dossier.
+                    let slot = work.agenda[pos as usize];
+                    let dossier = work.impulses[slot.impulse as usize].impulse.target.clone();
+                    let slice = YieldedSlice {
+                        eid,
+                        dossier,
+                        ended: work.episodes_ended,
+                    };
                     self.slice_yielded(
                         &mut tree,
                         beat,
-                        eid,
+                        slice,
                         origin_at(pos),
                         &mut facts,
                         &mut queue_full,
@@ -1375,11 +1394,16 @@ impl Runtime {
         &mut self,
         tree: &mut WorkTree,
         beat: u64,
-        eid: Name,
+        slice: YieldedSlice,
         origin: &str,
         facts: &mut Vec<(Fact, Option<u32>)>,
         queue_full: &mut bool,
     ) {
+        let YieldedSlice {
+            eid,
+            dossier,
+            ended,
+        } = slice;
         if self.replay.is_some() {
             self.flush_yields(tree, beat);
             let done = EpisodeOp::SliceDone {
@@ -1393,10 +1417,16 @@ impl Runtime {
             self.apply_episode_op(tree, beat, done, origin, facts, queue_full);
             return;
         }
-        let Some(ep) = self.episodes.get(&eid) else {
-            return;
+        // No episode ended since the capture found this one live: it still
+        // is, and its dossier is the slice's target; no lookup.
+        let dossier = match dossier {
+            Some(dossier) if ended == self.episodes.ended() => dossier,
+            _ => match self.episodes.get(&eid) {
+                Some(ep) => ep.dossier.clone(),
+                None => return,
+            },
         };
-        let cont = Impulse::targeted(episode::cont_signal(), ep.dossier.clone());
+        let cont = Impulse::targeted(episode::cont_signal(), dossier);
         self.yields.push(eid);
         self.enqueue(beat + 1, Queued::new(cont), facts, queue_full);
     }

@@ -224,15 +224,17 @@ pub(crate) struct SliceInfo {
 /// The live episodes and their leases.
 ///
 /// Found by id through a hash map, which is only ever looked up, never
-/// iterated: every slice looks its episode up twice (at capture and at
-/// commit), and a search of an ordered map of 1,000 names cost ≈ 9 % of a
-/// slice. What must go in canonical (id) order, the lease checks, walks
+/// iterated: every slice looks its episode up at capture (and at commit
+/// when an episode ended in between, [`Episodes::ended`]), and a search of
+/// an ordered map of 1,000 names cost ≈ 9 % of a slice. What must go in canonical (id) order, the lease checks, walks
 /// `holders`: the episodes holding a lease, usually few, so a write is
 /// checked against them and not against every live episode.
 #[derive(Default)]
 pub(crate) struct Episodes {
     live: FxHashMap<Name, Episode>,
     holders: BTreeSet<Name>,
+    /// Episodes removed so far.
+    ended: u64,
 }
 
 /// Why a change was refused by the lease rules.
@@ -293,8 +295,16 @@ impl Episodes {
     }
 
     pub fn remove(&mut self, eid: &Name) {
-        self.live.remove(eid);
+        if self.live.remove(eid).is_some() {
+            self.ended += 1;
+        }
         self.holders.remove(eid);
+    }
+
+    /// How many episodes were removed so far: while it stays the same, an
+    /// episode seen live is still live, without a lookup.
+    pub fn ended(&self) -> u64 {
+        self.ended
     }
 
     /// Keeps `holders` in step with `eid`'s leases.
