@@ -33,12 +33,11 @@ pub(super) fn read(start: *const u8, bytes: usize) {
 
 /// Hints the cache to fetch `bytes` bytes from `start` for writing: the
 /// lines come in exclusive (`prefetchw`), so the write, often a locked
-/// count increment, finds them ready. A line last written by the other
-/// core (the reclaimer's count decrements) came in shared with the
-/// `prefetcht0` a baseline x86-64 build emits for a write hint, and the
-/// increment then waited for a second transfer (the beat that opens the
-/// history segments, +30 % before, was mostly that). On a CPU without
-/// `prefetchw` (`has_prefetchw`), a read hint.
+/// count increment, finds them ready. With the `prefetcht0` a baseline
+/// x86-64 build emits for a write hint, a line last written by the other
+/// core (the reclaimer's count decrements) came in shared, and the write
+/// waited for a second transfer. On a CPU without `prefetchw`
+/// (`has_prefetchw`), a read hint.
 #[inline(always)]
 pub(super) fn write(start: *const u8, bytes: usize) {
     #[cfg(target_arch = "x86_64")]
