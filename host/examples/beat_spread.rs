@@ -6,7 +6,8 @@
 //! log fills a segment of 8 entries every 8 beats; the beats that open and
 //! trim segments show there).
 //! `cargo run --release -p cep-host --example beat_spread -- [episodes [beats]]`
-//! (`K=<n>` in the environment: snapshots kept, default 16)
+//! (`K=<n>` in the environment: snapshots kept, default 16; `W=<n>`:
+//! beats run before the measured ones, default 64)
 use std::time::Instant;
 
 #[path = "support/mod.rs"]
@@ -22,7 +23,8 @@ fn main() {
         ..support::bench_config()
     };
     let mut rt = support::with_episodes(config, n, |_| {});
-    rt.run(64).unwrap();
+    let warm = std::env::var("W").map_or(64, |w| w.parse().expect("W: a number"));
+    rt.run(warm).unwrap();
     let cpu0 = thread_cpu_ns();
     let wall0 = Instant::now();
     let mut times: Vec<f64> = (0..beats)

@@ -349,6 +349,7 @@ impl Stamp {
 fn set_state(
     cell: &mut CellMut<'_>,
     state: &str,
+    value: &Value,
     stamp: &Stamp,
     code: i64,
     note: &str,
@@ -359,7 +360,6 @@ fn set_state(
         node.and_then(Node::value).and_then(Value::as_text)
     }
     let f = fields();
-    let value = Value::text(state);
     if text(cell.node().child(f.state.as_str())) != Some(state) {
         cell.write(&f.state, value.clone())?;
     }
@@ -380,7 +380,7 @@ fn set_state(
     // the execution documents hold the whole record.
     let name = later.as_ref().unwrap_or(&stamp.first);
     let mut entry = history.push_windowed(name, history_max)?;
-    entry.set_value(value);
+    entry.set_value(value.clone());
     // Past HISTORY_PER_BEAT_MAX the entry is a replaced one: drop its fields.
     if entry.node().child_count() > 0 {
         for (field, set) in [(&f.code, code != 0), (&f.note, !note.is_empty())] {
@@ -511,6 +511,7 @@ impl Ops {
                 set_state(
                     &mut cell,
                     &state,
+                    &Value::text(&state),
                     &Stamp::new(beat),
                     0,
                     "",
@@ -604,6 +605,7 @@ impl Ops {
                 set_state(
                     &mut cell,
                     status.ist(),
+                    &Value::text(status.ist()),
                     &Stamp::new(beat),
                     0,
                     "",
@@ -640,6 +642,7 @@ impl Ops {
         set_state(
             &mut cell,
             state,
+            &Value::text(state),
             &Stamp::new(beat),
             code,
             note,
@@ -676,9 +679,12 @@ impl Ops {
             last.extend_from_slice(oids);
         }
         let (stamp, history_max) = (Stamp::new(beat), self.history_max);
+        // One value for every dossier: a new text per dossier cost 41 of
+        // a yielding slice's ≈ 8,200 instructions (callgrind).
+        let value = Value::text(state);
         let _ = list.each_existing_child(oids, order, &mut |mut cell| {
             if closed_in(cell.node()).is_none() {
-                let _ = set_state(&mut cell, state, &stamp, 0, "", history_max);
+                let _ = set_state(&mut cell, state, &value, &stamp, 0, "", history_max);
             }
         });
     }
