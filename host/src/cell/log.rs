@@ -70,7 +70,8 @@ fn segment_opened_by(slot: Slot) -> Arc<Segment> {
 /// A segment as a log's list holds it, with the link its last slot ends
 /// (once the segment is full): a trim of whole segments takes its new base
 /// from here, not from a slot written dozens of beats before, which no
-/// cache holds any more (≈ 200 ns per trim, on 1 beat in 8).
+/// cache holds any more (the trim's beat, 1 in 8, took ≈ 100 ns per slice
+/// more than the others; ≈ 25 ns since).
 #[derive(Clone)]
 struct Held {
     slots: Arc<Segment>,
