@@ -221,14 +221,6 @@ pub struct Runtime {
     observers: Vec<Observer>,
 }
 
-/// Frees snapshots that left the history window on a background thread:
-/// dropping one frees every node no newer snapshot shares, which would
-/// otherwise cost the heartbeat thread ~20-30 ns per changed cell.
-///
-/// A snapshot evicted by a commit is held until the next commit starts, and
-/// freed then: with the threaded backend that is when the helper workers sit
-/// idle (the commit runs on the heartbeat thread alone), so the background
-/// thread does not compete with the compute phase for a core.
 /// A slice that yielded with nothing else to account, as its commit finds
 /// it ([`Runtime::slice_yielded`]).
 struct YieldedSlice {
@@ -239,6 +231,14 @@ struct YieldedSlice {
     ended: u64,
 }
 
+/// Frees snapshots that left the history window on a background thread:
+/// dropping one frees every node no newer snapshot shares, which would
+/// otherwise cost the heartbeat thread ~20-30 ns per changed cell.
+///
+/// A snapshot evicted by a commit is held until the next commit starts, and
+/// freed then: with the threaded backend that is when the helper workers sit
+/// idle (the commit runs on the heartbeat thread alone), so the background
+/// thread does not compete with the compute phase for a core.
 struct Reclaimer {
     tx: Option<crossbeam::channel::Sender<Snapshot>>,
     handle: Option<std::thread::JoinHandle<()>>,

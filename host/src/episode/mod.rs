@@ -226,9 +226,10 @@ pub(crate) struct SliceInfo {
 /// Found by id through a hash map, which is only ever looked up, never
 /// iterated: every slice looks its episode up at capture (and at commit
 /// when an episode ended in between, [`Episodes::ended`]), and a search of
-/// an ordered map of 1,000 names cost ≈ 9 % of a slice. What must go in canonical (id) order, the lease checks, walks
-/// `holders`: the episodes holding a lease, usually few, so a write is
-/// checked against them and not against every live episode.
+/// an ordered map of 1,000 names cost ≈ 9 % of a slice. What must go in
+/// canonical (id) order, the lease checks, walks `holders`: the episodes
+/// holding a lease, usually few, so a write is checked against them and
+/// not against every live episode.
 #[derive(Default)]
 pub(crate) struct Episodes {
     live: FxHashMap<Name, Episode>,
