@@ -345,7 +345,8 @@ impl Stamp {
 /// An entry is one cell (see [`history_entry_name`]) whose value is the
 /// state; it holds `code` and `note` only when they are set (0 and ""
 /// otherwise), so a transition usually costs one leaf. An unchanged state
-/// value is not rewritten.
+/// value is not rewritten. `value` is `state` as a text value, made once
+/// by a caller that sets many dossiers.
 fn set_state(
     cell: &mut CellMut<'_>,
     state: &str,
