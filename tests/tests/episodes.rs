@@ -71,6 +71,51 @@ fn an_episode_that_yields_five_times_closes_ok_on_the_sixth_beat() {
 }
 
 #[test]
+fn an_episodes_parameters_are_sealed_in_its_envelope_and_its_dossier_holds_no_more() {
+    let mut rt = runtime();
+    rt.register(
+        &EnzymeDescriptor::new("idle", "ep/cb/idle"),
+        |cx: &mut EnzymeCx<'_>| {
+            cx.ep_yield().unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+    let mut spec = EpisodeSpec::new("idle", Profile::Ro);
+    spec.max_beats = 40;
+    spec.budgets = Budgets {
+        io_budget_bytes: 300,
+        cpu_budget_ns: 0,
+    };
+    let eid = rt.ep_start(spec);
+    rt.run(3).unwrap();
+    let snapshot = rt.snapshot();
+    let envelope = |field: &str| {
+        snapshot
+            .read(&p(&format!("{}/envelope/{field}", dossier(&eid))))
+            .cloned()
+    };
+    assert_eq!(envelope("callback"), Some(Value::text("idle")));
+    assert_eq!(envelope("signal"), Some(Value::text("/ep/run")));
+    assert_eq!(envelope("max_beats"), Some(Value::I64(40)));
+    assert_eq!(envelope("io_budget"), Some(Value::I64(300)));
+    assert_eq!(envelope("cpu_budget_ns"), Some(Value::I64(0)));
+    assert_eq!(envelope("mode"), Some(Value::text("ep:ro")));
+    let envelope_node = snapshot
+        .node(&p(&format!("{}/envelope", dossier(&eid))))
+        .expect("an envelope");
+    assert!(envelope_node.is_sealed());
+    // Every slice copies and rehashes the dossier's list, so a yielding
+    // episode that accounted no IO keeps it to these three.
+    let names: Vec<String> = snapshot
+        .children(&dossier(&eid))
+        .iter()
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    assert_eq!(names, ["envelope", "history", "state"]);
+}
+
+#[test]
 fn an_episode_awaiting_with_ttl_1_is_cancelled() {
     let mut rt = runtime();
     let other = rt.op_start(OpSpec::new(p("op/slow")));
@@ -295,7 +340,7 @@ fn a_slice_over_its_io_budget_is_cancelled_at_its_next_check() {
     );
     assert_eq!(
         rt.snapshot()
-            .read(&p(&format!("{}/episode/io_used", dossier(&eid)))),
+            .read(&p(&format!("{}/io_used", dossier(&eid)))),
         Some(&Value::I64(120))
     );
 }

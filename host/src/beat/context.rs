@@ -259,6 +259,7 @@ impl<'a> EnzymeCx<'a> {
             oid: oid.clone(),
             spec,
             state: state.to_owned(),
+            details: Vec::new(),
         };
         self.stage(Op::Ops(Box::new(intent)));
         oid

@@ -7,7 +7,10 @@
 //!
 //! ```text
 //! /rt/ops/<oid>/envelope/   [sealed] verb, target, mode, ttl, issued, payload?, parent?
+//!                           an episode's too: callback, signal, max_beats,
+//!                           io_budget, cpu_budget_ns
 //!              /state       "ist:…"
+//!              /io_used     an episode's accounted bytes, once it has any
 //!              /history/    [log] <beat>[.<n>] = "<state>"   code, note when set
 //!              /watchers/<w>             with want, cont, deadline, armed
 //!              /close/      [sealed] status, beat, summary
@@ -115,6 +118,9 @@ pub enum OpsIntent {
         oid: Name,
         spec: OpSpec,
         state: String,
+        /// More envelope fields, sealed with it: an episode's callback,
+        /// signal and budgets.
+        details: Vec<(&'static str, Value)>,
     },
     State {
         oid: Name,
@@ -201,6 +207,12 @@ fn fields() -> &'static Fields {
 /// `/rt/ops/<oid>`.
 pub fn dossier(oid: &Name) -> Path {
     field(oid, &[])
+}
+
+/// `/rt/ops/<eid>/io_used`: the bytes an episode has accounted, written
+/// from its first accounted byte on (absent: none).
+pub(crate) fn io_used(eid: &Name) -> Path {
+    field(eid, &["io_used"])
 }
 
 /// The names of `/rt/ops/<oid>`, on the stack.
@@ -479,7 +491,12 @@ impl Ops {
         intent: OpsIntent,
     ) -> Result<(), OpsError> {
         match intent {
-            OpsIntent::Start { oid, spec, state } => {
+            OpsIntent::Start {
+                oid,
+                spec,
+                state,
+                details,
+            } => {
                 if tree.node(&dossier(&oid)).is_some() {
                     return Err(OpsError::Exists { oid });
                 }
@@ -506,6 +523,9 @@ impl Ops {
                 if let Some(parent) = &spec.parent {
                     tree.write(&envelope("parent"), Value::text(parent.as_str()))
                         .map_err(&err)?;
+                }
+                for (name, value) in details {
+                    tree.write(&envelope(name), value).map_err(&err)?;
                 }
                 tree.seal(&field(&oid, &["envelope"])).map_err(&err)?;
                 let mut cell = tree.cell_mut(&dossier(&oid)).map_err(&err)?;

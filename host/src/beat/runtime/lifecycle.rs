@@ -173,6 +173,7 @@ impl Runtime {
                 oid: oid.clone(),
                 spec: OpSpec::new(Path::parse(verb).expect("static path")),
                 state: state.to_owned(),
+                details: Vec::new(),
             },
             Some(&Step::State(state)) => OpsIntent::State {
                 oid: oid.clone(),
