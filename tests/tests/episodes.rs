@@ -19,6 +19,19 @@ fn yields(cx: &EnzymeCx<'_>) -> usize {
         .count()
 }
 
+/// Registers `name`, a callback that yields every slice, for episodes that
+/// run until something outside ends them.
+fn register_yielder(rt: &mut Runtime, name: &str) {
+    rt.register(
+        &EnzymeDescriptor::new(name, &format!("ep/cb/{name}")),
+        |cx: &mut EnzymeCx<'_>| {
+            cx.ep_yield().unwrap();
+            Outcome::Ok
+        },
+    )
+    .unwrap();
+}
+
 fn close_field(rt: &Runtime, eid: &Name, field: &str) -> Option<Value> {
     rt.snapshot()
         .read(&p(&format!("{}/close/{field}", dossier(eid))))
@@ -73,14 +86,7 @@ fn an_episode_that_yields_five_times_closes_ok_on_the_sixth_beat() {
 #[test]
 fn an_episodes_parameters_are_sealed_in_its_envelope_and_its_dossier_holds_no_more() {
     let mut rt = runtime();
-    rt.register(
-        &EnzymeDescriptor::new("idle", "ep/cb/idle"),
-        |cx: &mut EnzymeCx<'_>| {
-            cx.ep_yield().unwrap();
-            Outcome::Ok
-        },
-    )
-    .unwrap();
+    register_yielder(&mut rt, "idle");
     let mut spec = EpisodeSpec::new("idle", Profile::Ro);
     spec.max_beats = 40;
     spec.budgets = Budgets {
@@ -348,14 +354,7 @@ fn a_slice_over_its_io_budget_is_cancelled_at_its_next_check() {
 #[test]
 fn max_beats_cancels_an_episode_that_runs_too_long() {
     let mut rt = runtime();
-    rt.register(
-        &EnzymeDescriptor::new("forever", "ep/cb/forever"),
-        |cx: &mut EnzymeCx<'_>| {
-            cx.ep_yield().unwrap();
-            Outcome::Ok
-        },
-    )
-    .unwrap();
+    register_yielder(&mut rt, "forever");
     let mut spec = EpisodeSpec::new("forever", Profile::Ro);
     spec.max_beats = 3;
     let eid = rt.ep_start(spec);
