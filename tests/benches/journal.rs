@@ -42,7 +42,7 @@ fn entry(beat: u64) -> BeatEntry {
 fn append(c: &mut Criterion) {
     let beat = entry(0);
     let size = cep_sdk::flat::encode(
-        &cep_host::journal::codec::beat_frame(&beat),
+        &cep_host::journal::codec::beat_frame(&beat, Some(0)),
         Default::default(),
     )
     .len();

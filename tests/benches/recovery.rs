@@ -84,7 +84,8 @@ fn recovery(c: &mut Criterion) {
     group.bench_function("journal_1gib", |b| {
         b.iter(|| {
             let jdir = dir.path().join("journal");
-            let (r, contents) = journal::recover_and_read(&jdir).unwrap();
+            let (r, contents) =
+                journal::recover_and_read(&jdir, &journal::OnCorrupt::Refuse).unwrap();
             assert!(r.truncated.is_none());
             let rebuilt = state::tree_at(dir.path(), &contents, None).unwrap();
             assert_eq!(rebuilt.checkpoint, Some(CHECKPOINT_EVERY));

@@ -37,21 +37,66 @@ fn journal_dir(data_dir: &FsPath) -> PathBuf {
 /// journal alone rebuilds any beat after the oldest kept one).
 const CHECKPOINTS_KEPT: usize = 4;
 
+/// A data directory as recovery found it.
+pub(super) struct Recovered {
+    /// The tree of its last complete beat (`None`: a new data directory).
+    pub tree: Option<Snapshot>,
+    /// The runs its journal holds (the next run's number).
+    pub runs: u64,
+}
+
 /// Recovers the data directory of a previous run, if there is one: cuts a
-/// torn journal tail, then rebuilds the tree of the last complete beat
-/// (newest checkpoint + recorded changes, checked against every recorded
-/// hash). `None` for a new data directory.
-pub(super) fn recover(data_dir: &FsPath) -> Result<Option<Snapshot>> {
+/// torn journal tail, refuses corruption (or, with `truncate_corrupt`, cuts
+/// at it and keeps what it removed beside the data directory), sets aside
+/// checkpoints the journal does not reach, then rebuilds the tree of the
+/// last complete beat (newest checkpoint + recorded changes, checked
+/// against every recorded hash).
+pub(super) fn recover(data_dir: &FsPath, truncate_corrupt: bool) -> Result<Recovered> {
     let dir = journal_dir(data_dir);
-    let (recovery, contents) = journal::recover_and_read(&dir).context("recovering the journal")?;
+    let on_corrupt = if truncate_corrupt {
+        journal::OnCorrupt::Cut {
+            keep_in: cut_dir(data_dir)?,
+        }
+    } else {
+        journal::OnCorrupt::Refuse
+    };
+    let (recovery, contents) = match journal::recover_and_read(&dir, &on_corrupt) {
+        Ok(ok) => ok,
+        Err(journal::JournalError::Corrupt(damage)) => {
+            return Err(UsageError(format!(
+                "{}: the journal is damaged, so the run cannot resume: {damage}.\n  \
+                 This is not a torn tail (a crash leaves only an incomplete last frame), so cep cuts nothing on its own. \
+                 Restore the segment from a copy if you have one; or run again with --truncate-corrupt to resume after {}, \
+                 deleting the {} intact beats after the damage (what is cut is kept in a directory beside {}).",
+                data_dir.display(),
+                damage
+                    .last_beat
+                    .map_or("an empty journal".to_owned(), |b| format!("beat {b}")),
+                damage.beats_after,
+                data_dir.display()
+            ))
+            .into())
+        }
+        Err(e) => return Err(UsageError(format!("recovering the journal: {e}")).into()),
+    };
     if let Some((path, offset, cut, why)) = &recovery.truncated {
         eprintln!(
             "cep: journal: cut a torn tail of {cut} bytes from {} at byte {offset} ({why}); the last complete beat is kept",
             path.display()
         );
     }
+    if let Some((damage, kept)) = &recovery.cut {
+        eprintln!(
+            "cep: journal: --truncate-corrupt: cut at the damage ({damage}); {} intact beats deleted from the journal, the removed bytes kept in {}",
+            damage.beats_after,
+            kept.display()
+        );
+    }
+    let keep_in = recovery.cut.as_ref().map(|(_, kept)| kept.as_path());
+    set_aside_checkpoints(data_dir, recovery.last_beat, keep_in)?;
+    let runs = contents.runs.len() as u64;
     if recovery.last_beat.is_none() {
-        return Ok(None);
+        return Ok(Recovered { tree: None, runs });
     }
     let rebuilt = state::tree_at(data_dir, &contents, None).map_err(|e| {
         UsageError(format!(
@@ -73,7 +118,72 @@ pub(super) fn recover(data_dir: &FsPath) -> Result<Option<Snapshot>> {
             )),
         rebuilt.beats_applied
     );
-    Ok(Some(rebuilt.snapshot))
+    Ok(Recovered {
+        tree: Some(rebuilt.snapshot),
+        runs,
+    })
+}
+
+/// A new directory beside `data_dir` for what `--truncate-corrupt` cuts:
+/// `<name>.cut-<n>`, the first `n` not taken.
+fn cut_dir(data_dir: &FsPath) -> Result<PathBuf> {
+    let full = std::fs::canonicalize(data_dir)
+        .with_context(|| format!("resolving {}", data_dir.display()))?;
+    let name = full
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".to_owned());
+    let parent = full.parent().unwrap_or(&full);
+    (1..)
+        .map(|n| parent.join(format!("{name}.cut-{n}")))
+        .find(|p| !p.exists())
+        .context("no free name for the cut directory")
+}
+
+/// Start-up hygiene for checkpoints: removes leftover `.tmp` files (a crash
+/// mid-write), and sets aside every checkpoint of a beat after the last
+/// journaled one (it describes a state the journal does not reach, so it
+/// is never used): into `keep_in` when a cut made one, else renamed to
+/// `<name>.stale`.
+fn set_aside_checkpoints(
+    data_dir: &FsPath,
+    last_beat: Option<u64>,
+    keep_in: Option<&FsPath>,
+) -> Result<()> {
+    let dir = checkpoint::dir(data_dir);
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.extension().is_some_and(|e| e == "tmp") {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+                eprintln!(
+                    "cep: removed {}, a checkpoint left unfinished by a crash",
+                    path.display()
+                );
+            }
+        }
+    }
+    for (beat, path) in checkpoint::list(data_dir) {
+        if last_beat.is_some_and(|last| beat <= last) {
+            continue;
+        }
+        let to = match keep_in {
+            Some(kept) => {
+                let into = kept.join("checkpoints");
+                std::fs::create_dir_all(&into)
+                    .with_context(|| format!("creating {}", into.display()))?;
+                into.join(path.file_name().unwrap_or_default())
+            }
+            None => path.with_extension("ckpt.stale"),
+        };
+        journal::recover::move_file(&path, &to)?;
+        eprintln!(
+            "cep: checkpoint of beat {beat} is newer than the journal's last beat ({}); set aside as {}, never used",
+            last_beat.map_or("none".to_owned(), |b| b.to_string()),
+            to.display()
+        );
+    }
+    Ok(())
 }
 
 impl Recorder {
@@ -88,6 +198,7 @@ impl Recorder {
         runtime: &mut Runtime,
         plugins: Option<&PluginHost>,
         resumed: bool,
+        run: u64,
     ) -> Result<Self> {
         let (config, config_dir) = match config_file {
             Some(file) => {
@@ -110,6 +221,7 @@ impl Recorder {
             plugin_set_hash: RunHeader::plugin_set_hash_of(&plugins),
             plugins,
             genesis: resumed.then(|| (genesis.beat(), genesis.hash())),
+            run: Some(run),
             ..RunHeader::default()
         };
         let config = JournalConfig {
@@ -304,15 +416,26 @@ fn world_of(
 /// the plugins make a replay impossible.
 pub(super) fn replay(data_dir: &FsPath, from_checkpoint: bool) -> Result<i32> {
     let dir = journal_dir(data_dir);
-    let contents =
-        journal::read(&dir).map_err(|e| UsageError(format!("cannot read the journal: {e}")))?;
+    let contents = journal::read_until_damage(&dir)
+        .map_err(|e| UsageError(format!("cannot read the journal: {e}")))?;
     if let Some((path, offset, why)) = &contents.torn {
         eprintln!(
             "cep: journal: ignoring a torn tail in {} at byte {offset} ({why})",
             path.display()
         );
     }
+    if let Some(damage) = &contents.corrupt {
+        eprintln!(
+            "cep: journal: damaged (not a torn tail): {damage}; replaying the beats before it, then failing"
+        );
+    }
     if contents.runs.is_empty() {
+        if let Some(damage) = &contents.corrupt {
+            write_stdout(&format!(
+                "cep: replay verified nothing: the journal is damaged before its first run header: {damage}\n"
+            ))?;
+            return Ok(1);
+        }
         return Err(UsageError(format!("{}: no journal to replay", dir.display())).into());
     }
     // Runs start from the empty tree or from the tree they resumed from;
@@ -398,6 +521,14 @@ pub(super) fn replay(data_dir: &FsPath, from_checkpoint: bool) -> Result<i32> {
                 }
             }
             let before = runtime.snapshot().clone();
+            if let Err(why) = recorded_changes_hold(&before, entry) {
+                progress.finish_and_clear();
+                write_stdout(&format!(
+                    "cep: replay stopped at beat {}: the journal's change records are inconsistent: {why}\n",
+                    entry.beat
+                ))?;
+                return Ok(1);
+            }
             let report = runtime.step()?;
             if report.beat != entry.beat || report.state_hash != entry.state_hash {
                 progress.finish_and_clear();
@@ -424,11 +555,40 @@ pub(super) fn replay(data_dir: &FsPath, from_checkpoint: bool) -> Result<i32> {
     progress.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let last = last.map(|r| r.summary_line()).unwrap_or_default();
+    if let Some(damage) = &contents.corrupt {
+        write_stdout(&format!(
+            "cep: replay verified the {verified} beats before the damage ({last}), but the journal is damaged: {damage}\n"
+        ))?;
+        return Ok(1);
+    }
     write_stdout(&format!(
         "cep: replay verified {verified} beats in {} runs in {seconds:.2} s: every state hash matches ({last})\n",
         contents.runs.len() - first_run
     ))?;
     Ok(0)
+}
+
+/// Whether a beat's recorded changes, applied to the tree before it, give
+/// its recorded state hash: the change records are what rebuilds any
+/// beat's tree, so a replay proves them too, not only the hash it
+/// recomputes.
+fn recorded_changes_hold(before: &Snapshot, entry: &BeatEntry) -> Result<(), String> {
+    let mut tree = WorkTree::new(before);
+    for change in &entry.changes {
+        tree.apply(change)
+            .map_err(|e| format!("change {} cannot be applied: {e}", change.path()))?;
+    }
+    let rebuilt = tree.commit(entry.beat);
+    if rebuilt.hash() == entry.state_hash {
+        Ok(())
+    } else {
+        Err(format!(
+            "applied to beat {}'s tree they give hash {}, the recorded hash is {}",
+            before.beat(),
+            rebuilt.hash_hex(),
+            hash::hex(&entry.state_hash)
+        ))
+    }
 }
 
 /// Cells shown in a divergence report.
@@ -470,8 +630,23 @@ fn differing_cells(before: &Snapshot, recorded: &[Change], replayed: &Snapshot) 
 /// `cep inspect <data-dir> [path] [--beat N]`: the subtree at `path` of a
 /// journaled beat's tree, rebuilt from checkpoints and the journal.
 pub(super) fn inspect(data_dir: &FsPath, path: &Path, beat: Option<u64>) -> Result<()> {
-    let contents = journal::read(&journal_dir(data_dir))
+    let contents = journal::read_until_damage(&journal_dir(data_dir))
         .map_err(|e| UsageError(format!("cannot read the journal: {e}")))?;
+    if let Some(damage) = &contents.corrupt {
+        eprintln!(
+            "cep: the journal is damaged: {damage}; beats after {} cannot be shown{}",
+            damage
+                .last_beat
+                .map_or("the start".to_owned(), |b| format!("beat {b}")),
+            if beat.is_none() {
+                damage.last_beat.map_or(String::new(), |b| {
+                    format!(": showing beat {b}, the last before the damage")
+                })
+            } else {
+                String::new()
+            }
+        );
+    }
     let rebuilt = state::tree_at(data_dir, &contents, beat)
         .map_err(|e| UsageError(format!("{}: {e}", data_dir.display())))?;
     let s = &rebuilt.snapshot;

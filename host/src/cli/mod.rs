@@ -125,6 +125,13 @@ struct RunArgs {
     /// within the last M beats only.
     #[arg(long, value_name = "M")]
     exec_keep_beats: Option<u64>,
+    /// With --data-dir: when the journal is damaged (not merely a torn
+    /// tail), cut it at the damage and resume after the last intact beat,
+    /// deleting the intact beats after the damage; what is cut is moved to
+    /// `<DIR>.cut-<n>` beside the data directory. Without it, `cep run`
+    /// refuses a damaged journal (exit 2) and cuts nothing.
+    #[arg(long)]
+    truncate_corrupt: bool,
     /// When the journal is forced to disk: `beat` (every beat), a number of
     /// beats, or `never` (the OS decides).
     #[arg(long, default_value = "64")]
@@ -218,10 +225,12 @@ fn load_config(args: &RunArgs) -> Result<Config> {
 
 fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
     let config = load_config(args)?;
-    let genesis = match &args.data_dir {
-        Some(dir) => journaled::recover(dir)?,
+    let recovered = match &args.data_dir {
+        Some(dir) => Some(journaled::recover(dir, args.truncate_corrupt)?),
         None => None,
     };
+    let run_number = recovered.as_ref().map_or(0, |r| r.runs);
+    let genesis = recovered.and_then(|r| r.tree);
     let resumed = genesis.is_some();
     let mut runtime = match genesis {
         Some(tree) => Runtime::resume(config.clone(), tree),
@@ -283,6 +292,7 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
                 &mut runtime,
                 plugins.as_ref(),
                 resumed,
+                run_number,
             )?)
         }
         None => None,

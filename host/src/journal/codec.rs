@@ -147,6 +147,9 @@ pub fn header_frame(h: &RunHeader) -> Frame {
         Record::new("hash_format", [h.hash_format]),
         Record::new("plugin_set", h.plugin_set_hash.to_vec()),
     ];
+    if let Some(run) = h.run {
+        records.push(Record::new("run", run.to_le_bytes()));
+    }
     for (i, p) in h.plugins.iter().enumerate() {
         let mut w = Writer(Vec::new());
         w.bytes(p.name.as_bytes())
@@ -173,6 +176,7 @@ pub fn read_header(frame: &Frame) -> Result<RunHeader, RecordError> {
     let mut h = RunHeader {
         // Headers without the key were all written under v1.
         hash_format: 1,
+        run: None,
         ..RunHeader::default()
     };
     for r in &frame.records {
@@ -186,6 +190,10 @@ pub fn read_header(frame: &Frame) -> Result<RunHeader, RecordError> {
             },
             b"first_beat" => {
                 h.first_beat = rd.u64()?;
+                rd.done()?;
+            }
+            b"run" => {
+                h.run = Some(rd.u64()?);
                 rd.done()?;
             }
             b"plugin_set" => {
@@ -230,10 +238,11 @@ fn text_of(r: &Record) -> Result<String, RecordError> {
     String::from_utf8(r.body.clone()).map_err(|_| reader(r).fail("text is not UTF-8"))
 }
 
-/// The frame of one beat: `c/<i>` the tree changes, `d/<i>` decisions,
-/// `h` the state hash, `i/<i>` the inputs in capture order.
-pub fn beat_frame(e: &BeatEntry) -> Frame {
-    let mut records = Vec::with_capacity(e.changes.len() + e.inputs.len() + e.decisions.len() + 1);
+/// The frame of one beat of run `run`: `c/<i>` the tree changes, `d/<i>`
+/// decisions, `h` the state hash, `i/<i>` the inputs in capture order, `r`
+/// the run (so a beat that strays into another run is seen).
+pub fn beat_frame(e: &BeatEntry, run: Option<u64>) -> Frame {
+    let mut records = Vec::with_capacity(e.changes.len() + e.inputs.len() + e.decisions.len() + 2);
     // Keys in order: c/, d/, h, i/.
     for (i, c) in e.changes.iter().enumerate() {
         records.push(Record::new(format!("c/{i:08}"), change_body(c)));
@@ -269,6 +278,9 @@ pub fn beat_frame(e: &BeatEntry) -> Frame {
         }
         w.value(input.impulse.payload.as_ref());
         records.push(Record::new(format!("i/{i:08}"), w.0));
+    }
+    if let Some(run) = run {
+        records.push(Record::new("r", run.to_le_bytes()));
     }
     Frame {
         kind: FRAME_BEAT,
@@ -306,6 +318,9 @@ pub fn read_beat(frame: &Frame) -> Result<BeatEntry, RecordError> {
                 .try_into()
                 .map_err(|_| rd.fail("state hash is not 32 bytes"))?;
             continue;
+        } else if r.key == b"r" {
+            // The run, checked by the reader ([`beat_run`]).
+            rd.u64()?;
         } else if r.key.starts_with(b"i/") {
             let source = Word::new(rd.text()?).map_err(|e| rd.fail(&e.to_string()))?;
             let seq = rd.u64()?;
@@ -330,6 +345,13 @@ pub fn read_beat(frame: &Frame) -> Result<BeatEntry, RecordError> {
         rd.done()?;
     }
     Ok(e)
+}
+
+/// The run a beat frame says it belongs to (`None`: written before beat
+/// frames said).
+pub fn beat_run(frame: &Frame) -> Option<u64> {
+    let r = frame.records.iter().find(|r| r.key == b"r")?;
+    Some(u64::from_le_bytes(r.body.as_slice().try_into().ok()?))
 }
 
 /// One tree change: tag 1 remove (path), tag 2 put (path, value, flags

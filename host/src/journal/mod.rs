@@ -12,9 +12,10 @@
 //!
 //! Durability: frames are appended; `fsync` runs every beat, every N
 //! beats, or never ([`Fsync`]). A segment rolls over at `segment_bytes`.
-//! A crash can leave a torn last frame: [`recover`] finds the last complete
-//! frame by its CRC, truncates what follows and reports it; nothing before
-//! it is lost.
+//! A crash can leave a torn last frame: [`recover`] cuts it and reports it;
+//! nothing before it is lost. Damage that is not a torn tail (a bad frame
+//! that intact frames follow, a frame out of order) is corruption, which
+//! is refused, never cut silently ([`read`] says which is which).
 //!
 //! Each beat also records the changes it made to the tree, so the tree of
 //! any journaled beat can be rebuilt from the nearest [`checkpoint`]
@@ -24,13 +25,18 @@
 pub mod checkpoint;
 pub mod codec;
 pub mod exec;
+pub mod read;
+pub mod recover;
 pub mod state;
 
+pub use read::{read, read_until_damage, Damage};
+pub use recover::{recover, recover_and_read, OnCorrupt, Recovery};
+
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 
-use cep_sdk::flat::{self, Encoding, FrameError, Limits};
+use cep_sdk::flat::{self, Encoding};
 
 use crate::beat::Input;
 use crate::cell::{Change, Hash};
@@ -85,6 +91,10 @@ pub struct RunHeader {
     pub config_dir: String,
     /// The first beat the run computes.
     pub first_beat: u64,
+    /// The run's number in its journal (0, 1, 2, …: one more per restart),
+    /// so that a repeated or missing run is seen; `None` in journals
+    /// written before headers recorded it.
+    pub run: Option<u64>,
     pub plugins: Vec<PluginRecord>,
     /// BLAKE3 over the plugins' names, versions and file hashes.
     pub plugin_set_hash: [u8; 32],
@@ -104,6 +114,7 @@ impl Default for RunHeader {
             config: String::new(),
             config_dir: String::new(),
             first_beat: 0,
+            run: Some(0),
             plugins: Vec::new(),
             plugin_set_hash: [0; 32],
             genesis: None,
@@ -161,26 +172,8 @@ pub enum JournalError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("journal segment {path} at byte {offset}: {error}")]
-    Frame {
-        path: PathBuf,
-        offset: u64,
-        error: FrameError,
-    },
-    #[error("journal segment {path} at byte {offset}: {error}")]
-    Record {
-        path: PathBuf,
-        offset: u64,
-        error: codec::RecordError,
-    },
-    #[error("journal segment {path} at byte {offset}: unexpected frame type {kind}")]
-    Kind {
-        path: PathBuf,
-        offset: u64,
-        kind: u16,
-    },
-    #[error("journal {0}: no run header")]
-    NoHeader(PathBuf),
+    #[error("the journal is damaged (not a torn tail): {0}")]
+    Corrupt(Box<Damage>),
     #[error("journal segment {path}: recorded with state-hash format v{found}, but this cep computes v{expected} (docs/formats.md); its hashes cannot be verified or resumed here: use the cep that wrote it, or start a new data directory")]
     HashFormat {
         path: PathBuf,
@@ -189,7 +182,7 @@ pub enum JournalError {
     },
 }
 
-fn io(path: &FsPath) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+pub(crate) fn io(path: &FsPath) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
     move |source| JournalError::Io {
         path: path.to_owned(),
         source,
@@ -205,6 +198,8 @@ pub struct Journal {
     size: u64,
     unsynced: u64,
     buf: Vec<u8>,
+    /// The run its beats belong to (from the header it was opened with).
+    run: Option<u64>,
 }
 
 fn segment_name(first_beat: u64) -> String {
@@ -249,6 +244,7 @@ impl Journal {
             size,
             unsynced: 0,
             buf: Vec::new(),
+            run: header.run,
         };
         journal.write_frame(&codec::header_frame(header))?;
         journal.sync()?;
@@ -268,7 +264,7 @@ impl Journal {
         if self.size >= self.config.segment_bytes {
             self.roll(entry.beat)?;
         }
-        self.write_frame(&codec::beat_frame(entry))?;
+        self.write_frame(&codec::beat_frame(entry, self.run))?;
         self.unsynced += 1;
         match self.config.fsync {
             Fsync::EveryBeat => self.sync()?,
@@ -303,143 +299,15 @@ impl Journal {
     }
 }
 
-/// What [`recover`] found and did.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Recovery {
-    /// Complete frames kept.
-    pub frames: u64,
-    /// The last complete beat, if any.
-    pub last_beat: Option<u64>,
-    /// A torn or corrupt tail that was cut: segment, offset, bytes cut and
-    /// why.
-    pub truncated: Option<(PathBuf, u64, u64, String)>,
-}
-
 /// A journal read back.
 #[derive(Debug, Clone, Default)]
 pub struct Contents {
     /// Each run's header, with the index in `beats` of its first beat.
     pub runs: Vec<(RunHeader, usize)>,
     pub beats: Vec<BeatEntry>,
-    /// A torn or corrupt tail that was not read (offset and why).
+    /// A torn tail that was not read: segment, offset and why.
     pub torn: Option<(PathBuf, u64, String)>,
-}
-
-/// Reads every complete frame of the journal in `dir`. A bad frame in the
-/// last segment ends the reading (a torn tail, reported in `torn`); a bad
-/// frame in an earlier segment is an error.
-pub fn read(dir: &FsPath) -> Result<Contents, JournalError> {
-    let limits = Limits::default();
-    let mut contents = Contents::default();
-    let files = segments(dir)?;
-    for (n, path) in files.iter().enumerate() {
-        let last = n + 1 == files.len();
-        let mut bytes = Vec::new();
-        File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(io(path))?;
-        let mut at = 0usize;
-        while at < bytes.len() {
-            let rest = &bytes[at..];
-            let decoded = match flat::frame_len(rest, &limits) {
-                Ok(Some(len)) if len <= rest.len() => {
-                    flat::decode(&rest[..len], &limits).map(|f| (f, len))
-                }
-                Ok(Some(len)) => Err(FrameError::Truncated {
-                    needed: len,
-                    have: rest.len(),
-                }),
-                Ok(None) => Err(FrameError::Truncated {
-                    needed: flat::HEADER_LEN,
-                    have: rest.len(),
-                }),
-                Err(e) => Err(e),
-            };
-            let (frame, len) = match decoded {
-                Ok(ok) => ok,
-                Err(error) if last => {
-                    contents.torn = Some((path.clone(), at as u64, error.to_string()));
-                    return Ok(contents);
-                }
-                Err(error) => {
-                    return Err(JournalError::Frame {
-                        path: path.clone(),
-                        offset: at as u64,
-                        error,
-                    })
-                }
-            };
-            let record = |error| JournalError::Record {
-                path: path.clone(),
-                offset: at as u64,
-                error,
-            };
-            match frame.kind {
-                codec::FRAME_HEADER => {
-                    let header = codec::read_header(&frame).map_err(record)?;
-                    if header.hash_format != crate::cell::hash::FORMAT_VERSION {
-                        return Err(JournalError::HashFormat {
-                            path: path.clone(),
-                            found: header.hash_format,
-                            expected: crate::cell::hash::FORMAT_VERSION,
-                        });
-                    }
-                    contents.runs.push((header, contents.beats.len()));
-                }
-                codec::FRAME_BEAT => {
-                    if contents.runs.is_empty() {
-                        return Err(JournalError::NoHeader(path.clone()));
-                    }
-                    contents
-                        .beats
-                        .push(codec::read_beat(&frame).map_err(record)?);
-                }
-                kind => {
-                    return Err(JournalError::Kind {
-                        path: path.clone(),
-                        offset: at as u64,
-                        kind,
-                    })
-                }
-            }
-            at += len;
-        }
-    }
-    Ok(contents)
-}
-
-/// Cuts a torn or corrupt tail off the journal in `dir` (after a crash),
-/// so appending continues after the last complete frame.
-pub fn recover(dir: &FsPath) -> Result<Recovery, JournalError> {
-    recover_and_read(dir).map(|(recovery, _)| recovery)
-}
-
-/// [`recover`], also returning what was read (everything before the cut),
-/// so a start-up reads the journal once.
-pub fn recover_and_read(dir: &FsPath) -> Result<(Recovery, Contents), JournalError> {
-    if !dir.exists() {
-        return Ok(Default::default());
-    }
-    let mut contents = read(dir)?;
-    let mut recovery = Recovery {
-        frames: (contents.runs.len() + contents.beats.len()) as u64,
-        last_beat: contents.beats.last().map(|b| b.beat),
-        truncated: None,
-    };
-    if let Some((path, offset, why)) = contents.torn.take() {
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        let len = file.metadata().map_err(io(&path))?.len();
-        file.set_len(offset).map_err(io(&path))?;
-        file.sync_all().map_err(io(&path))?;
-        tracing::warn!(
-            "journal: cut a torn tail of {} bytes from {} at byte {offset}: {why}",
-            len - offset,
-            path.display()
-        );
-        recovery.truncated = Some((path, offset, len - offset, why));
-    }
-    Ok((recovery, contents))
+    /// Where the journal is corrupt, when it is ([`read_until_damage`]);
+    /// `runs` and `beats` hold what precedes it.
+    pub corrupt: Option<Damage>,
 }
