@@ -108,6 +108,19 @@ pub struct Config {
     /// `$XDG_CACHE_HOME/cep/wasm`, else `~/.cache/cep/wasm`; `""` turns the
     /// cache off.
     pub wasm_cache_dir: Option<PathBuf>,
+    /// Impulses one call of a plugin's enzyme may emit; the next one fails
+    /// the call (`fatal`, with a `crit` `plugin:limit` fact). Default 4,096.
+    pub plugin_emits_per_call_max: u32,
+    /// CEI facts one call of a plugin's enzyme may record; beyond, the call
+    /// fails as above. Default 64.
+    pub plugin_facts_per_call_max: u32,
+    /// Log lines one call of a plugin's enzyme may write; beyond, the call
+    /// fails as above. Default 256.
+    pub plugin_logs_per_call_max: u32,
+    /// Bytes of a fact note, log line, operation summary or cancel reason a
+    /// plugin gives; longer text is cut to this, saying how long it was.
+    /// Default 4,096, at least 64.
+    pub plugin_note_bytes_max: usize,
     /// Per-plugin overrides of `wasm_fuel` and `wasm_memory_max`:
     /// `[wasm_limits.<plugin>]` with `fuel` and/or `memory_max`.
     pub wasm_limits: BTreeMap<String, WasmLimit>,
@@ -190,9 +203,24 @@ impl Config {
                     .map_err(|reason| format!("grants.{plugin}: {cap:?}: {reason}"))?;
             }
         }
+        for (plugin, limit) in &self.wasm_limits {
+            if let Some(fuel) = limit.fuel {
+                if !(1_000..=1 << 40).contains(&fuel) {
+                    return Err(format!(
+                        "wasm_limits.{plugin}.fuel = {fuel} is out of range: allowed 1000 to {}",
+                        1u64 << 40
+                    ));
+                }
+            }
+        }
         let memory_max = std::iter::once(self.wasm_memory_max)
             .chain(self.wasm_limits.values().filter_map(|l| l.memory_max));
         for bytes in memory_max {
+            if bytes < 1 << 16 {
+                return Err(format!(
+                    "a wasm memory cap of {bytes} bytes is below one wasm page (65536 bytes)"
+                ));
+            }
             if bytes > crate::plugin::wasm::POOL_MEMORY_MAX {
                 return Err(format!(
                     "a wasm memory cap of {bytes} bytes is above the host's limit of {} bytes",
@@ -207,7 +235,66 @@ impl Config {
                 Self::WORKERS_MAX
             ));
         }
+        for (key, value, low, high) in self.numeric_ranges() {
+            if value < low || value > high {
+                return Err(format!(
+                    "{key} = {value} is out of range: allowed {low} to {high} (docs/config.md)"
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Every numeric key with its allowed range (inclusive); a value outside
+    /// is refused at load, naming the key and the range.
+    fn numeric_ranges(&self) -> [(&'static str, u64, u64, u64); 18] {
+        const M: u64 = 1 << 20;
+        let n = |v: usize| v as u64;
+        [
+            ("workers", n(self.workers), 0, Self::WORKERS_MAX as u64),
+            ("retry_max", self.retry_max.into(), 0, 1 << 16),
+            ("ledger_beats", self.ledger_beats, 0, M),
+            ("ledger_rows_max", n(self.ledger_rows_max), 0, M),
+            ("history_snapshots", n(self.history_snapshots), 1, 4096),
+            ("cei_facts_max", n(self.cei_facts_max), 1, M),
+            ("ops_history_max", n(self.ops_history_max), 1, M),
+            ("conflict_facts_max", n(self.conflict_facts_max), 1, 1 << 16),
+            (
+                "impulses_per_beat_max",
+                n(self.impulses_per_beat_max),
+                1,
+                1 << 26,
+            ),
+            ("inject_queue_max", n(self.inject_queue_max), 1, 1 << 26),
+            ("lua_budget", self.lua_budget, 1_000, 1 << 40),
+            ("lua_memory_max", n(self.lua_memory_max), M, 16 << 30),
+            ("lua_gc_step_kb", self.lua_gc_step_kb.into(), 1, M),
+            ("wasm_fuel", self.wasm_fuel, 1_000, 1 << 40),
+            (
+                "plugin_emits_per_call_max",
+                self.plugin_emits_per_call_max.into(),
+                1,
+                1 << 22,
+            ),
+            (
+                "plugin_facts_per_call_max",
+                self.plugin_facts_per_call_max.into(),
+                1,
+                1 << 16,
+            ),
+            (
+                "plugin_logs_per_call_max",
+                self.plugin_logs_per_call_max.into(),
+                1,
+                1 << 16,
+            ),
+            (
+                "plugin_note_bytes_max",
+                n(self.plugin_note_bytes_max),
+                64,
+                M,
+            ),
+        ]
     }
 
     /// The worker count the threaded executor will use.
@@ -248,6 +335,10 @@ impl Default for Config {
             wasm_memory_max: 64 << 20,
             wasm_cache_dir: None,
             wasm_limits: BTreeMap::new(),
+            plugin_emits_per_call_max: 4096,
+            plugin_facts_per_call_max: 64,
+            plugin_logs_per_call_max: 256,
+            plugin_note_bytes_max: 4096,
         }
     }
 }

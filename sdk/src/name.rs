@@ -28,6 +28,18 @@ pub enum NameError {
     Path { path: String, reason: String },
 }
 
+/// The longest excerpt of rejected text an error quotes, in characters.
+pub const EXCERPT_CHARS_MAX: usize = 80;
+
+/// `text`, or its first [`EXCERPT_CHARS_MAX`] characters and its length:
+/// what an error quotes of input that may be megabytes long.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS_MAX) {
+        Some((at, _)) => format!("{}… ({} bytes)", &text[..at], text.len()),
+        None => text.to_owned(),
+    }
+}
+
 /// The name of one cell. Short names (up to 23 bytes) are stored inline,
 /// without a heap allocation.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -43,7 +55,7 @@ impl Name {
             Ok(Name(SmolStr::new(text)))
         } else {
             Err(NameError::Name {
-                name: text.to_owned(),
+                name: excerpt(text),
             })
         }
     }
@@ -126,7 +138,7 @@ impl Word {
             Ok(Word(SmolStr::new(text)))
         } else {
             Err(NameError::Word {
-                word: text.to_owned(),
+                word: excerpt(text),
             })
         }
     }
@@ -203,7 +215,7 @@ impl Path {
             return Ok(Self::root());
         }
         let bad = |reason: &str| NameError::Path {
-            path: text.to_owned(),
+            path: excerpt(text),
             reason: reason.to_owned(),
         };
         let mut names = Vec::new();

@@ -111,6 +111,9 @@ pub struct EnzymeCx<'a> {
     pub(crate) ops_started: u32,
     /// Set when this call is a slice of an episode.
     pub(crate) slice: Option<&'a SliceInfo>,
+    /// Set when the host failed the call (a plugin limit was hit): the
+    /// call ends `fatal` with this message whatever it returns.
+    pub(crate) failed: Option<String>,
 }
 
 impl<'a> EnzymeCx<'a> {
@@ -219,6 +222,13 @@ impl<'a> EnzymeCx<'a> {
     /// Emits an impulse for `delay` beats after the next one.
     pub fn emit_after(&mut self, delay: u32, impulse: Impulse) {
         self.stage(Op::Emit(Box::new((impulse, delay))));
+    }
+
+    /// Fails this call: it ends `fatal` with `message` whatever its enzyme
+    /// returns (the first failure wins). Used by the host API when a
+    /// plugin hits a limit.
+    pub fn fail_call(&mut self, message: String) {
+        self.failed.get_or_insert(message);
     }
 
     /// Records a CEI fact at commit, with this enzyme as its origin.

@@ -148,9 +148,11 @@ pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
         out,
         ops_started: 0,
         slice,
+        failed: None,
     };
     let Some(info) = slice else {
         let outcome = catch_unwind(AssertUnwindSafe(|| registered.callback.call(&mut cx)));
+        let outcome = failed_by_host(outcome, cx.failed);
         let failure = match outcome {
             Ok(Outcome::Ok) => return,
             Ok(Outcome::Retry) => Op::Retry,
@@ -170,6 +172,7 @@ pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
         })
     });
     let ((outcome, end, io_bytes, facts), cpu_ns) = measured;
+    let outcome = failed_by_host(outcome, cx.failed);
     // A slice that asks to retry simply runs again next beat.
     let end = match outcome {
         Ok(Outcome::Retry) => end.or(Some(SliceEnd::Yield)),
@@ -218,6 +221,15 @@ pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
             failed,
         })),
     });
+}
+
+/// A call the host failed (a plugin limit) is `fatal` whatever it
+/// returned.
+fn failed_by_host<P>(outcome: Result<Outcome, P>, failed: Option<String>) -> Result<Outcome, P> {
+    match (outcome, failed) {
+        (Ok(_), Some(message)) => Ok(Outcome::Fatal(message)),
+        (outcome, _) => outcome,
+    }
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

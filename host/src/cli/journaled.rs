@@ -306,7 +306,7 @@ fn journal_decision(d: &episode::Decision) -> Decision {
 }
 
 /// Parses `--fsync`: `beat`, `never`, or a number of beats.
-pub(super) fn parse_fsync(text: &str) -> Result<journal::Fsync, UsageError> {
+pub(super) fn parse_fsync(text: &str) -> Result<journal::Fsync, String> {
     match text {
         "beat" => Ok(journal::Fsync::EveryBeat),
         "never" => Ok(journal::Fsync::Never),
@@ -315,11 +315,7 @@ pub(super) fn parse_fsync(text: &str) -> Result<journal::Fsync, UsageError> {
             .ok()
             .filter(|&n| n > 0)
             .map(journal::Fsync::Every)
-            .ok_or_else(|| {
-                UsageError(format!(
-                    "--fsync {n:?}: expected beat, never or a number of beats"
-                ))
-            }),
+            .ok_or_else(|| format!("{n:?}: expected beat, never or a number of beats")),
     }
 }
 

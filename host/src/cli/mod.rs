@@ -81,8 +81,8 @@ struct RunArgs {
     /// Configuration file (`cep.toml`); without it the embedded default runs.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Beats to run.
-    #[arg(long, default_value_t = 1000)]
+    /// Beats to run (at least 1).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     beats: u64,
     /// Stop early once nothing is queued.
     #[arg(long)]
@@ -90,20 +90,20 @@ struct RunArgs {
     /// Pace the beats to at most this many per second (for live adapters;
     /// by default beats run back to back). Pacing changes which beat an
     /// adapter input lands in, never what a beat computes from its inputs.
-    #[arg(long, value_name = "HZ")]
-    rate: Option<f64>,
+    #[arg(long, value_name = "HZ", value_parser = parse_rate)]
+    rate: Option<std::time::Duration>,
     /// Reload a Lua plugin from FILE just before beat BEAT runs (a newer
     /// version of an installed plugin; repeatable). A refused reload is
     /// reported and the run goes on (strict mode: exit 2).
-    #[arg(long, value_name = "BEAT=FILE")]
-    reload: Vec<String>,
+    #[arg(long, value_name = "BEAT=FILE", value_parser = parse_reload)]
+    reload: Vec<(u64, PathBuf)>,
     /// Executor backend (overrides the configuration).
     #[arg(long)]
     executor: Option<ExecutorKind>,
     /// Worker threads of the threaded executor (overrides the configuration;
     /// implies `--executor threaded` when no executor is given).
-    #[arg(long)]
-    workers: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=Config::WORKERS_MAX as i64))]
+    workers: Option<u16>,
     /// After the beats, shut down cleanly: `op/shdn` runs the organs'
     /// destructors, then adapters are stopped.
     #[arg(long)]
@@ -134,8 +134,40 @@ struct RunArgs {
     truncate_corrupt: bool,
     /// When the journal is forced to disk: `beat` (every beat), a number of
     /// beats, or `never` (the OS decides).
-    #[arg(long, default_value = "64")]
-    fsync: String,
+    #[arg(long, default_value = "64", value_parser = journaled::parse_fsync)]
+    fsync: crate::journal::Fsync,
+}
+
+/// Slowest pace `--rate` accepts: one beat an hour.
+const RATE_HZ_MIN: f64 = 1.0 / 3600.0;
+/// Fastest pace `--rate` accepts (faster is no pacing at all).
+const RATE_HZ_MAX: f64 = 1e9;
+
+/// `--rate HZ`: the period between beats.
+fn parse_rate(text: &str) -> Result<std::time::Duration, String> {
+    let hz: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of beats per second"))?;
+    if !(RATE_HZ_MIN..=RATE_HZ_MAX).contains(&hz) {
+        return Err(format!(
+            "{text} beats per second is out of range: allowed {RATE_HZ_MIN:.6} (one an hour) to {RATE_HZ_MAX:e}"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(1.0 / hz))
+}
+
+/// `--reload BEAT=FILE`.
+fn parse_reload(spec: &str) -> Result<(u64, PathBuf), String> {
+    let (beat, file) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("{spec:?}: expected BEAT=FILE"))?;
+    let beat = beat
+        .parse::<u64>()
+        .map_err(|_| format!("{spec:?}: {beat:?} is not a beat number"))?;
+    if file.is_empty() {
+        return Err(format!("{spec:?}: the FILE after '=' is missing"));
+    }
+    Ok((beat, PathBuf::from(file)))
 }
 
 /// Entry point of the `cep` binary; returns the process exit code.
@@ -211,7 +243,7 @@ fn load_config(args: &RunArgs) -> Result<Config> {
         None => Config::default(),
     };
     if let Some(workers) = args.workers {
-        config.workers = workers;
+        config.workers = workers.into();
         if args.executor.is_none() {
             config.executor = ExecutorKind::Threaded;
         }
@@ -259,42 +291,24 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
         None
     };
     let started = Instant::now();
-    let period = match args.rate {
-        Some(hz) if hz > 0.0 && hz.is_finite() => {
-            Some(std::time::Duration::from_secs_f64(1.0 / hz))
-        }
-        Some(hz) => {
-            return Err(UsageError(format!("--rate must be a positive number, not {hz}")).into())
-        }
-        None => None,
-    };
-    let mut reloads = Vec::new();
-    for spec in &args.reload {
-        let (beat, file) = spec
-            .split_once('=')
-            .and_then(|(b, f)| Some((b.parse::<u64>().ok()?, PathBuf::from(f))))
-            .ok_or_else(|| UsageError(format!("--reload {spec:?}: expected BEAT=FILE")))?;
-        reloads.push((beat, file));
-    }
+    let period = args.rate;
+    let reloads = &args.reload;
     let mut plugins = plugins;
     let mut recorder = match &args.data_dir {
-        Some(dir) => {
-            let fsync = journaled::parse_fsync(&args.fsync)?;
-            Some(journaled::Recorder::start(
-                dir,
-                fsync,
-                args.checkpoint_every,
-                crate::journal::exec::Retention {
-                    executions: (args.exec_keep > 0).then_some(args.exec_keep),
-                    beats: args.exec_keep_beats,
-                },
-                args.config.as_deref(),
-                &mut runtime,
-                plugins.as_ref(),
-                resumed,
-                run_number,
-            )?)
-        }
+        Some(dir) => Some(journaled::Recorder::start(
+            dir,
+            args.fsync,
+            args.checkpoint_every,
+            crate::journal::exec::Retention {
+                executions: (args.exec_keep > 0).then_some(args.exec_keep),
+                beats: args.exec_keep_beats,
+            },
+            args.config.as_deref(),
+            &mut runtime,
+            plugins.as_ref(),
+            resumed,
+            run_number,
+        )?),
         None => None,
     };
     let mut last = None;
@@ -328,7 +342,10 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
             break;
         }
         if let Some(period) = period {
-            let due = started + period.mul_f64(i as f64);
+            let due = period
+                .checked_mul(u32::try_from(i).unwrap_or(u32::MAX))
+                .and_then(|after| started.checked_add(after))
+                .unwrap_or_else(Instant::now);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
         let report = runtime.step()?;

@@ -129,6 +129,11 @@ pub fn read(path: &FsPath) -> Result<Snapshot, CheckpointError> {
         path: path.to_owned(),
         source,
     })?;
+    decode(&bytes, path)
+}
+
+/// A checkpoint's bytes read back (`path` names it in errors).
+pub fn decode(bytes: &[u8], path: &FsPath) -> Result<Snapshot, CheckpointError> {
     let invalid = |reason: String| CheckpointError::Invalid {
         path: path.to_owned(),
         reason,

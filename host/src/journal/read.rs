@@ -85,11 +85,19 @@ impl fmt::Display for Damage {
 /// only what makes the journal unreadable as a whole: I/O, and a journal of
 /// another state-hash format.
 pub fn read_until_damage(dir: &FsPath) -> Result<Contents, JournalError> {
+    read_segments(&segments(dir)?, &read_file)
+}
+
+/// [`read_until_damage`] over segments named `files` (in order), whose bytes
+/// `load` gives; one segment is held at a time.
+pub fn read_segments(
+    files: &[PathBuf],
+    load: &dyn Fn(&FsPath) -> Result<Vec<u8>, JournalError>,
+) -> Result<Contents, JournalError> {
     let limits = Limits::default();
     let mut contents = Contents::default();
-    let files = segments(dir)?;
     for (n, path) in files.iter().enumerate() {
-        let bytes = read_file(path)?;
+        let bytes = load(path)?;
         let named = segment_beat(path);
         let mut at = 0usize;
         while at < bytes.len() {
@@ -116,7 +124,7 @@ pub fn read_until_damage(dir: &FsPath) -> Result<Contents, JournalError> {
                 }
                 Err(problem) => problem,
             };
-            let after = intact_after(&bytes[at..], &files[n + 1..], &limits)?;
+            let after = intact_after(&bytes[at..], &files[n + 1..], load, &limits)?;
             let last_segment = n + 1 == files.len();
             if last_segment && problem.incomplete && after.frames == 0 {
                 contents.torn = Some((path.clone(), at as u64, problem.what));
@@ -315,11 +323,16 @@ struct After {
 
 /// Scans `rest` (from the damage to the end of its segment) and the later
 /// segment files for intact frames, at any byte offset.
-fn intact_after(rest: &[u8], later: &[PathBuf], limits: &Limits) -> Result<After, JournalError> {
+fn intact_after(
+    rest: &[u8],
+    later: &[PathBuf],
+    load: &dyn Fn(&FsPath) -> Result<Vec<u8>, JournalError>,
+    limits: &Limits,
+) -> Result<After, JournalError> {
     let mut after = After::default();
     scan(rest, limits, &mut after);
     for path in later {
-        let bytes = read_file(path)?;
+        let bytes = load(path)?;
         scan(&bytes, limits, &mut after);
     }
     Ok(after)

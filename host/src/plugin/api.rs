@@ -17,11 +17,55 @@ use crate::episode::{Budgets, EpisodeSpec, Lease, Profile};
 use crate::ops::{AwaitSpec, OpSpec, OpStatus};
 use crate::Impulse;
 
+/// What one call of a plugin's enzyme may do through the host API, so
+/// that no plugin can flood the tree, the queues or the log from one call.
+/// Set from the configuration (`docs/config.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Impulses one call may emit (`plugin_emits_per_call_max`).
+    pub emits: u32,
+    /// CEI facts one call may record (`plugin_facts_per_call_max`).
+    pub facts: u32,
+    /// Log lines one call may write (`plugin_logs_per_call_max`).
+    pub logs: u32,
+    /// Bytes of a fact's note, a log line or a summary a plugin gives;
+    /// longer text is cut to this (`plugin_note_bytes_max`).
+    pub note_bytes: usize,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits {
+            emits: 4096,
+            facts: 64,
+            logs: 256,
+            note_bytes: 4096,
+        }
+    }
+}
+
+impl CallLimits {
+    pub fn of(config: &crate::config::Config) -> Self {
+        CallLimits {
+            emits: config.plugin_emits_per_call_max,
+            facts: config.plugin_facts_per_call_max,
+            logs: config.plugin_logs_per_call_max,
+            note_bytes: config.plugin_note_bytes_max,
+        }
+    }
+}
+
+/// The largest count of beats (a time-to-live, a deadline, a beat limit)
+/// the host API accepts: 2^48, about 9 years at a million beats a second.
+/// Larger numbers are refused, never wrapped.
+pub const BEATS_MAX: u64 = 1 << 48;
+
 /// Who is calling: one loaded plugin.
 #[derive(Debug, Clone)]
 pub struct PluginCtx {
     pub name: String,
     pub grants: Grants,
+    pub limits: CallLimits,
 }
 
 impl PluginCtx {
@@ -29,7 +73,13 @@ impl PluginCtx {
         PluginCtx {
             name: name.to_owned(),
             grants,
+            limits: CallLimits::default(),
         }
+    }
+
+    pub fn with_limits(mut self, limits: CallLimits) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
@@ -50,12 +100,47 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Refused(String),
+    #[error(
+        "plugin {plugin}: {what} in one call is over the limit of {max} ({key}); the call fails"
+    )]
+    Limit {
+        plugin: String,
+        what: &'static str,
+        max: u32,
+        key: &'static str,
+    },
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, saying how
+/// long it was.
+pub fn capped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut at = max;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    format!("{}… (cut from {} bytes)", &text[..at], text.len()).into()
+}
+
+/// Checks a count of beats from a plugin against [`BEATS_MAX`].
+fn beats(what: &'static str, n: u64) -> Result<u64, ApiError> {
+    if n <= BEATS_MAX {
+        Ok(n)
+    } else {
+        Err(invalid(
+            what,
+            &n.to_string(),
+            format!("at most {BEATS_MAX} beats"),
+        ))
+    }
 }
 
 fn invalid(what: &'static str, value: &str, reason: impl ToString) -> ApiError {
     ApiError::Invalid {
         what,
-        value: value.to_owned(),
+        value: cep_sdk::name::excerpt(value),
         reason: reason.to_string(),
     }
 }
@@ -102,11 +187,50 @@ pub fn status(text: &str) -> Result<OpStatus, ApiError> {
 pub struct Call<'c, 'a> {
     pub cx: &'c mut EnzymeCx<'a>,
     pub plugin: &'c PluginCtx,
+    /// Impulses, facts and log lines this call made so far.
+    emits: u32,
+    facts: u32,
+    logs: u32,
 }
 
 impl<'c, 'a> Call<'c, 'a> {
     pub fn new(cx: &'c mut EnzymeCx<'a>, plugin: &'c PluginCtx) -> Self {
-        Call { cx, plugin }
+        Call {
+            cx,
+            plugin,
+            emits: 0,
+            facts: 0,
+            logs: 0,
+        }
+    }
+
+    /// Counts one more of `what`; past `max` the call fails, with a `crit`
+    /// fact naming the limit (once).
+    fn count(
+        &mut self,
+        counter: fn(&mut Self) -> &mut u32,
+        max: u32,
+        what: &'static str,
+        key: &'static str,
+    ) -> Result<(), ApiError> {
+        let n = counter(self);
+        *n = n.saturating_add(1);
+        let n = *n;
+        if n <= max {
+            return Ok(());
+        }
+        let err = ApiError::Limit {
+            plugin: self.plugin.name.clone(),
+            what,
+            max,
+            key,
+        };
+        if n == max + 1 {
+            let message = format!("enzyme {}: {err}", self.enzyme());
+            self.cx.cei(Severity::Crit, "plugin:limit", &message, None);
+            self.cx.fail_call(message);
+        }
+        Err(err)
     }
 
     fn deny(&mut self, capability: Capability, action: String, subject: Option<&Path>) -> ApiError {
@@ -213,6 +337,12 @@ impl<'c, 'a> Call<'c, 'a> {
         let signal = signal(signal_text)?;
         let target = target.map(cell_path).transpose()?;
         self.check_emit(&signal)?;
+        self.count(
+            |c| &mut c.emits,
+            self.plugin.limits.emits,
+            "impulses emitted",
+            "plugin_emits_per_call_max",
+        )?;
         let mut impulse = match target {
             Some(target) => Impulse::targeted(signal, target),
             None => Impulse::signal(signal),
@@ -254,13 +384,38 @@ impl<'c, 'a> Call<'c, 'a> {
         } else {
             Some(cell_path(subject)?)
         };
-        let note = format!("{note} (plugin {})", self.plugin.name);
+        if topic.is_empty() || topic.len() > Name::BYTES_MAX {
+            return Err(invalid(
+                "fact topic",
+                topic,
+                format!("a topic is 1 to {} bytes", Name::BYTES_MAX),
+            ));
+        }
+        self.count(
+            |c| &mut c.facts,
+            self.plugin.limits.facts,
+            "CEI facts recorded",
+            "plugin_facts_per_call_max",
+        )?;
+        let note = format!(
+            "{} (plugin {})",
+            capped(note, self.plugin.limits.note_bytes),
+            self.plugin.name
+        );
         self.cx.cei(severity, topic, &note, subject.as_ref());
         Ok(())
     }
 
-    /// A log line for the operator; never part of the state.
-    pub fn log(&self, level: &str, message: &str) {
+    /// A log line for the operator; never part of the state. Past
+    /// `plugin_logs_per_call_max` lines the call fails.
+    pub fn log(&mut self, level: &str, message: &str) -> Result<(), ApiError> {
+        self.count(
+            |c| &mut c.logs,
+            self.plugin.limits.logs,
+            "log lines written",
+            "plugin_logs_per_call_max",
+        )?;
+        let message = capped(message, self.plugin.limits.note_bytes);
         let (plugin, enzyme, beat) = (&self.plugin.name, self.enzyme(), self.beat());
         match level {
             "error" => tracing::error!(plugin, enzyme, beat, "{message}"),
@@ -268,6 +423,7 @@ impl<'c, 'a> Call<'c, 'a> {
             "debug" => tracing::debug!(plugin, enzyme, beat, "{message}"),
             _ => tracing::info!(plugin, enzyme, beat, "{message}"),
         }
+        Ok(())
     }
 
     pub fn op_start(
@@ -284,7 +440,7 @@ impl<'c, 'a> Call<'c, 'a> {
             spec.mode = mode.to_owned();
         }
         spec.payload = payload;
-        spec.ttl_beats = ttl_beats;
+        spec.ttl_beats = beats("ttl", ttl_beats)?;
         Ok(self.cx.op_start(spec))
     }
 
@@ -304,6 +460,7 @@ impl<'c, 'a> Call<'c, 'a> {
     ) -> Result<(), ApiError> {
         let oid = name("operation id", oid)?;
         let cont = signal(cont)?;
+        let ttl_beats = beats("ttl", ttl_beats)?;
         self.check_emit(&cont)?;
         self.cx.op_await(
             &oid,
@@ -326,7 +483,8 @@ impl<'c, 'a> Call<'c, 'a> {
     ) -> Result<(), ApiError> {
         let oid = name("operation id", oid)?;
         let status = status(status_text)?;
-        self.cx.op_close(&oid, status, summary);
+        let summary = capped(summary, self.plugin.limits.note_bytes);
+        self.cx.op_close(&oid, status, &summary);
         Ok(())
     }
 
@@ -350,7 +508,7 @@ impl<'c, 'a> Call<'c, 'a> {
             cpu_budget_ns,
             io_budget_bytes,
         };
-        spec.max_beats = max_beats;
+        spec.max_beats = beats("max_beats", max_beats)?;
         Ok(self.cx.ep_start(spec))
     }
 
@@ -360,12 +518,14 @@ impl<'c, 'a> Call<'c, 'a> {
 
     pub fn ep_await(&mut self, oid: &str, want: &str, ttl_beats: u64) -> Result<(), ApiError> {
         let oid = name("operation id", oid)?;
+        let ttl_beats = beats("ttl", ttl_beats)?;
         self.cx.ep_await(&oid, want, ttl_beats).map_err(refused)
     }
 
     pub fn ep_close(&mut self, status_text: &str, summary: &str) -> Result<(), ApiError> {
         let status = status(status_text)?;
-        self.cx.ep_close(status, summary).map_err(refused)
+        let summary = capped(summary, self.plugin.limits.note_bytes);
+        self.cx.ep_close(status, &summary).map_err(refused)
     }
 
     /// A labelled snapshot of operation `oid`'s execution document; an
@@ -382,7 +542,8 @@ impl<'c, 'a> Call<'c, 'a> {
 
     pub fn ep_cancel(&mut self, eid: &str, reason: &str) -> Result<(), ApiError> {
         let eid = name("episode id", eid)?;
-        self.cx.ep_cancel(&eid, reason);
+        let reason = capped(reason, self.plugin.limits.note_bytes);
+        self.cx.ep_cancel(&eid, &reason);
         Ok(())
     }
 

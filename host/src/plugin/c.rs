@@ -527,7 +527,7 @@ fn code_of(e: &ApiError) -> i32 {
     match e {
         ApiError::Invalid { .. } => CEP_ERR_INVALID,
         ApiError::Denied { .. } => CEP_ERR_DENIED,
-        ApiError::Refused(_) => CEP_ERR_REFUSED,
+        ApiError::Refused(_) | ApiError::Limit { .. } => CEP_ERR_REFUSED,
     }
 }
 
@@ -792,7 +792,8 @@ unsafe extern "C" fn h_log(call: *mut cep_call, level: cep_str, message: cep_str
     plain(call, (), |s| {
         let level = unsafe { arg(level, "level") }.unwrap_or("info");
         let message = unsafe { arg(message, "message") }.unwrap_or("(not UTF-8)");
-        s.call.log(level, message)
+        // A refused line (over the limit) has already failed the call.
+        let _ = s.call.log(level, message);
     })
 }
 

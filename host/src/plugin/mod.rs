@@ -166,8 +166,41 @@ pub fn kind_of(file: &FsPath) -> Option<FileKind> {
     }
     match file.extension().and_then(|e| e.to_str()) {
         Some("so" | "dylib" | "dll") => Some(FileKind::Library),
+        _ if is_versioned_so(file) => Some(FileKind::Library),
         _ => None,
     }
+}
+
+/// `libx.so.6`, `libx.so.1.2.3`: a shared library with a version suffix.
+fn is_versioned_so(file: &FsPath) -> bool {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.split_once(".so.").is_some_and(|(_, version)| {
+        !version.is_empty() && version.split('.').all(|p| p.parse::<u32>().is_ok())
+    })
+}
+
+/// The largest plugin file the host reads (a script, a module or a
+/// library), in bytes.
+pub const PLUGIN_FILE_BYTES_MAX: u64 = 256 << 20;
+
+/// Checks that `content` is a regular file the host may read: a FIFO, a
+/// device or a socket named like a plugin would block or stream forever.
+fn check_regular(content: &FsPath) -> Result<(), LoadError> {
+    let meta = std::fs::metadata(content).map_err(|e| LoadError::Open(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(LoadError::Open(format!(
+            "{} is not a regular file (a FIFO, device, socket or folder is never opened as a plugin)",
+            content.display()
+        )));
+    }
+    if meta.len() > PLUGIN_FILE_BYTES_MAX {
+        return Err(LoadError::Open(format!(
+            "{} is {} bytes, over the plugin file limit of {PLUGIN_FILE_BYTES_MAX}",
+            content.display(),
+            meta.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Opens and validates one plugin file of any supported kind, under the
@@ -191,6 +224,7 @@ pub fn load_file_with(file: &FsPath, config: &Config) -> Result<Loaded, PluginEr
         FileKind::Lua => lua::script_path(file).unwrap_or_else(|| file.to_owned()),
         FileKind::Library | FileKind::Wasm => file.to_owned(),
     };
+    check_regular(&content).map_err(fail)?;
     let bytes = std::fs::read(content).map_err(|e| fail(LoadError::Open(e.to_string())))?;
     let file_hash = *blake3::hash(&bytes).as_bytes();
     let (kind, code, descriptor) = match kind {
@@ -433,7 +467,9 @@ impl PluginHost {
         let d = &loaded.descriptor;
         let fail = |error: String| PluginError::new(&loaded.file, LoadError::Install(error));
         let grants = Grants::resolve(&d.capabilities, &config.grants_for(&d.name));
-        let ctx = Arc::new(PluginCtx::new(&d.name, grants.clone()));
+        let ctx = Arc::new(
+            PluginCtx::new(&d.name, grants.clone()).with_limits(api::CallLimits::of(config)),
+        );
         let callbacks = self
             .callbacks(runtime, config, &loaded, ctx, &grants)
             .map_err(&fail)?;
@@ -559,7 +595,9 @@ impl PluginHost {
             ));
         }
         let grants = Grants::resolve(&d.capabilities, &config.grants_for(&d.name));
-        let ctx = Arc::new(PluginCtx::new(&d.name, grants.clone()));
+        let ctx = Arc::new(
+            PluginCtx::new(&d.name, grants.clone()).with_limits(api::CallLimits::of(config)),
+        );
         let callbacks = self
             .callbacks(runtime, config, &loaded, ctx, &grants)
             .map_err(&fail)?;

@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cep_sdk::{AbiVersion, Path, PluginDescriptor, Word};
+use cep_sdk::name::excerpt;
+use cep_sdk::{AbiVersion, Name, Path, PluginDescriptor, Word};
 
 use super::caps::Capability;
 use crate::enzyme::EnzymeSpec;
@@ -44,6 +45,34 @@ pub enum DescriptorError {
     OrganCycle { cycle: Vec<String> },
     #[error("capability {capability:?}: {reason}")]
     BadCapability { capability: String, reason: String },
+    #[error("version {value:?} is {len} bytes; a version becomes a cell name, which holds at most {max} bytes")]
+    VersionTooLong {
+        value: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("{field} is {len} bytes, over the limit of {max}")]
+    TooLong {
+        field: String,
+        len: usize,
+        max: usize,
+    },
+}
+
+/// The longest label a descriptor may give an enzyme, organ, transport or
+/// adapter, in bytes (labels are sealed into the tree).
+pub const LABEL_BYTES_MAX: usize = 1024;
+
+fn label(field: impl Into<String>, text: &str) -> Result<(), DescriptorError> {
+    if text.len() <= LABEL_BYTES_MAX {
+        Ok(())
+    } else {
+        Err(DescriptorError::TooLong {
+            field: field.into(),
+            len: text.len(),
+            max: LABEL_BYTES_MAX,
+        })
+    }
 }
 
 fn word(field: impl Into<String>, value: &str) -> Result<(), DescriptorError> {
@@ -52,7 +81,7 @@ fn word(field: impl Into<String>, value: &str) -> Result<(), DescriptorError> {
     } else {
         Err(DescriptorError::BadWord {
             field: field.into(),
-            value: value.to_owned(),
+            value: excerpt(value),
         })
     }
 }
@@ -80,9 +109,16 @@ fn unique<'a>(
 pub fn validate(d: &PluginDescriptor, host: AbiVersion) -> Result<(), DescriptorError> {
     word("plugin name", &d.name)?;
     semver::Version::parse(&d.version).map_err(|e| DescriptorError::BadSemver {
-        value: d.version.clone(),
+        value: excerpt(&d.version),
         reason: e.to_string(),
     })?;
+    if !Name::is_valid(&d.version) {
+        return Err(DescriptorError::VersionTooLong {
+            value: excerpt(&d.version),
+            len: d.version.len(),
+            max: Name::BYTES_MAX,
+        });
+    }
     if d.abi.major != host.major {
         return Err(DescriptorError::Abi {
             found: d.abi,
@@ -100,6 +136,10 @@ pub fn validate(d: &PluginDescriptor, host: AbiVersion) -> Result<(), Descriptor
 
     unique("enzyme", d.enzymes.iter().map(|e| e.name.as_str()))?;
     for enzyme in &d.enzymes {
+        label(
+            format!("enzyme {} label", excerpt(&enzyme.name)),
+            &enzyme.label,
+        )?;
         EnzymeSpec::from_descriptor(enzyme).map_err(|e| DescriptorError::Enzyme(e.to_string()))?;
     }
     let enzymes: BTreeSet<&str> = d.enzymes.iter().map(|e| e.name.as_str()).collect();
@@ -107,6 +147,7 @@ pub fn validate(d: &PluginDescriptor, host: AbiVersion) -> Result<(), Descriptor
     unique("organ kind", d.organs.iter().map(|o| o.kind.as_str()))?;
     for organ in &d.organs {
         word("organ kind", &organ.kind)?;
+        label(format!("organ {} label", organ.kind), &organ.label)?;
         if !organ.root.starts_with('/') {
             return Err(DescriptorError::BadRoot {
                 organ: organ.kind.clone(),
@@ -155,10 +196,12 @@ pub fn validate(d: &PluginDescriptor, host: AbiVersion) -> Result<(), Descriptor
     for t in &d.transports {
         word("transport name", &t.name)?;
         word(format!("transport {} scheme", t.name), &t.scheme)?;
+        label(format!("transport {} label", t.name), &t.label)?;
     }
     unique("adapter", d.adapters.iter().map(|a| a.name.as_str()))?;
     for a in &d.adapters {
         word("adapter name", &a.name)?;
+        label(format!("adapter {} label", a.name), &a.label)?;
     }
     for cap in &d.capabilities {
         Capability::parse(cap).map_err(|reason| DescriptorError::BadCapability {

@@ -231,10 +231,7 @@ pub(super) fn table(lua: &Lua, slot: &Arc<Slot>) -> mlua::Result<Table> {
         &cep,
         slot,
         "log",
-        |_, c, (level, message): (String, String)| {
-            c.call.log(&level, &message);
-            Ok(())
-        },
+        |_, c, (level, message): (String, String)| c.call.log(&level, &message).map_err(refused),
     )?;
     add(lua, &cep, slot, "op_start", |_, c, spec: Table| {
         let verb: String = spec.get("verb")?;

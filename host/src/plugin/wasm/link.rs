@@ -534,8 +534,9 @@ pub fn define(
                     st.panic = Some(message.into_owned());
                     return Ok(());
                 }
+                // A refused line (over the limit) has already failed the call.
                 let _ = st.with(|call| {
-                    call.log(level, &message);
+                    let _ = call.log(level, &message);
                     Ok(())
                 });
                 Ok(())
