@@ -83,7 +83,14 @@ pub(super) fn call_args(lua: &Lua, call: &Call<'_, '_>) -> mlua::Result<MultiVal
     Ok(MultiValue::from_iter([payload, target]))
 }
 
-/// Adds `cep.<name>`, a function of the running call.
+/// The longest error message a `cep` function raises, in bytes.
+const ERROR_BYTES_MAX: usize = 1024;
+
+/// Adds `cep.<name>`, a function of the running call. It returns `true`
+/// and its results, or `false` and its error as a Lua string: the
+/// environment wraps it into a function raising that string (prelude.lua),
+/// so a refusal is an ordinary Lua error that counts against the VM's
+/// memory limit like everything else the script makes.
 fn add<A, R, F>(lua: &Lua, cep: &Table, slot: &Arc<Slot>, name: &str, f: F) -> mlua::Result<()>
 where
     A: FromLuaMulti,
@@ -91,8 +98,31 @@ where
     F: Fn(&Lua, &mut LuaCall<'_, '_>, A) -> mlua::Result<R> + Send + 'static,
 {
     let slot = slot.clone();
-    let function = lua.create_function(move |lua, args: A| f(lua, current(&slot)?, args))?;
+    let function = lua.create_function(move |lua, args: MultiValue| {
+        let result = current(&slot)
+            .and_then(|call| f(lua, call, A::from_lua_multi(args, lua)?))
+            .and_then(|r| r.into_lua_multi(lua));
+        protocol(lua, result)
+    })?;
     cep.set(name, function)
+}
+
+/// A `cep` function's result in the `true, …` / `false, message` form.
+pub(super) fn protocol(lua: &Lua, result: mlua::Result<MultiValue>) -> mlua::Result<MultiValue> {
+    match result {
+        Ok(mut values) => {
+            values.push_front(mlua::Value::Boolean(true));
+            Ok(values)
+        }
+        Err(e) => {
+            let message = super::error_message(&e);
+            let message = crate::plugin::api::capped(&message, ERROR_BYTES_MAX);
+            Ok(MultiValue::from_iter([
+                mlua::Value::Boolean(false),
+                mlua::Value::String(lua.create_string(message.as_bytes())?),
+            ]))
+        }
+    }
 }
 
 fn text_field(spec: &Table, key: &str) -> mlua::Result<Option<String>> {

@@ -27,21 +27,33 @@
 //! `require`, `dofile`, `loadfile`, `load` (so no binary chunks),
 //! `string.dump`, `collectgarbage`, `print` or `next`; `pairs` walks keys in
 //! sorted order (Lua's own order follows per-VM random string hashes);
-//! `tostring` and `string.format` never print addresses; `math.random` is
-//! deterministic: reseeded from the beat number at the VM's first call of
-//! each beat, drawn in agenda order.
+//! `tostring`, `string.format` and error objects never render an address;
+//! `math.random` is deterministic: reseeded from the beat number at the
+//! VM's first call of each beat, drawn in agenda order. Each plugin has its
+//! own copies of the library tables, and `getmetatable("")` gives it a view
+//! of its own `string` table: string methods always reach the library, so
+//! no plugin can change another's strings. `__gc` finalizers are refused
+//! (they would run outside any call).
 //!
-//! **Limits**: an instruction budget per call (`lua_budget`, counted by a
-//! hook every 1,000 instructions) → `fatal` with a `lua:budget` fact (the
-//! call runs as a coroutine and the hook yields it, so `pcall` cannot catch
-//! the stop); a
-//! memory cap for the VM (`lua_memory_max`) → `lua:memory`; the collector
-//! never runs on its own: a fixed step (`lua_gc_step_kb`) runs after every
-//! beat, so collection work is the same on every run. A Lua error is a
-//! `fatal` outcome naming the script, line and message, with a `lua:error`
-//! fact; the VM stays usable.
+//! **Limits**: an instruction budget per call and per script load
+//! (`lua_budget`, counted by a hook every 1,000 instructions). Library work
+//! that grows with its arguments is charged to the same budget: pattern
+//! matching step by step (`strlib`, a port of Lua's matcher), and copying,
+//! scanning and building strings and tables at one unit per 32 bytes or
+//! per element. Past the budget every hook and every charge raises the
+//! stop again, and the sandbox's `pcall`, `xpcall` and `coroutine.resume`
+//! pass it on, so neither a loop in a callback from C (a sort comparator, a
+//! metamethod, a message handler) nor a `pcall` loop can outlive it: the
+//! call is `fatal` with a `lua:budget` fact. A memory cap for the VM
+//! (`lua_memory_max`) → `lua:memory`; host errors reach a script as Lua
+//! strings (capped at 1 KiB), so they count against the cap too. The
+//! collector never runs on its own: a fixed step (`lua_gc_step_kb`) runs
+//! after every beat, so collection work is the same on every run. A Lua
+//! error is a `fatal` outcome naming the script, line and message, with a
+//! `lua:error` fact; the VM stays usable.
 
 mod api;
+mod strlib;
 
 use std::ffi::c_void;
 use std::path::{Path as FsPath, PathBuf};
@@ -155,10 +167,38 @@ fn delay_signal(plugin: &str) -> String {
 struct Slot {
     /// The running call (`*mut LuaCall`), or null between calls.
     call: AtomicPtr<c_void>,
-    /// Instructions used by the running call.
+    /// Instructions used by the running call (or script load), with the
+    /// library work charged to it.
     used: AtomicU64,
     budget: AtomicU64,
     exhausted: AtomicBool,
+    /// The running call ended in a memory error.
+    oom: AtomicBool,
+}
+
+impl Slot {
+    /// Starts counting for a new call or script load.
+    fn start(&self) {
+        self.used.store(0, Ordering::Relaxed);
+        self.exhausted.store(false, Ordering::Relaxed);
+        self.oom.store(false, Ordering::Relaxed);
+    }
+
+    /// Adds `units` of work; past the budget the call is over: this and
+    /// every later charge fail, and no `pcall` can catch that.
+    fn charge(&self, units: u64) -> mlua::Result<()> {
+        // One thread at a time holds the VM, so load + store is enough.
+        let used = self.used.load(Ordering::Relaxed).saturating_add(units);
+        self.used.store(used, Ordering::Relaxed);
+        let budget = self.budget.load(Ordering::Relaxed);
+        if used <= budget && !self.exhausted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.exhausted.store(true, Ordering::Relaxed);
+        Err(mlua::Error::runtime(format!(
+            "lua:budget: more than {budget} instructions"
+        )))
+    }
 }
 
 /// One VM with the sandbox installed.
@@ -167,11 +207,11 @@ struct Vm {
     slot: Arc<Slot>,
     environment: Function,
     seed: Function,
+    /// Every call and script load runs through it: it turns any error
+    /// object into text without an address (prelude.lua).
+    entry: Function,
     /// The beat `math.random` was last seeded for.
     seeded: Option<u64>,
-    /// The coroutine every call runs in, reset for each call (a budget
-    /// yield leaves it suspended; the next reset closes it).
-    runner: mlua::Thread,
 }
 
 /// A Lua plugin installed in a world (one entry per version).
@@ -195,45 +235,33 @@ impl Vm {
             used: AtomicU64::new(0),
             budget: AtomicU64::new(limits.budget),
             exhausted: AtomicBool::new(false),
+            oom: AtomicBool::new(false),
         });
-        let (environment, seed): (Function, Function) = lua
+        let host = host_table(&lua, &slot, limits.memory)?;
+        let (environment, seed, entry): (Function, Function, Function) = lua
             .load(include_str!("prelude.lua"))
             .set_name("=cep-prelude")
-            .eval()?;
+            .call(host)?;
         let hook_slot = slot.clone();
         lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_STEP),
             move |_, _| {
-                let used = hook_slot
-                    .used
-                    .fetch_add(HOOK_STEP as u64, Ordering::Relaxed)
-                    + HOOK_STEP as u64;
-                if used <= hook_slot.budget.load(Ordering::Relaxed) {
-                    return Ok(VmState::Continue);
-                }
-                hook_slot.exhausted.store(true, Ordering::Relaxed);
-                if hook_slot.call.load(Ordering::Relaxed).is_null() {
-                    // Loading a script: an error stops it.
-                    return Err(mlua::Error::runtime(format!(
-                        "lua:budget: the script ran more than {} instructions",
-                        hook_slot.budget.load(Ordering::Relaxed)
-                    )));
-                }
-                // In a call, which runs as a coroutine: a yield from the
-                // hook passes through every pcall back to the host, so a
-                // script cannot catch its way past the budget.
-                Ok(VmState::Yield)
+                // Past the budget every hook raises the error again, and the
+                // sandbox's pcall, xpcall and coroutine.resume pass it on,
+                // so the script cannot catch its way past it, in a callback
+                // from C (a sort comparator, a metamethod) as anywhere.
+                hook_slot.charge(HOOK_STEP as u64)?;
+                Ok(VmState::Continue)
             },
         )?;
         lua.set_memory_limit(limits.memory)?;
         lua.gc_stop();
-        let runner = lua.create_thread(environment.clone())?;
         Ok(Vm {
-            runner,
             lua,
             slot,
             environment,
             seed,
+            entry,
             seeded: None,
         })
     }
@@ -250,13 +278,21 @@ impl Vm {
             .map_err(|e| LoadError::Init(e.to_string()))?;
         let declare = {
             let (registered, slot) = (registered.clone(), self.slot.clone());
-            self.lua.create_function(move |_, enzyme: Table| {
-                if !slot.call.load(Ordering::Acquire).is_null() {
-                    return Err(mlua::Error::runtime(
+            self.lua.create_function(move |lua, enzyme: mlua::Value| {
+                let result = if !slot.call.load(Ordering::Acquire).is_null() {
+                    Err(mlua::Error::runtime(
                         "cep.enzyme works only while the script loads",
-                    ));
-                }
-                registered.raw_push(enzyme)
+                    ))
+                } else {
+                    match enzyme {
+                        mlua::Value::Table(t) => registered.raw_push(t),
+                        other => Err(mlua::Error::runtime(format!(
+                            "cep.enzyme takes an enzyme table, not a {}",
+                            other.type_name()
+                        ))),
+                    }
+                };
+                api::protocol(lua, result.map(|()| mlua::MultiValue::new()))
             })
         };
         declare
@@ -266,16 +302,24 @@ impl Vm {
             .environment
             .call(cep)
             .map_err(|e| LoadError::Init(e.to_string()))?;
-        self.slot.used.store(0, Ordering::Relaxed);
-        self.slot.exhausted.store(false, Ordering::Relaxed);
-        let returned: mlua::Value = self
+        let chunk = self
             .lua
             .load(&script.source)
             .set_name(format!("@{}", script.chunk))
             .set_mode(mlua::ChunkMode::Text)
             .set_environment(env)
-            .eval()
+            .into_function()
             .map_err(|e| script_error(&script.chunk, &e))?;
+        self.slot.start();
+        let returned = self.entry.call::<mlua::Value>(chunk);
+        if self.slot.exhausted.load(Ordering::Relaxed) {
+            return Err(LoadError::Init(format!(
+                "{}: lua:budget: the script ran more than {} instructions while it loaded",
+                script.chunk,
+                self.slot.budget.load(Ordering::Relaxed)
+            )));
+        }
+        let returned = returned.map_err(|e| script_error(&script.chunk, &e))?;
         let mlua::Value::Table(table) = returned else {
             return Err(LoadError::Descriptor(format!(
                 "{} must return its descriptor table, not a {}",
@@ -526,8 +570,7 @@ impl Enzyme for LuaEnzyme {
             next_delay,
         };
         let slot = &vm.slot;
-        slot.used.store(0, Ordering::Relaxed);
-        slot.exhausted.store(false, Ordering::Relaxed);
+        slot.start();
         slot.call.store(
             &mut state as *mut LuaCall<'_, '_> as *mut c_void,
             Ordering::Release,
@@ -538,23 +581,9 @@ impl Enzyme for LuaEnzyme {
                 Run::Declared(_) => api::call_args(&vm.lua, &state.call),
                 Run::Delayed => Ok(mlua::MultiValue::new()),
             };
-            args.and_then(|args| {
-                let thread = &vm.runner;
-                // Resetting a coroutine stopped by an error closes it and
-                // reports that error again (already reported) without
-                // taking the function: the second reset does.
-                if thread.reset(function.clone()).is_err() {
-                    thread.reset(function.clone())?;
-                }
-                let values = thread.resume::<mlua::MultiValue>(args)?;
-                if thread.status() == mlua::ThreadStatus::Resumable
-                    && !slot.exhausted.load(Ordering::Relaxed)
-                {
-                    return Err(mlua::Error::runtime(
-                        "an enzyme may not yield (coroutine.yield outside a coroutine of its own)",
-                    ));
-                }
-                Ok(values)
+            args.and_then(|mut args| {
+                args.push_front(mlua::Value::Function(function.clone()));
+                vm.entry.call::<mlua::MultiValue>(args)
             })
         };
         let exhausted = slot.exhausted.load(Ordering::Relaxed);
@@ -582,7 +611,7 @@ impl Enzyme for LuaEnzyme {
         match result {
             Ok(values) => outcome(values, |message| fail(&mut state, "lua:error", message)),
             Err(e) => {
-                let topic = if is_memory(&e) {
+                let topic = if is_memory(&e) || slot.oom.load(Ordering::Relaxed) {
                     "lua:memory"
                 } else {
                     "lua:error"
@@ -632,6 +661,116 @@ fn error_message(e: &mlua::Error) -> String {
         mlua::Error::CallbackError { cause, .. } => error_message(cause),
         mlua::Error::RuntimeError(m) | mlua::Error::MemoryError(m) => first_line(m),
         other => first_line(&other.to_string()),
+    }
+}
+
+/// The host's side of the prelude: the budget, and the library functions
+/// whose work is charged to it (`strlib`).
+fn host_table(lua: &Lua, slot: &Arc<Slot>, memory_max: usize) -> mlua::Result<Table> {
+    let host = lua.create_table()?;
+    let s = slot.clone();
+    host.set(
+        "over",
+        lua.create_function(move |_, ()| Ok(s.exhausted.load(Ordering::Relaxed)))?,
+    )?;
+    let s = slot.clone();
+    host.set(
+        "oom",
+        lua.create_function(move |_, ()| {
+            s.oom.store(true, Ordering::Relaxed);
+            Ok(())
+        })?,
+    )?;
+    let s = slot.clone();
+    host.set(
+        "charge",
+        lua.create_function(move |_, units: mlua::Value| s.charge(units_of(&units)))?,
+    )?;
+    let s = slot.clone();
+    host.set(
+        "settle",
+        lua.create_function(move |_, values: mlua::MultiValue| {
+            let bytes: u64 = values
+                .iter()
+                .map(|v| match v {
+                    mlua::Value::String(t) => t.as_bytes().len() as u64,
+                    _ => 0,
+                })
+                .sum();
+            s.charge(values.len() as u64 + bytes / strlib::BYTES_PER_UNIT)?;
+            Ok(values)
+        })?,
+    )?;
+    for (name, find) in [("find", true), ("match", false)] {
+        let s = slot.clone();
+        host.set(
+            name,
+            lua.create_function(move |lua, args| {
+                let charge = |n| s.charge(n);
+                strlib::find(lua, &charge, args, find)
+            })?,
+        )?;
+    }
+    let s = slot.clone();
+    host.set(
+        "gmatch",
+        lua.create_function(move |lua, args| {
+            let s = s.clone();
+            strlib::gmatch(lua, Arc::new(move |n| s.charge(n)), args)
+        })?,
+    )?;
+    let s = slot.clone();
+    host.set(
+        "gsub",
+        lua.create_function(move |lua, args| {
+            let charge = |n| s.charge(n);
+            strlib::gsub(lua, &charge, args)
+        })?,
+    )?;
+    let s = slot.clone();
+    host.set(
+        "rep",
+        lua.create_function(
+            move |lua, (text, n, sep): (mlua::String, i64, Option<mlua::String>)| {
+                let (text, sep) = (text.as_bytes(), sep.as_ref().map(|s| s.as_bytes()));
+                let sep: &[u8] = sep.as_deref().unwrap_or(&[]);
+                if n <= 0 || (text.is_empty() && sep.is_empty()) {
+                    return lua.create_string("");
+                }
+                let total = (text.len() as u128 + sep.len() as u128) * n as u128
+                    - sep.len() as u128;
+                if total > memory_max as u128 {
+                    return Err(mlua::Error::runtime(format!(
+                        "string.rep: a result of {total} bytes is over the Lua memory limit of {memory_max}"
+                    )));
+                }
+                s.charge(total as u64 / strlib::BYTES_PER_UNIT + 1)?;
+                let mut out = Vec::with_capacity(total as usize);
+                for i in 0..n {
+                    if i > 0 {
+                        out.extend_from_slice(sep);
+                    }
+                    out.extend_from_slice(&text);
+                }
+                lua.create_string(&out)
+            },
+        )?,
+    )?;
+    Ok(host)
+}
+
+/// A count of work units from Lua: a non-negative number, saturated.
+fn units_of(v: &mlua::Value) -> u64 {
+    match v {
+        mlua::Value::Integer(i) => (*i).max(0) as u64,
+        mlua::Value::Number(f) if *f > 0.0 => {
+            if f.is_finite() && *f < u64::MAX as f64 {
+                *f as u64
+            } else {
+                u64::MAX
+            }
+        }
+        _ => 0,
     }
 }
 
