@@ -213,17 +213,20 @@ impl Config {
                 }
             }
         }
-        let memory_max = std::iter::once(self.wasm_memory_max)
-            .chain(self.wasm_limits.values().filter_map(|l| l.memory_max));
-        for bytes in memory_max {
+        let memory_max = std::iter::once(("wasm_memory_max".to_owned(), self.wasm_memory_max))
+            .chain(self.wasm_limits.iter().filter_map(|(plugin, l)| {
+                l.memory_max
+                    .map(|m| (format!("wasm_limits.{plugin}.memory_max"), m))
+            }));
+        for (key, bytes) in memory_max {
             if bytes < 1 << 16 {
                 return Err(format!(
-                    "a wasm memory cap of {bytes} bytes is below one wasm page (65536 bytes)"
+                    "{key} = {bytes} is out of range: a wasm memory cap is at least one wasm page (65536 bytes)"
                 ));
             }
             if bytes > crate::plugin::wasm::POOL_MEMORY_MAX {
                 return Err(format!(
-                    "a wasm memory cap of {bytes} bytes is above the host's limit of {} bytes",
+                    "{key} = {bytes}: a wasm memory cap of {bytes} bytes is above the host's limit of {} bytes",
                     crate::plugin::wasm::POOL_MEMORY_MAX
                 ));
             }

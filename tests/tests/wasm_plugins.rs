@@ -420,6 +420,39 @@ fn a_start_function_that_traps_is_refused() {
         matches!(&e, LoadError::Init(m) if m.contains("the start function trapped")),
         "{e}"
     );
+    // The cause is on the first line, and no backtrace comes with it.
+    let text = e.to_string();
+    let first = text.lines().next().unwrap();
+    assert!(first.contains("unreachable"), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(!text.contains("backtrace"), "{text}");
+}
+
+#[test]
+fn an_abi_marker_with_an_absurd_version_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = guest(&descriptor(&[]), "", "(i64.const 0)", "")
+        .replace("cep_abi_1_0", "cep_abi_99999999999999999999_0");
+    let e = load_error(&module(dir.path(), "absurd", &text));
+    assert!(
+        matches!(&e, LoadError::WasmAbi(m) if m.contains("cep_abi_99999999999999999999_0") && m.contains("not two numbers")),
+        "{e}"
+    );
+}
+
+/// A trap in a call reaches the state as one line naming its cause.
+#[test]
+fn a_trap_in_a_call_leaves_no_backtrace_in_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = g(dir.path(), "", "unreachable", "");
+    let (mut runtime, _host) = boot(&config(vec![file]));
+    inject(&runtime, "g/run", None);
+    runtime.run(2).unwrap();
+    let trap = facts(&runtime, "wasm:trap");
+    assert_eq!(trap.len(), 1, "{trap:?}");
+    assert!(trap[0].note.contains("unreachable"), "{}", trap[0].note);
+    assert!(!trap[0].note.contains('\n'), "{}", trap[0].note);
+    assert!(!trap[0].note.contains("backtrace"), "{}", trap[0].note);
 }
 
 #[test]
@@ -749,4 +782,39 @@ fn a_wasm_enzyme_runs_an_episode_through_the_guest_sdk() {
     );
     let cells = text(&runtime, "/data/tally/job/cells").unwrap_or_default();
     assert!(cells.contains("count") && cells.contains("job"), "{cells}");
+}
+
+/// Host work is charged to the caller's fuel: a module with no
+/// capabilities calling `cep.exists` and `cep.log` with 16 MiB arguments
+/// in a loop runs out of fuel within its budget instead of stalling the
+/// beat, and the host goes on.
+#[test]
+fn host_calls_with_huge_arguments_are_charged_to_the_callers_fuel() {
+    let dir = tempfile::tempdir().unwrap();
+    let imports = r#"(import "cep" "exists" (func $exists (param i32 i32) (result i32)))
+  (import "cep" "log" (func $log (param i32 i32 i32 i32)))"#;
+    let body = r#"(drop (memory.grow (i32.const 256)))
+    (loop $l
+      (drop (call $exists (i32.const 0) (i32.const 16777216)))
+      (call $log (i32.const 0) (i32.const 4) (i32.const 0) (i32.const 16777216))
+      (br $l))
+    (i64.const 0)"#;
+    let file = module(dir.path(), "g", &guest(&descriptor(&[]), imports, body, ""));
+    let config = config(vec![file, ping_wat()]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut runtime, _host) = boot(&config);
+        inject(&runtime, "g/run", None);
+        inject(&runtime, "ping/pong", None);
+        runtime.run(2).unwrap();
+        let _ = tx.send((
+            facts(&runtime, "wasm:fuel").len(),
+            int(&runtime, "/data/ping/count"),
+        ));
+    });
+    let (fuel, ping) = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the beat ends: host work is paid for with fuel");
+    assert_eq!(fuel, 1);
+    assert_eq!(ping, Some(1), "the other plugin ran");
 }

@@ -233,7 +233,8 @@ impl<'a> EnzymeCx<'a> {
 
     /// Records a CEI fact at commit, with this enzyme as its origin.
     pub fn cei(&mut self, severity: Severity, topic: &str, note: &str, subject: Option<&Path>) {
-        let fact = Fact::new(severity, topic, note)
+        let note = crate::cei::capped(note, crate::cei::OUTCOME_MESSAGE_BYTES_MAX);
+        let fact = Fact::new(severity, topic, note.into_owned())
             .origin(self.spec.name.to_string())
             .subject(subject.cloned());
         self.cei_fact(fact);

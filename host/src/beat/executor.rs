@@ -156,7 +156,7 @@ pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
         let failure = match outcome {
             Ok(Outcome::Ok) => return,
             Ok(Outcome::Retry) => Op::Retry,
-            Ok(Outcome::Fatal(message)) => Op::Fatal(message.into()),
+            Ok(Outcome::Fatal(message)) => Op::Fatal(capped_outcome(message).into()),
             Err(panic) => Op::Fatal(format!("panicked: {}", panic_message(panic.as_ref())).into()),
         };
         drop_intents(out, mark);
@@ -180,7 +180,7 @@ pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
     };
     let failed = match outcome {
         Ok(Outcome::Ok | Outcome::Retry) => None,
-        Ok(Outcome::Fatal(message)) => Some(message),
+        Ok(Outcome::Fatal(message)) => Some(capped_outcome(message)),
         Err(panic) => {
             episode::clear_slice();
             Some(format!("panicked: {}", panic_message(panic.as_ref())))
@@ -221,6 +221,15 @@ pub(crate) fn run_slot(work: &BeatWork, pos: usize, out: &mut Vec<Staged>) {
             failed,
         })),
     });
+}
+
+/// A failed call's message, cut to [`crate::cei::OUTCOME_MESSAGE_BYTES_MAX`]: a
+/// plugin's text never enters the tree unbounded.
+fn capped_outcome(message: String) -> String {
+    if message.len() <= crate::cei::OUTCOME_MESSAGE_BYTES_MAX {
+        return message;
+    }
+    crate::cei::capped(&message, crate::cei::OUTCOME_MESSAGE_BYTES_MAX).into_owned()
 }
 
 /// A call the host failed (a plugin limit) is `fatal` whatever it

@@ -68,6 +68,23 @@ impl Fact {
     }
 }
 
+/// `text` cut to at most `max` bytes at a character boundary, saying how
+/// long it was: how untrusted text (a note, a message) enters the tree.
+pub fn capped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut at = max;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    format!("{}… (cut from {} bytes)", &text[..at], text.len()).into()
+}
+
+/// The longest message a failed call's outcome carries into its fact, in
+/// bytes (the wasm ABI's outcome limit); longer messages are cut.
+pub const OUTCOME_MESSAGE_BYTES_MAX: usize = 64 << 10;
+
 /// Writes `fact` into the mailbox of `tree` and prunes the oldest facts
 /// beyond `facts_max`. Returns the fact's path.
 pub(crate) fn record(

@@ -111,18 +111,7 @@ pub enum ApiError {
     },
 }
 
-/// `text` cut to at most `max` bytes at a character boundary, saying how
-/// long it was.
-pub fn capped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if text.len() <= max {
-        return text.into();
-    }
-    let mut at = max;
-    while !text.is_char_boundary(at) {
-        at -= 1;
-    }
-    format!("{}… (cut from {} bytes)", &text[..at], text.len()).into()
-}
+pub use crate::cei::capped;
 
 /// Checks a count of beats from a plugin against [`BEATS_MAX`].
 fn beats(what: &'static str, n: u64) -> Result<u64, ApiError> {

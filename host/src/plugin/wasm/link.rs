@@ -165,6 +165,7 @@ impl HostState {
 
     /// Makes `call` the current call until [`HostState::end`].
     pub fn begin(&mut self, call: &mut Call<'_, '_>) {
+        HOST_BYTES.with(|b| b.set(0));
         self.call = call as *mut Call<'_, '_> as *mut c_void;
         self.panic = None;
         self.limiter.hit = false;
@@ -201,6 +202,55 @@ impl HostState {
 
 type Trap = wasmtime::Error;
 
+/// Fuel one host call costs, before the bytes it moves.
+pub const HOST_CALL_FUEL: u64 = 50;
+/// Bytes of guest memory a host function reads or writes per unit of fuel.
+pub const BYTES_PER_FUEL: u64 = 16;
+
+thread_local! {
+    /// Guest bytes the host functions of the running guest call have read
+    /// or written since they were last charged (one guest call runs on one
+    /// thread at a time, from `begin` to `settle`).
+    static HOST_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn touched(n: usize) {
+    HOST_BYTES.with(|b| b.set(b.get().saturating_add(n as u64)));
+}
+
+/// Charges `calls` host calls and the bytes moved since the last charge to
+/// the guest's fuel: host work is paid like the guest's own, so a module
+/// cannot stall a beat by handing the host megabytes in a loop. Out of
+/// fuel is the same trap as running out in guest code (`wasm:fuel`).
+fn charge_host_work(
+    fuel: &mut dyn FnMut(Option<u64>) -> wasmtime::Result<u64>,
+    calls: u64,
+) -> Result<(), Trap> {
+    let bytes = HOST_BYTES.with(|b| b.replace(0));
+    let cost = calls
+        .saturating_mul(HOST_CALL_FUEL)
+        .saturating_add(bytes / BYTES_PER_FUEL);
+    let left = fuel(None)?;
+    if left < cost {
+        fuel(Some(0))?;
+        return Err(wasmtime::Trap::OutOfFuel.into());
+    }
+    fuel(Some(left - cost))?;
+    Ok(())
+}
+
+/// Charges what the last host calls of a guest call moved (after it
+/// returns): a call that ends out of fuel this way fails like any other.
+pub fn settle(store: &mut wasmtime::Store<HostState>) -> Result<(), Trap> {
+    charge_host_work(
+        &mut |set| match set {
+            None => store.get_fuel(),
+            Some(v) => store.set_fuel(v).map(|()| v),
+        },
+        0,
+    )
+}
+
 fn violation(function: &str, what: &str, reason: String) -> Trap {
     wasmtime::Error::msg(format!("cep.{function}: {what}: {reason}"))
 }
@@ -208,6 +258,7 @@ fn violation(function: &str, what: &str, reason: String) -> Trap {
 /// The bytes at `ptr..ptr+len`, or a trap if they lie outside memory.
 fn bytes<'m>(mem: &'m [u8], f: &str, what: &str, ptr: i32, len: i32) -> Result<&'m [u8], Trap> {
     let (start, n) = (ptr as u32 as usize, len as u32 as usize);
+    touched(n);
     start
         .checked_add(n)
         .and_then(|end| mem.get(start..end))
@@ -257,6 +308,7 @@ fn out(mem: &mut [u8], f: &str, ptr: i32, cap: i32, data: &[u8]) -> Result<i32, 
     let len = i32::try_from(data.len())
         .map_err(|_| violation(f, "result", "longer than 2 GiB".to_owned()))?;
     if len <= cap {
+        touched(data.len());
         let start = ptr as u32 as usize;
         let slot = start
             .checked_add(data.len())
@@ -282,6 +334,13 @@ fn status(r: Result<(), i32>) -> i32 {
 fn split<'c>(
     caller: &'c mut Caller<'_, HostState>,
 ) -> Result<(&'c mut [u8], &'c mut HostState), Trap> {
+    charge_host_work(
+        &mut |set| match set {
+            None => caller.get_fuel(),
+            Some(v) => caller.set_fuel(v).map(|()| v),
+        },
+        1,
+    )?;
     let memory = caller.data().memory.ok_or_else(|| {
         // Set right after instantiation: only a start function gets here.
         wasmtime::Error::msg("cep host functions cannot be called from the start function")
@@ -531,7 +590,8 @@ pub fn define(
                 let level = text(mem, "log", "level", lp, ll)?;
                 let message = String::from_utf8_lossy(bytes(mem, "log", "message", mp, ml)?);
                 if level == "panic" {
-                    st.panic = Some(message.into_owned());
+                    let cap = crate::cei::OUTCOME_MESSAGE_BYTES_MAX / 4;
+                    st.panic = Some(crate::cei::capped(&message, cap).into_owned());
                     return Ok(());
                 }
                 // A refused line (over the limit) has already failed the call.

@@ -168,10 +168,22 @@ pub fn open(
 }
 
 fn check_marker(module: &Module) -> Result<(), LoadError> {
-    let markers: Vec<(u32, u32, String)> = module
-        .exports()
-        .filter_map(|e| abi::parse_marker(e.name()).map(|(a, b)| (a, b, e.name().to_owned())))
-        .collect();
+    let mut markers: Vec<(u32, u32, String)> = Vec::new();
+    for e in module.exports() {
+        if !e.name().starts_with(abi::ABI_MARKER_PREFIX) {
+            continue;
+        }
+        let name = cep_sdk::name::excerpt(e.name());
+        match abi::parse_marker(e.name()) {
+            Some((major, minor)) => markers.push((major, minor, name)),
+            None => {
+                return Err(LoadError::WasmAbi(format!(
+                    "the module exports {name}, an ABI marker whose version is not two numbers of at most 32 bits each (this host reads {})",
+                    abi::ABI_MARKER
+                )))
+            }
+        }
+    }
     match markers.as_slice() {
         [] => Err(LoadError::NotAPlugin(format!(
             "the module exports no ABI marker (expected {})",
@@ -357,7 +369,7 @@ impl Live {
             } else if e.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
                 format!("the start function ran out of fuel ({})", limits.fuel)
             } else {
-                format!("the start function trapped: {e:#}")
+                format!("the start function trapped: {}", cause(&e))
             }
         })?;
         let memory = instance
@@ -421,6 +433,17 @@ impl Live {
     }
 }
 
+/// What made a guest trap or fail, on one line: the trap, or the host's
+/// message; never the wasm backtrace (offsets in a module are no business
+/// of the state's, and a message is read from its first line).
+fn cause(error: &wasmtime::Error) -> String {
+    let text = match error.downcast_ref::<Trap>() {
+        Some(trap) => format!("trap: {trap}"),
+        None => error.root_cause().to_string(),
+    };
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
 /// Why a guest call failed: the fact topic and the reason.
 fn failure(
     store: &Store<link::HostState>,
@@ -440,10 +463,7 @@ fn failure(
             format!("hit the memory cap of {} bytes", limits.memory_max),
         );
     }
-    let mut reason = match error.downcast_ref::<Trap>() {
-        Some(trap) => format!("trap: {trap}"),
-        None => format!("{error:#}"),
-    };
+    let mut reason = cause(error);
     if let Some(panic) = &state.panic {
         reason = format!("{reason} (the guest panicked: {panic})");
     }
@@ -513,7 +533,10 @@ impl WasmInstance {
             return fail(&mut call, "wasm:trap", format!("fuel: {e}"));
         }
         live.store.data_mut().begin(&mut call);
-        let result = live.call.call(&mut live.store, index);
+        let result = live
+            .call
+            .call(&mut live.store, index)
+            .and_then(|packed| link::settle(&mut live.store).map(|()| packed));
         live.store.data_mut().end();
         match result {
             Ok(0) => Outcome::Ok,
