@@ -29,7 +29,7 @@ pub mod read;
 pub mod recover;
 pub mod state;
 
-pub use read::{read, read_until_damage, Damage};
+pub use read::{read, read_segments, read_until_damage, Damage};
 pub use recover::{recover, recover_and_read, OnCorrupt, Recovery};
 
 use std::fs::{File, OpenOptions};
