@@ -148,6 +148,23 @@ pub fn cep_bin() -> PathBuf {
     path
 }
 
+/// Runs the `cep` binary with `args` and waits for it.
+pub fn run_cep(args: &[&str]) -> std::process::Output {
+    Command::new(cep_bin())
+        .args(args)
+        .output()
+        .expect("cep runs")
+}
+
+/// What a process printed, standard output then standard error.
+pub fn printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Compiles a C plugin of the workspace (see [`crate::cc::compile_c`]),
 /// panicking on failure.
 pub fn compile_c(source: &str, out_dir: &Path, name: &str, defines: &[&str]) -> PathBuf {

@@ -4,28 +4,14 @@
 //! is bounded.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use cep_host::plugin::load_file;
 use cep_host::{Config, Runtime};
-use cep_tests::plugins::cep_bin;
 use cep_tests::world::{self, read, text};
 use cep_tests::{facts, p};
 
-fn cep(args: &[&str]) -> Output {
-    Command::new(cep_bin())
-        .args(args)
-        .output()
-        .expect("cep runs")
-}
-
-fn said(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use cep_tests::plugins::{printed as said, run_cep as cep};
 
 /// Exit 2 with `expect` in the message, and no panic.
 fn refused(args: &[&str], expect: &str) {

@@ -6,13 +6,11 @@
 //! (keeping a copy of what it removed).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use cep_host::cell::{Change, WorkTree};
 use cep_host::journal::{self, codec, BeatEntry, Fsync, Journal, JournalConfig, RunHeader};
 use cep_host::{Snapshot, Value};
 use cep_sdk::flat;
-use cep_tests::plugins::cep_bin;
 use proptest::prelude::*;
 
 /// Beats per run of the built journal, and its runs.
@@ -321,20 +319,7 @@ proptest! {
     }
 }
 
-fn cep(args: &[&str]) -> Output {
-    Command::new(cep_bin())
-        .args(args)
-        .output()
-        .expect("cep runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use cep_tests::plugins::{printed as text, run_cep as cep};
 
 /// A real `cep run` journal of 300 beats with checkpoints at 100 and 200.
 fn journaled_run(data: &Path) -> Vec<BeatEntry> {

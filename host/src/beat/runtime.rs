@@ -1521,7 +1521,10 @@ impl Runtime {
                 let cpu_used = ep.cpu_used_ns;
                 if io_bytes > 0 {
                     // Absent until the first byte is accounted.
-                    let _ = tree.write(&ops::io_used(&eid), Value::I64(io_used as i64));
+                    let _ = tree.write(
+                        &ops::io_used(&eid),
+                        Value::I64(i64::try_from(io_used).unwrap_or(i64::MAX)),
+                    );
                 }
                 // The slice ran in `ist:run`, but it began and ended inside
                 // this beat: no committed snapshot can show that state, and

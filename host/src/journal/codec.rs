@@ -87,12 +87,19 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    /// The next `N` bytes as an array.
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
     fn u64(&mut self) -> Result<u64, RecordError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+        Ok(u64::from_le_bytes(self.array()?))
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], RecordError> {
-        let n = u32::from_le_bytes(self.take(4)?.try_into().expect("4")) as usize;
+        let n = u32::from_le_bytes(self.array()?) as usize;
         self.take(n)
     }
 
@@ -107,10 +114,8 @@ impl<'a> Reader<'a> {
             0 => return Ok(None),
             1 => Value::Null,
             2 => Value::Bool(self.take(1)?[0] != 0),
-            3 => Value::I64(i64::from_le_bytes(self.take(8)?.try_into().expect("8"))),
-            4 => Value::F64(f64::from_bits(u64::from_le_bytes(
-                self.take(8)?.try_into().expect("8"),
-            ))),
+            3 => Value::I64(i64::from_le_bytes(self.array()?)),
+            4 => Value::F64(f64::from_bits(u64::from_le_bytes(self.array()?))),
             5 => Value::text(self.text()?),
             6 => Value::bytes(self.bytes()?),
             _ => return Err(self.fail("unknown value tag")),
@@ -393,7 +398,7 @@ fn read_change(rd: &mut Reader) -> Result<Change, RecordError> {
             }
             let log = match flags & 2 {
                 0 => None,
-                _ => Some(rd.take(32)?.try_into().expect("32 bytes")),
+                _ => Some(rd.array()?),
             };
             Ok(Change::Put {
                 path,

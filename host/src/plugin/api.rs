@@ -113,6 +113,23 @@ pub enum ApiError {
 
 pub use crate::cei::capped;
 
+/// The largest byte or nanosecond count (a budget, bytes accounted) the
+/// host API accepts: 2^62, so sums of them still fit the tree's i64.
+pub const AMOUNT_MAX: u64 = 1 << 62;
+
+/// Checks an amount from a plugin against [`AMOUNT_MAX`].
+fn amount(what: &'static str, n: u64) -> Result<u64, ApiError> {
+    if n <= AMOUNT_MAX {
+        Ok(n)
+    } else {
+        Err(invalid(
+            what,
+            &n.to_string(),
+            format!("at most {AMOUNT_MAX}"),
+        ))
+    }
+}
+
 /// Checks a count of beats from a plugin against [`BEATS_MAX`].
 fn beats(what: &'static str, n: u64) -> Result<u64, ApiError> {
     if n <= BEATS_MAX {
@@ -494,8 +511,8 @@ impl<'c, 'a> Call<'c, 'a> {
         spec.signal = signal(signal_text)?;
         spec.target = target.map(cell_path).transpose()?;
         spec.budgets = Budgets {
-            cpu_budget_ns,
-            io_budget_bytes,
+            cpu_budget_ns: amount("cpu_budget_ns", cpu_budget_ns)?,
+            io_budget_bytes: amount("io_budget_bytes", io_budget_bytes)?,
         };
         spec.max_beats = beats("max_beats", max_beats)?;
         Ok(self.cx.ep_start(spec))
@@ -560,6 +577,7 @@ impl<'c, 'a> Call<'c, 'a> {
     }
 
     pub fn account_io(&mut self, bytes: u64) -> Result<(), ApiError> {
+        let bytes = amount("bytes", bytes)?;
         self.cx.account_io(bytes).map_err(refused)
     }
 }
