@@ -98,29 +98,31 @@ where
     F: Fn(&Lua, &mut LuaCall<'_, '_>, A) -> mlua::Result<R> + Send + 'static,
 {
     let slot = slot.clone();
-    let function = lua.create_function(move |lua, args: MultiValue| {
+    let function = lua.create_function(move |lua, args: A| {
         let result = current(&slot)
-            .and_then(|call| f(lua, call, A::from_lua_multi(args, lua)?))
-            .and_then(|r| r.into_lua_multi(lua));
+            .and_then(|call| f(lua, call, args))
+            .and_then(|r| r.into_lua_multi(lua))
+            .map(|mut values| values.pop_front().unwrap_or(mlua::Value::Nil));
         protocol(lua, result)
     })?;
     cep.set(name, function)
 }
 
-/// A `cep` function's result in the `true, …` / `false, message` form.
-pub(super) fn protocol(lua: &Lua, result: mlua::Result<MultiValue>) -> mlua::Result<MultiValue> {
+/// A `cep` function's result in the `true, result` / `false, message`
+/// form.
+pub(super) fn protocol(
+    lua: &Lua,
+    result: mlua::Result<mlua::Value>,
+) -> mlua::Result<(bool, mlua::Value)> {
     match result {
-        Ok(mut values) => {
-            values.push_front(mlua::Value::Boolean(true));
-            Ok(values)
-        }
+        Ok(value) => Ok((true, value)),
         Err(e) => {
             let message = super::error_message(&e);
             let message = crate::plugin::api::capped(&message, ERROR_BYTES_MAX);
-            Ok(MultiValue::from_iter([
-                mlua::Value::Boolean(false),
+            Ok((
+                false,
                 mlua::Value::String(lua.create_string(message.as_bytes())?),
-            ]))
+            ))
         }
     }
 }

@@ -172,8 +172,6 @@ struct Slot {
     used: AtomicU64,
     budget: AtomicU64,
     exhausted: AtomicBool,
-    /// The running call ended in a memory error.
-    oom: AtomicBool,
 }
 
 impl Slot {
@@ -181,7 +179,6 @@ impl Slot {
     fn start(&self) {
         self.used.store(0, Ordering::Relaxed);
         self.exhausted.store(false, Ordering::Relaxed);
-        self.oom.store(false, Ordering::Relaxed);
     }
 
     /// Adds `units` of work; past the budget the call is over: this and
@@ -207,9 +204,6 @@ struct Vm {
     slot: Arc<Slot>,
     environment: Function,
     seed: Function,
-    /// Every call and script load runs through it: it turns any error
-    /// object into text without an address (prelude.lua).
-    entry: Function,
     /// The beat `math.random` was last seeded for.
     seeded: Option<u64>,
 }
@@ -235,10 +229,9 @@ impl Vm {
             used: AtomicU64::new(0),
             budget: AtomicU64::new(limits.budget),
             exhausted: AtomicBool::new(false),
-            oom: AtomicBool::new(false),
         });
         let host = host_table(&lua, &slot, limits.memory)?;
-        let (environment, seed, entry): (Function, Function, Function) = lua
+        let (environment, seed): (Function, Function) = lua
             .load(include_str!("prelude.lua"))
             .set_name("=cep-prelude")
             .call(host)?;
@@ -261,7 +254,6 @@ impl Vm {
             slot,
             environment,
             seed,
-            entry,
             seeded: None,
         })
     }
@@ -292,7 +284,7 @@ impl Vm {
                         ))),
                     }
                 };
-                api::protocol(lua, result.map(|()| mlua::MultiValue::new()))
+                api::protocol(lua, result.map(|()| mlua::Value::Nil))
             })
         };
         declare
@@ -311,7 +303,7 @@ impl Vm {
             .into_function()
             .map_err(|e| script_error(&script.chunk, &e))?;
         self.slot.start();
-        let returned = self.entry.call::<mlua::Value>(chunk);
+        let returned = chunk.call::<mlua::Value>(());
         if self.slot.exhausted.load(Ordering::Relaxed) {
             return Err(LoadError::Init(format!(
                 "{}: lua:budget: the script ran more than {} instructions while it loaded",
@@ -581,10 +573,7 @@ impl Enzyme for LuaEnzyme {
                 Run::Declared(_) => api::call_args(&vm.lua, &state.call),
                 Run::Delayed => Ok(mlua::MultiValue::new()),
             };
-            args.and_then(|mut args| {
-                args.push_front(mlua::Value::Function(function.clone()));
-                vm.entry.call::<mlua::MultiValue>(args)
-            })
+            args.and_then(|args| function.call::<mlua::MultiValue>(args))
         };
         let exhausted = slot.exhausted.load(Ordering::Relaxed);
         let enzyme = state.call.enzyme().to_owned();
@@ -611,7 +600,7 @@ impl Enzyme for LuaEnzyme {
         match result {
             Ok(values) => outcome(values, |message| fail(&mut state, "lua:error", message)),
             Err(e) => {
-                let topic = if is_memory(&e) || slot.oom.load(Ordering::Relaxed) {
+                let topic = if is_memory(&e) {
                     "lua:memory"
                 } else {
                     "lua:error"
@@ -672,14 +661,6 @@ fn host_table(lua: &Lua, slot: &Arc<Slot>, memory_max: usize) -> mlua::Result<Ta
     host.set(
         "over",
         lua.create_function(move |_, ()| Ok(s.exhausted.load(Ordering::Relaxed)))?,
-    )?;
-    let s = slot.clone();
-    host.set(
-        "oom",
-        lua.create_function(move |_, ()| {
-            s.oom.store(true, Ordering::Relaxed);
-            Ok(())
-        })?,
     )?;
     let s = slot.clone();
     host.set(

@@ -1,18 +1,16 @@
 -- The sandbox of cep's Lua plugins, run once in each VM before any script.
 -- It closes what would break determinism or escape the host, bounds what
 -- one call can do, and returns the functions the host needs: one building
--- a plugin's environment, one reseeding math.random, and the entry every
--- call and every script load runs through.
+-- a plugin's environment and one reseeding math.random.
 --
 -- The VM was opened with the base, table, string, math, utf8 and coroutine
 -- libraries only: no io, os, debug or package (so no require, no clock).
 -- `host` holds the host's side: `over` (whether the running call's budget
--- is spent), `charge` (adds work to it), `oom` (notes a memory error),
--- and the budgeted library functions (`find`, `match`, `gmatch`, `gsub`,
--- `rep`, `settle`).
+-- is spent), `charge` (adds work to it), and the budgeted library
+-- functions (`find`, `match`, `gmatch`, `gsub`, `rep`, `settle`).
 
 local host = ...
-local over, charge, oom, settle = host.over, host.charge, host.oom, host.settle
+local over, charge, settle = host.over, host.charge, host.settle
 local rawnext, rawtostring, sort = next, tostring, table.sort
 local rawpcall, rawxpcall, rawerror, rawselect = pcall, xpcall, error, select
 local rawsetmetatable, rawgetmetatable, rawtype = setmetatable, getmetatable, type
@@ -194,9 +192,7 @@ local function seed(n) randomseed(n) end
 
 -- The text of an error object: strings as they are; a table with
 -- __tostring through it; anything else by its type, never its address.
-local handled = false
 local function error_text(e)
-  handled = true
   local t = rawtype(e)
   if t == "string" or t == "number" then return e end
   local mt = rawgetmetatable(e)
@@ -206,26 +202,32 @@ local function error_text(e)
   end
   return "(error object is a " .. t .. " value)"
 end
-local function finish(ok, ...)
-  if ok then return ... end
-  -- The message handler runs for every error but a memory error.
-  if not handled and (...) == "not enough memory" then oom() end
-  rawerror((...), 0)
+
+-- error and assert raise text only: an error object that is not a string
+-- would be rendered with its address where it reaches the host.
+local function safe_error(e, level)
+  if rawtype(e) ~= "string" then e = error_text(e) end
+  level = level or 1
+  if level > 0 then level = level + 1 end
+  return rawerror(e, level)
 end
--- Every call and every script load runs through here.
-local function entry(f, ...)
-  handled = false
-  return finish(rawxpcall(f, error_text, ...))
+local function safe_assert(v, message, ...)
+  if v then return v, message, ... end
+  if message == nil then return rawerror("assertion failed!", 0) end
+  if rawtype(message) ~= "string" then message = error_text(message) end
+  return rawerror(message, 0)
 end
 
--- A host function answers `true, results…` or `false, message`; the
+-- A host function answers `true, result` or `false, message`; the
 -- environment's `cep` functions raise the message as an ordinary error at
--- the script's line.
-local function check(ok, ...)
-  if ok then return ... end
-  rawerror((...), 2)
+-- the script's line. (No `cep` function takes more than five arguments.)
+local function bind(raw)
+  return function(a, b, c, d, e)
+    local ok, r = raw(a, b, c, d, e)
+    if ok then return r end
+    rawerror(r, 2)
+  end
 end
-local function bind(raw) return function(...) return check(raw(...)) end end
 
 local function environment(raw_cep)
   local cep = {}
@@ -233,7 +235,7 @@ local function environment(raw_cep)
     if rawtype(v) == "function" then cep[k] = bind(v) else cep[k] = v end
   end
   local env = {
-    assert = assert, error = rawerror, ipairs = ipairs, pairs = sorted_pairs,
+    assert = safe_assert, error = safe_error, ipairs = ipairs, pairs = sorted_pairs,
     pcall = guarded_pcall, xpcall = guarded_xpcall, select = rawselect,
     tonumber = safe_tonumber, tostring = safe_tostring, type = rawtype,
     rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = rawset,
@@ -256,4 +258,4 @@ local function environment(raw_cep)
   return env
 end
 
-return environment, seed, entry
+return environment, seed
