@@ -269,9 +269,65 @@ fn wasm_module(c: &mut Criterion) {
     group.finish();
 }
 
+/// The bound on an untrusted call with the default limits: one beat whose
+/// only call spends its whole budget — a Lua `while true do end`, a Lua
+/// loop of `string.rep` (library work charged), a wasm `(loop br)`.
+fn spent_budget(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let lua = dir.path().join("lx.lua");
+    std::fs::write(
+        &lua,
+        r#"return { name = "lx", version = "0.1.0", enzymes = {
+    { name = "lx.spin", signal = "lx/spin", run = function() while true do end end },
+    { name = "lx.rep", signal = "lx/rep", run = function() while true do local s = string.rep("x", 1e5) end end },
+  } }"#,
+    )
+    .unwrap();
+    let wasm = dir.path().join("wx.wat");
+    std::fs::write(
+        &wasm,
+        WX.replace("(i64.const 0))\n)", "(loop $l (br $l)) (i64.const 0))\n)"),
+    )
+    .unwrap();
+    let mut config = config(vec![lua, wasm]);
+    config.wasm_cache_dir = Some(std::path::PathBuf::new());
+    let mut rt = Runtime::new(config.clone()).unwrap();
+    let _host = PluginHost::bootstrap(&mut rt, &config).unwrap();
+    while !rt.booted() {
+        rt.step().unwrap();
+    }
+    let source = Word::new("bench").unwrap();
+    let mut group = c.benchmark_group("spent_budget");
+    group.sample_size(10);
+    for (label, signal) in [
+        ("lua_spin", "lx/spin"),
+        ("lua_rep", "lx/rep"),
+        ("wasm_spin", "wx/empty"),
+    ] {
+        let signal = p(signal);
+        group.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    rt.injector()
+                        .inject_batch(&source, [Impulse::signal(signal.clone())])
+                        .unwrap();
+                    let start = Instant::now();
+                    let report = rt.step().unwrap();
+                    total += start.elapsed();
+                    assert_eq!(report.calls, 1);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     native_call,
+    spent_budget,
     wasm_module,
     bootstrap_50,
     adapter_capture

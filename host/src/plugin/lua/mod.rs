@@ -726,13 +726,8 @@ fn host_table(lua: &Lua, slot: &Arc<Slot>, memory_max: usize) -> mlua::Result<Ta
                     )));
                 }
                 s.charge(total as u64 / strlib::BYTES_PER_UNIT + 1)?;
-                let mut out = Vec::with_capacity(total as usize);
-                for i in 0..n {
-                    if i > 0 {
-                        out.extend_from_slice(sep);
-                    }
-                    out.extend_from_slice(&text);
-                }
+                let mut out = [&text[..], sep].concat().repeat(n as usize);
+                out.truncate(total as usize);
                 lua.create_string(&out)
             },
         )?,
