@@ -341,3 +341,19 @@ cep.write("/data/t/negative", tostring(ok3))
     let rendered = runtime.snapshot().render(&p("/rt/ops")).unwrap_or_default();
     assert!(!rendered.contains("-1"), "{rendered}");
 }
+
+/// A descriptor is bounded: a Lua script declaring a hundred thousand
+/// enzymes is refused, not registered.
+#[test]
+fn a_descriptor_with_too_many_entries_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let many = lua(
+        dir.path(),
+        "many",
+        "local e = {}\nfor i = 1, 100000 do e[i] = { name = 'm.e' .. i, signal = 'm/e', run = function() end } end\nreturn { name = 'many', version = '0.1.0', enzymes = e }\n",
+    );
+    refused(
+        &["plugin", "check", many.to_str().unwrap()],
+        "over the limit of 4096",
+    );
+}

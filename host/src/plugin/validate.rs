@@ -51,12 +51,37 @@ pub enum DescriptorError {
         len: usize,
         max: usize,
     },
+    #[error("{field} lists {count} entries, over the limit of {max}")]
+    TooMany {
+        field: String,
+        count: usize,
+        max: usize,
+    },
     #[error("{field} is {len} bytes, over the limit of {max}")]
     TooLong {
         field: String,
         len: usize,
         max: usize,
     },
+}
+
+/// The most enzymes, organs, transports, adapters or capabilities one
+/// descriptor may declare, and the most names in one list of an enzyme
+/// (`before`, `after`, `reads`, `writes`) or organ (`depends_on`): a
+/// descriptor is data from a possibly hostile plugin, and each entry costs
+/// the host work and memory.
+pub const DECLARED_MAX: usize = 4096;
+
+fn count(field: impl Into<String>, n: usize) -> Result<(), DescriptorError> {
+    if n <= DECLARED_MAX {
+        Ok(())
+    } else {
+        Err(DescriptorError::TooMany {
+            field: field.into(),
+            count: n,
+            max: DECLARED_MAX,
+        })
+    }
 }
 
 /// The longest label a descriptor may give an enzyme, organ, transport or
@@ -134,6 +159,27 @@ pub fn validate(d: &PluginDescriptor, host: AbiVersion) -> Result<(), Descriptor
         });
     }
 
+    count("enzymes", d.enzymes.len())?;
+    count("organs", d.organs.len())?;
+    count("transports", d.transports.len())?;
+    count("adapters", d.adapters.len())?;
+    count("capabilities", d.capabilities.len())?;
+    for e in &d.enzymes {
+        for (field, list) in [
+            ("before", &e.before),
+            ("after", &e.after),
+            ("reads", &e.reads),
+            ("writes", &e.writes),
+        ] {
+            count(format!("enzyme {} {field}", excerpt(&e.name)), list.len())?;
+        }
+    }
+    for o in &d.organs {
+        count(
+            format!("organ {} depends_on", excerpt(&o.kind)),
+            o.depends_on.len(),
+        )?;
+    }
     unique("enzyme", d.enzymes.iter().map(|e| e.name.as_str()))?;
     for enzyme in &d.enzymes {
         label(
