@@ -864,3 +864,36 @@ fn a_yield_after_its_episode_was_cancelled_in_the_same_beat_queues_nothing() {
         );
     }
 }
+
+/// Decisions are kept in memory only while something will take them: a
+/// run without a journal keeps the newest `DECISIONS_KEPT`; a journaled
+/// run keeps every untaken one until the journal takes it.
+#[test]
+fn decisions_kept_in_memory_are_bounded() {
+    use cep_host::beat::DECISIONS_KEPT;
+    let over_budget = |rt: &mut Runtime, n: usize| {
+        for _ in 0..n {
+            let mut spec = EpisodeSpec::new("spin", Profile::Ro);
+            spec.budgets.cpu_budget_ns = 1; // exceeded by any slice
+            rt.ep_start(spec);
+        }
+        rt.run(3).unwrap();
+    };
+    let n = DECISIONS_KEPT + 100;
+    let mut rt = Runtime::new(Config::default()).unwrap();
+    register_yielder(&mut rt, "spin");
+    over_budget(&mut rt, n);
+    assert_eq!(rt.decisions().len(), DECISIONS_KEPT, "without a journal");
+    let mut rt = Runtime::new(Config::default()).unwrap();
+    register_yielder(&mut rt, "spin");
+    rt.record_inputs(true);
+    over_budget(&mut rt, n);
+    assert_eq!(
+        rt.decisions().len(),
+        n,
+        "nothing lost before the journal takes it"
+    );
+    assert_eq!(rt.take_decisions().len(), n);
+    assert_eq!(rt.decisions().len(), DECISIONS_KEPT);
+    assert!(rt.take_decisions().is_empty());
+}

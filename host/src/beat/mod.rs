@@ -17,5 +17,6 @@ mod runtime;
 pub use context::{EnzymeCx, HostError};
 pub use impulse::{Impulse, InjectError, Injector, Input};
 pub use runtime::{
-    BeatReport, Runtime, RuntimeError, BOOT_OID, BOOT_STATES, SHUTDOWN_OID, SHUTDOWN_STATES,
+    BeatReport, Runtime, RuntimeError, BOOT_OID, BOOT_STATES, DECISIONS_KEPT, SHUTDOWN_OID,
+    SHUTDOWN_STATES,
 };

@@ -141,6 +141,10 @@ impl Resolver {
 /// A callback run after every commit.
 type Observer = Box<dyn FnMut(&BeatReport, &Snapshot) + Send>;
 
+/// Decisions a runtime keeps in memory once nothing will take them (see
+/// [`Runtime::decisions`]); a journal records every decision as it is made.
+pub const DECISIONS_KEPT: usize = 1024;
+
 /// One world: a cell tree driven by a heartbeat.
 pub struct Runtime {
     config: Config,
@@ -200,7 +204,9 @@ pub struct Runtime {
     /// an enzyme of that beat: applied after every intent, so the result
     /// does not depend on agenda order. Empty between beats.
     running_cancels: Vec<(SliceTicket, String)>,
-    /// Every nondeterministic decision taken so far, in order.
+    /// The nondeterministic decisions taken, in order: the newest
+    /// [`DECISIONS_KEPT`] that were taken (journaled) or, without a journal,
+    /// made; and every one not yet taken.
     decisions: Vec<Decision>,
     /// The first beat of a world resumed from a previous process's tree.
     resumed_at: Option<u64>,
@@ -629,17 +635,35 @@ impl Runtime {
     }
 
     /// The nondeterministic decisions taken so far (CPU-budget
-    /// cancellations), in the order they were applied.
+    /// cancellations), in the order they were applied: the newest
+    /// [`DECISIONS_KEPT`] (a journal keeps them all).
     pub fn decisions(&self) -> &[Decision] {
         &self.decisions
     }
 
     /// The decisions taken since the last call (a journal records them
     /// with the beat that applied them).
-    pub fn take_decisions(&mut self) -> &[Decision] {
-        let from = self.decisions_taken;
+    pub fn take_decisions(&mut self) -> Vec<Decision> {
+        let taken = self.decisions[self.decisions_taken..].to_vec();
         self.decisions_taken = self.decisions.len();
-        &self.decisions[from..]
+        self.forget_old_decisions();
+        taken
+    }
+
+    /// Drops decisions beyond the newest [`DECISIONS_KEPT`] that nothing
+    /// will take any more: taken ones, or any when no journal records
+    /// (`record_inputs` off). Memory stays bounded on a run of any length.
+    fn forget_old_decisions(&mut self) {
+        let keep_from = if self.recording {
+            self.decisions_taken
+        } else {
+            self.decisions.len()
+        };
+        let excess = keep_from.saturating_sub(DECISIONS_KEPT);
+        if excess > 0 {
+            self.decisions.drain(..excess);
+            self.decisions_taken = self.decisions_taken.saturating_sub(excess);
+        }
     }
 
     /// Replays `decisions` instead of measuring: from now on a CPU-budget
@@ -1718,6 +1742,7 @@ impl Runtime {
         match recorded {
             Some(decision) => {
                 self.decisions.push(decision);
+                self.forget_old_decisions();
                 true
             }
             None => false,
