@@ -34,13 +34,9 @@ pub struct CallLimits {
 }
 
 impl Default for CallLimits {
+    /// The configuration's defaults (`config.rs` is their one definition).
     fn default() -> Self {
-        CallLimits {
-            emits: 4096,
-            facts: 64,
-            logs: 256,
-            note_bytes: 4096,
-        }
+        Self::of(&crate::config::Config::default())
     }
 }
 
