@@ -19,11 +19,12 @@ use std::thread::JoinHandle;
 
 use crossbeam::channel::{self, Receiver, Sender};
 
-use super::context::{EnzymeCx, EpisodeOp, Op, Staged};
-use super::impulse::Queued;
 use crate::cell::Snapshot;
+use crate::enzyme::{EnzymeCx, Op, Staged};
 use crate::enzyme::{EnzymeId, Outcome, Registry};
+use crate::episode::EpisodeOp;
 use crate::episode::{self, Profile, SliceEnd, SliceInfo};
+use crate::impulse::Queued;
 
 /// One agenda entry: an impulse and an enzyme to run for it.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +85,16 @@ pub(crate) struct BeatWork {
     /// [`Episodes::ended`](crate::episode::Episodes::ended) after the
     /// capture, which found every slice's episode live.
     pub episodes_ended: u64,
+}
+
+impl BeatWork {
+    /// The name of the enzyme at agenda position `pos`.
+    pub fn enzyme_name(&self, pos: u32) -> &str {
+        self.registry
+            .spec(self.agenda[pos as usize].enzyme)
+            .name
+            .as_str()
+    }
 }
 
 /// Agendas shorter than this run on the heartbeat thread even on the

@@ -9,14 +9,19 @@
 //! way: inputs → capture → agenda → compute (reads the frozen snapshot,
 //! stages intents) → commit (applies them in agenda order) → hash.
 
-mod context;
+mod capture;
+mod commit;
 mod executor;
-mod impulse;
+mod intents;
+mod ledger;
+mod life;
+mod queue;
+mod reclaim;
 mod runtime;
 
-pub use context::{EnzymeCx, HostError};
-pub use impulse::{Impulse, InjectError, Injector, Input};
+pub use crate::enzyme::{EnzymeCx, HostError};
+pub use crate::episode::DECISIONS_KEPT;
+pub use crate::impulse::{Impulse, InjectError, Injector, Input};
 pub use runtime::{
-    BeatReport, Runtime, RuntimeError, BOOT_OID, BOOT_STATES, DECISIONS_KEPT, SHUTDOWN_OID,
-    SHUTDOWN_STATES,
+    BeatReport, Runtime, RuntimeError, BOOT_OID, BOOT_STATES, SHUTDOWN_OID, SHUTDOWN_STATES,
 };

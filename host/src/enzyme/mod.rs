@@ -5,10 +5,12 @@
 //! ([`Registry::resolve`]). Must not touch the tree or run callbacks: the
 //! heartbeat does that with the agenda this module computes.
 
+mod context;
 mod pattern;
 mod registry;
 
-use crate::beat::EnzymeCx;
+pub use context::{EnzymeCx, HostError};
+pub(crate) use context::{Op, Staged};
 
 pub use pattern::SignalPattern;
 pub use registry::{Binding, EnzymeId, EnzymeSpec, RegisterError, Registry, ResolveKey};

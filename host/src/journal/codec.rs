@@ -9,8 +9,8 @@ use cep_sdk::flat::{Frame, Record};
 use cep_sdk::{Path, Value, Word};
 
 use super::{BeatEntry, Decision, PluginRecord, RunHeader};
-use crate::beat::{Impulse, Input};
 use crate::cell::Change;
+use crate::impulse::{Impulse, Input};
 
 /// Frame type of a run header (first frame of each run).
 pub const FRAME_HEADER: u16 = 1;

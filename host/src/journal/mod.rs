@@ -38,8 +38,8 @@ use std::path::{Path as FsPath, PathBuf};
 
 use cep_sdk::flat::{self, Encoding};
 
-use crate::beat::Input;
 use crate::cell::{Change, Hash};
+use crate::impulse::Input;
 
 /// When appended frames are forced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 
 use cep_sdk::{Name, Path, Value};
 
-use crate::beat::Impulse;
 use crate::cei::{Fact, Severity};
 use crate::cell::{CellMut, NameOrder, Node, Snapshot, TreeError, WorkTree};
+use crate::impulse::Impulse;
 
 /// Where dossiers live.
 pub const OPS_ROOT: &str = "/rt/ops";

@@ -21,8 +21,13 @@ use std::collections::BTreeMap;
 
 use cep_sdk::{Name, OrganDescriptor, Path, Value};
 
-use crate::beat::Impulse;
-use crate::plugin::validate::find_cycle;
+mod graph;
+mod lifecycle;
+
+use crate::impulse::Impulse;
+
+pub use graph::find_cycle;
+pub(crate) use lifecycle::Lifecycle;
 
 /// The first segment of lifecycle signals.
 pub const SIGNAL_ROOT: &str = "organ";

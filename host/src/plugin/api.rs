@@ -11,8 +11,8 @@
 use cep_sdk::{Name, Path, Value};
 
 use super::caps::{Capability, Grants};
-use crate::beat::EnzymeCx;
 use crate::cei::Severity;
+use crate::enzyme::EnzymeCx;
 use crate::episode::{Budgets, EpisodeSpec, Lease, Profile};
 use crate::ops::{AwaitSpec, OpSpec, OpStatus};
 use crate::Impulse;

@@ -34,8 +34,8 @@ use cep_sdk::{PluginDescriptor, Value};
 use super::api::{self, ApiError, Call, PluginCtx};
 use super::sink::SinkState;
 use super::{AdapterCode, LoadError};
-use crate::beat::EnzymeCx;
 use crate::cell::Snapshot;
+use crate::enzyme::EnzymeCx;
 use crate::enzyme::{Enzyme, Outcome};
 
 /// An opened native plugin library.

@@ -20,7 +20,7 @@ use cep_sdk::{Value, Word};
 
 use super::api::{self, ApiError};
 use super::caps::{Capability, Grants};
-use crate::beat::{Impulse, InjectError, Injector};
+use crate::impulse::{Impulse, InjectError, Injector};
 
 /// Why an input was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -66,9 +66,9 @@ use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, VmState};
 
 use super::api::{Call, PluginCtx};
 use super::LoadError;
-use crate::beat::EnzymeCx;
 use crate::cei::Severity;
 use crate::config::Config;
+use crate::enzyme::EnzymeCx;
 use crate::enzyme::{Enzyme, Outcome};
 
 /// The executor lane every Lua enzyme runs in.

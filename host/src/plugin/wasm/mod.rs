@@ -46,9 +46,9 @@ use wasmtime::{
 use super::api::{Call, PluginCtx};
 use super::caps::Grants;
 use super::LoadError;
-use crate::beat::EnzymeCx;
 use crate::cei::Severity;
 use crate::config::Config;
+use crate::enzyme::EnzymeCx;
 use crate::enzyme::{Enzyme, Outcome};
 
 pub use engine::{cache_key, default_cache_dir, engine, Source, POOL_MEMORY_MAX};

@@ -5,8 +5,6 @@ use std::sync::{Arc, Mutex};
 
 use cep_sdk::{Path, Value, Word};
 
-use crate::enzyme::EnzymeId;
-
 /// A request `(signal, target, payload)` dispatched at a beat.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Impulse {
@@ -45,7 +43,8 @@ impl Impulse {
 #[derive(Debug, Clone)]
 pub(crate) struct Queued {
     pub impulse: Impulse,
-    /// For a retry, the id of the only enzyme to run; [`Queued::ANY`] else.
+    /// For a retry, the registry index of the only enzyme to run
+    /// ([`crate::enzyme::EnzymeId`]); [`Queued::ANY`] else.
     only: u32,
     pub attempt: u32,
 }
@@ -62,17 +61,17 @@ impl Queued {
     }
 
     /// A retry of `impulse` for `enzyme` alone.
-    pub fn retry(impulse: Impulse, enzyme: EnzymeId, attempt: u32) -> Self {
+    pub fn retry(impulse: Impulse, enzyme: u32, attempt: u32) -> Self {
         Queued {
             impulse,
-            only: enzyme.0,
+            only: enzyme,
             attempt,
         }
     }
 
     /// A retry runs only the enzyme that asked for it.
-    pub fn only(&self) -> Option<EnzymeId> {
-        (self.only != Self::ANY).then_some(EnzymeId(self.only))
+    pub fn only(&self) -> Option<u32> {
+        (self.only != Self::ANY).then_some(self.only)
     }
 }
 

@@ -8,57 +8,14 @@ use std::sync::Arc;
 
 use cep_sdk::{EnzymeDescriptor, Name, Path, Value};
 
-use super::impulse::Impulse;
+use super::{Enzyme, EnzymeSpec};
 use crate::cei::{Fact, Severity};
 use crate::cell::{Node, Snapshot};
-use crate::enzyme::{Enzyme, EnzymeSpec};
-use crate::episode::{self, EpisodeSpec, GuardError, Lease, SliceEnd, SliceInfo, SliceTicket};
+use crate::episode::{
+    self, EpisodeOp, EpisodeSpec, GuardError, Lease, SliceEnd, SliceInfo, SliceTicket,
+};
+use crate::impulse::Impulse;
 use crate::ops::{AwaitSpec, OpSpec, OpStatus, OpsIntent};
-
-/// An episode change, applied at commit.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum EpisodeOp {
-    Start {
-        eid: Name,
-        spec: EpisodeSpec,
-        /// The operation the starting call worked for.
-        parent: Option<Name>,
-    },
-    /// A slice finished: how it asked to end, the IO it accounted, the CPU it
-    /// measured (when budgeted), whether it was cancelled, or why it failed.
-    SliceDone {
-        eid: Name,
-        end: Option<SliceEnd>,
-        io_bytes: u64,
-        cpu_ns: Option<u64>,
-        cancelled: bool,
-        failed: Option<String>,
-    },
-    Lease {
-        eid: Name,
-        lease: Lease,
-    },
-    Release {
-        eid: Name,
-        path: Path,
-    },
-    Suspend {
-        eid: Name,
-        drop_leases: bool,
-    },
-    Resume {
-        eid: Name,
-    },
-    Cancel {
-        eid: Name,
-        topic: String,
-        reason: String,
-    },
-    /// Cancel one slice (see [`crate::episode::SliceTicket`]).
-    CancelTicket {
-        ticket: SliceTicket,
-    },
-}
 
 /// One staged intent, tagged with the agenda position that produced it.
 pub(crate) struct Staged {
