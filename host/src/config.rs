@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// The most linear memory any wasm instance may have (the pooling
+/// allocator reserves this much address space per slot).
+pub const WASM_MEMORY_MAX: usize = 1 << 30;
+
 /// Which executor runs the compute phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -199,7 +203,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         for (plugin, caps) in &self.grants {
             for cap in caps {
-                crate::plugin::caps::Capability::parse(cap)
+                cep_sdk::caps::Capability::parse(cap)
                     .map_err(|reason| format!("grants.{plugin}: {cap:?}: {reason}"))?;
             }
         }
@@ -224,10 +228,10 @@ impl Config {
                     "{key} = {bytes} is out of range: a wasm memory cap is at least one wasm page (65536 bytes)"
                 ));
             }
-            if bytes > crate::plugin::wasm::POOL_MEMORY_MAX {
+            if bytes > WASM_MEMORY_MAX {
                 return Err(format!(
                     "{key} = {bytes}: a wasm memory cap of {bytes} bytes is above the host's limit of {} bytes",
-                    crate::plugin::wasm::POOL_MEMORY_MAX
+                    WASM_MEMORY_MAX
                 ));
             }
         }

@@ -44,7 +44,7 @@ impl Impulse {
 pub(crate) struct Queued {
     pub impulse: Impulse,
     /// For a retry, the registry index of the only enzyme to run
-    /// ([`crate::enzyme::EnzymeId`]); [`Queued::ANY`] else.
+    /// (its `EnzymeId`); [`Queued::ANY`] else.
     only: u32,
     pub attempt: u32,
 }

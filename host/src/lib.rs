@@ -9,6 +9,7 @@ pub mod cei;
 pub mod cell;
 pub mod cli;
 pub mod config;
+pub mod default_world;
 pub mod enzyme;
 pub mod episode;
 pub mod impulse;

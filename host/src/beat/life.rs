@@ -12,9 +12,8 @@ use cep_sdk::{Name, OrganDescriptor, Path, Value};
 
 use super::runtime::Phase;
 use super::{Runtime, BOOT_OID, BOOT_STATES, SHUTDOWN_OID, SHUTDOWN_STATES};
-use crate::cei::{Fact, Severity};
+use crate::cei::{Fact, Facts, Severity};
 use crate::cell::WorkTree;
-use crate::episode::Facts;
 use crate::impulse::Queued;
 use crate::ops::{OpSpec, OpStatus, OpsIntent};
 use crate::organ::{OrganError, Organs, Registration, Stage};

@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::cei::{Fact, Severity};
-use crate::episode::Facts;
+use crate::cei::{Fact, Facts, Severity};
 use crate::impulse::Queued;
 
 /// Emitted impulses by the beat they are due, each list in canonical order

@@ -23,6 +23,10 @@ use cep_sdk::{Name, Path, Value};
 
 use crate::cell::{TreeError, WorkTree};
 
+/// Facts raised at commit, each with the agenda position that raised it
+/// (`None`: the host).
+pub(crate) type Facts = Vec<(Fact, Option<u32>)>;
+
 /// The mailbox path.
 pub const MAILBOX: &str = "/data/mailbox/cei";
 

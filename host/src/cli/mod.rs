@@ -4,9 +4,6 @@
 //! Exit codes: 0 success, 1 the runtime failed or stopped, 2 bad usage or
 //! configuration.
 
-mod default_world;
-mod journaled;
-
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -16,6 +13,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::beat::{BeatReport, Runtime};
 use crate::cell::Path;
 use crate::config::{Config, ExecutorKind};
+use crate::default_world;
+use crate::journal::{self, Console, Refused};
 use crate::plugin::PluginHost;
 
 pub use default_world::install as install_default_world;
@@ -134,7 +133,7 @@ struct RunArgs {
     truncate_corrupt: bool,
     /// When the journal is forced to disk: `beat` (every beat), a number of
     /// beats, or `never` (the OS decides).
-    #[arg(long, default_value = "64", value_parser = journaled::parse_fsync)]
+    #[arg(long, default_value = "64", value_parser = parse_fsync)]
     fsync: crate::journal::Fsync,
 }
 
@@ -204,7 +203,7 @@ pub fn main() -> i32 {
                 eprintln!("cep: replay runs with --verify (the only mode so far)");
                 return 2;
             }
-            match journaled::replay(&data_dir, from_checkpoint) {
+            match journal::replay(&data_dir, from_checkpoint, &mut Terminal) {
                 Ok(code) => return code,
                 Err(e) => Err(e),
             }
@@ -214,12 +213,39 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("cep: error: {e:#}");
-            if e.downcast_ref::<UsageError>().is_some() {
+            if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<Refused>().is_some() {
                 2
             } else {
                 1
             }
         }
+    }
+}
+
+/// Parses `--fsync`: `beat`, `never`, or a number of beats.
+pub(super) fn parse_fsync(text: &str) -> Result<journal::Fsync, String> {
+    match text {
+        "beat" => Ok(journal::Fsync::EveryBeat),
+        "never" => Ok(journal::Fsync::Never),
+        n => n
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0)
+            .map(journal::Fsync::Every)
+            .ok_or_else(|| format!("{n:?}: expected beat, never or a number of beats")),
+    }
+}
+
+/// `cep`'s console: results on standard output, notes on standard error.
+struct Terminal;
+
+impl Console for Terminal {
+    fn out(&mut self, text: &str) -> Result<()> {
+        write_stdout(text)
+    }
+
+    fn note(&mut self, text: &str) {
+        eprintln!("{text}");
     }
 }
 
@@ -258,7 +284,11 @@ fn load_config(args: &RunArgs) -> Result<Config> {
 fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
     let config = load_config(args)?;
     let recovered = match &args.data_dir {
-        Some(dir) => Some(journaled::recover(dir, args.truncate_corrupt)?),
+        Some(dir) => Some(journal::recover_data_dir(
+            dir,
+            args.truncate_corrupt,
+            &mut Terminal,
+        )?),
         None => None,
     };
     let run_number = recovered.as_ref().map_or(0, |r| r.runs);
@@ -295,7 +325,7 @@ fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
     let reloads = &args.reload;
     let mut plugins = plugins;
     let mut recorder = match &args.data_dir {
-        Some(dir) => Some(journaled::Recorder::start(
+        Some(dir) => Some(journal::Recorder::start(
             dir,
             args.fsync,
             args.checkpoint_every,
@@ -408,7 +438,7 @@ fn inspect(targets: &[String], beat: Option<u64>, args: &RunArgs) -> Result<()> 
         let dir = std::path::Path::new(first);
         if dir.join("journal").is_dir() {
             let path = parse(targets.get(1).map_or("/", String::as_str))?;
-            return journaled::inspect(dir, &path, beat);
+            return journal::inspect(dir, &path, beat, &mut Terminal);
         }
     }
     if targets.len() > 1 || beat.is_some() {

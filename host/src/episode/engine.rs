@@ -16,14 +16,10 @@ use super::{
     cont_signal, cont_signal_path, record_leases, Decision, DecisionKind, Episode, EpisodeOp,
     Episodes, SliceEnd, SliceInfo, SliceTicket,
 };
-use crate::cei::{Fact, Severity};
+use crate::cei::{Fact, Facts, Severity};
 use crate::cell::WorkTree;
 use crate::impulse::Impulse;
 use crate::ops::{self, AwaitSpec, OpSpec, OpStatus, Ops, OpsIntent};
-
-/// Facts raised at commit, each with the agenda position that raised it
-/// (`None`: the host).
-pub(crate) type Facts = Vec<(Fact, Option<u32>)>;
 
 /// Decisions a runtime keeps in memory once nothing will take them (see
 /// [`Engine::decisions`]); a journal records every decision as it is made.
@@ -226,7 +222,7 @@ impl Engine {
     }
 
     /// A slice of `eid` yielded with nothing else to account
-    /// ([`crate::enzyme::Op::Yielded`]): its next slice is scheduled now, in
+    /// (a plain `Yielded` intent): its next slice is scheduled now, in
     /// agenda order, and its `ist:yield` transition joins the others of the
     /// run, applied in one walk down `/rt/ops` ([`Engine::flush_yields`]).
     /// A replay takes this path too: a slice with a CPU budget, whose

@@ -21,7 +21,7 @@ use cep_sdk::{Name, Path};
 use crate::ops::OpStatus;
 
 pub use engine::DECISIONS_KEPT;
-pub(crate) use engine::{Captured, Engine, Facts, YieldedSlice};
+pub(crate) use engine::{Captured, Engine, YieldedSlice};
 pub use lease::Lease;
 pub(crate) use lease::{record_leases, Episodes, LeaseRefusal};
 pub use slice::{account_io, check_cancel, current_episode, require_rw, GuardError};

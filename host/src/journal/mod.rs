@@ -26,11 +26,30 @@ pub mod checkpoint;
 pub mod codec;
 pub mod exec;
 pub mod read;
+pub mod recorder;
 pub mod recover;
+pub mod replay;
 pub mod state;
 
 pub use read::{read, read_segments, read_until_damage, Damage};
+pub use recorder::{recover_data_dir, Recorder, Recovered};
 pub use recover::{recover, recover_and_read, OnCorrupt, Recovery};
+pub use replay::{inspect, replay};
+
+pub use crate::plugin::PluginRecord;
+
+/// Where the journal's drivers report: `cep` prints `out` on standard
+/// output and `note` on standard error.
+pub trait Console {
+    fn out(&mut self, text: &str) -> anyhow::Result<()>;
+    fn note(&mut self, text: &str);
+}
+
+/// A journal, data directory or plugin set that makes the request
+/// impossible as asked (`cep` exits 2 on it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -68,17 +87,6 @@ impl Default for JournalConfig {
             segment_bytes: 64 << 20,
         }
     }
-}
-
-/// One loaded plugin, as the journal records it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PluginRecord {
-    pub name: String,
-    pub version: String,
-    /// The path it was loaded from.
-    pub file: String,
-    /// BLAKE3 of its bytes.
-    pub file_hash: [u8; 32],
 }
 
 /// What a run started from. The default is an empty run of the current

@@ -13,9 +13,8 @@ use super::{
     descriptor_cells, descriptor_path, lifecycle_impulse, state_path, Failure, Levels, OrganError,
     OrganKey, OrganState, Organs, Registration, Stage,
 };
-use crate::cei::{Fact, Severity};
+use crate::cei::{Fact, Facts, Severity};
 use crate::cell::WorkTree;
-use crate::episode::Facts;
 use crate::impulse::Impulse;
 
 /// A lifecycle call waiting for its outcome.

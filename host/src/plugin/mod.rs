@@ -55,6 +55,17 @@ use sink::SinkState;
 use validate::DescriptorError;
 use wasm::{WasmLimits, WasmModule};
 
+/// One loaded plugin, as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PluginRecord {
+    pub name: String,
+    pub version: String,
+    /// The path it was loaded from.
+    pub file: String,
+    /// BLAKE3 of its bytes.
+    pub file_hash: [u8; 32],
+}
+
 /// Why a plugin file was not loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoadError {
@@ -370,7 +381,7 @@ pub struct PluginHost {
     /// The descriptor in use, and the reloads so far, per plugin name.
     descriptors: BTreeMap<String, (PluginDescriptor, u32)>,
     /// What the journal records of each plugin installed at bootstrap.
-    records: Vec<crate::journal::PluginRecord>,
+    records: Vec<PluginRecord>,
     /// Replay: adapters are not started (their inputs come from the
     /// journal).
     no_adapters: bool,
@@ -443,7 +454,7 @@ impl PluginHost {
 
     /// The installed plugins as a journal records them (name, version,
     /// file, file hash), in load order.
-    pub fn records(&self) -> &[crate::journal::PluginRecord] {
+    pub fn records(&self) -> &[PluginRecord] {
         &self.records
     }
 
@@ -502,7 +513,7 @@ impl PluginHost {
         }
         self.publish(runtime, &loaded, &grants);
         self.descriptors.insert(d.name.clone(), (d.clone(), 0));
-        self.records.push(crate::journal::PluginRecord {
+        self.records.push(PluginRecord {
             name: d.name.clone(),
             version: d.version.clone(),
             file: loaded.file.display().to_string(),

@@ -29,7 +29,7 @@ pub const WASMTIME_VERSION: &str = "48";
 pub const POOL_INSTANCES: u32 = 256;
 /// The most linear memory one instance may ever have; per-plugin caps
 /// (`wasm_memory_max`) are at most this.
-pub const POOL_MEMORY_MAX: usize = 1 << 30;
+pub const POOL_MEMORY_MAX: usize = crate::config::WASM_MEMORY_MAX;
 
 /// The engine every wasm plugin in this process runs on.
 pub fn engine() -> &'static Engine {
