@@ -128,62 +128,12 @@ struct Kid {
     link: Link,
 }
 
-/// Copy-on-write of a shared node. Copying a node bumps the reference
-/// count of every child node it links to, each in its own allocation and
-/// usually not in cache; a locked increment waits for its line, so done one
-/// after another those misses add up (about 8 per chunk copied). Touching
-/// every count first lets the misses overlap.
-trait Links {
-    fn prefetch_links(&self);
-}
-
-/// Hints the cache to fetch the reference count of `arc` (the first word
-/// of its allocation).
-#[inline(always)]
-fn prefetch_count<T: ?Sized>(arc: &Arc<T>) {
-    super::prefetch::read(arc.heap_ptr().cast(), 1);
-}
-
-impl Links for Link {
-    #[inline(always)]
-    fn prefetch_links(&self) {
-        match self {
-            Link::Chunk(e) => prefetch_count(e),
-            Link::Group(k) => prefetch_count(k),
-            Link::Log(log) => prefetch_count(log),
-            Link::Open(_) => {}
-        }
-    }
-}
-
-impl Links for Entry {
-    #[inline(always)]
-    fn prefetch_links(&self) {
-        if let Some(link) = &self.node.children.0 {
-            link.prefetch_links();
-        }
-    }
-}
-
-impl Links for Kid {
-    #[inline(always)]
-    fn prefetch_links(&self) {
-        self.link.prefetch_links();
-    }
-}
-
-/// Prefetches the counts the copy of `items` will bump.
-fn prefetch_all<T: Links>(items: &[T]) {
-    items.iter().for_each(Links::prefetch_links);
-}
-
-/// The node made unique for mutation: copied when shared, prefetching the
-/// counts the copy bumps. The check is a plain load (`triomphe::Arc` has
-/// no weak count); `std`'s `make_mut` spends a compare-and-swap on every
-/// call, shared or not, and a write takes one per level it descends.
-fn own<T: Links + Clone>(node: &mut Arc<[T]>) -> &mut [T] {
+/// The node made unique for mutation: copied when shared. The check is a
+/// plain load (`triomphe::Arc` has no weak count); `std`'s `make_mut`
+/// spends a compare-and-swap on every call, shared or not, and a write
+/// takes one per level it descends.
+fn own<T: Clone>(node: &mut Arc<[T]>) -> &mut [T] {
     if !node.is_unique() {
-        prefetch_all(node);
         *node = node.iter().cloned().collect();
     }
     Arc::get_mut(node).expect("unique: checked, or just copied")
@@ -208,10 +158,7 @@ impl Kid {
     fn drain(mut kids: Arc<[Kid]>) -> Vec<Kid> {
         match Arc::get_mut(&mut kids) {
             Some(own) => own.iter_mut().map(Kid::take).collect(),
-            None => {
-                prefetch_all(&kids);
-                kids.to_vec()
-            }
+            None => kids.to_vec(),
         }
     }
 
@@ -327,7 +274,6 @@ impl Link {
             let open = match Arc::get_mut(entries) {
                 Some(own) => own.iter_mut().map(Entry::take).collect(),
                 None => {
-                    prefetch_all(entries);
                     let mut copy = Vec::with_capacity(entries.len() + 1);
                     copy.extend_from_slice(entries);
                     copy
@@ -347,7 +293,6 @@ impl Link {
     fn edit(&mut self, edit: Edit) -> bool {
         if let Link::Chunk(entries) = self {
             if Arc::get_mut(entries).is_none() {
-                prefetch_all(entries);
                 let rebuilt: Arc<[Entry]> = match edit {
                     Edit::Insert(i, entry) => Arc::from_header_and_iter(
                         (),

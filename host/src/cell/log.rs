@@ -210,21 +210,6 @@ impl Log {
             "{name} appended out of order"
         );
         self.dirty = self.dirty.min(self.len());
-        // The settle writes this entry into its slot after the entry is
-        // hashed, by when the slot's lines are long out of cache: fetched
-        // now, they no longer stall it (slices 4-6 % faster, 1k yielding
-        // episodes, `example beat_spread`). An entry that opens a segment
-        // has no slot yet; the settle rebuilds the list of segments then,
-        // counting each kept one once more: their counts are fetched.
-        let (seg, o) = self.place(self.len());
-        match self.segments.get(seg) {
-            Some(segment) => super::prefetch::write_of(&segment.slots[o]),
-            None => {
-                for segment in &self.segments[self.first_segment().min(self.segments.len())..] {
-                    super::prefetch::write(segment.slots.heap_ptr().cast(), 1);
-                }
-            }
-        }
         self.pending.push(Slot {
             entry: Entry::new(name),
             link: STALE,

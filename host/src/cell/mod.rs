@@ -14,7 +14,6 @@ mod delta;
 pub mod hash;
 mod log;
 mod node;
-mod prefetch;
 mod snapshot;
 
 pub use cep_sdk::{Name, NameError, Path, Value, Word};
