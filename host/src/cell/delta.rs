@@ -9,9 +9,10 @@
 //! [`WorkTree::apply`] replays a change without the seal rules: a change
 //! list records what the runtime already decided, sealed cells included.
 
-use super::children::{self, Entry};
+use super::node::children::{self, Entry};
 use super::hash::Hash;
-use super::node::{Node, TreeError, WorkTree};
+use super::node::{Node, TreeError};
+use super::work::WorkTree;
 use super::snapshot::Snapshot;
 use cep_sdk::{Path, Value};
 

@@ -28,7 +28,6 @@
 
 use std::sync::LazyLock;
 
-use super::log::Log;
 use cep_sdk::{Name, Value};
 
 /// The version of this format, recorded by the journal so that a journal
@@ -370,6 +369,13 @@ static LANES: LazyLock<Lanes> = LazyLock::new(|| {
     }
 });
 
+/// What keeps a chain of links (a log cell's children): told its last
+/// link once the batch has computed it. The format knows nothing else of
+/// how a log is stored.
+pub(crate) trait Chain {
+    fn settle_with_last_link(&mut self, link: Hash);
+}
+
 /// Where a hash computed in a [`Batch`] goes.
 pub(crate) enum Dest<'a> {
     /// A cached hash: a cell's entry, a chunk or group in its parent.
@@ -377,8 +383,9 @@ pub(crate) enum Dest<'a> {
     /// A list's children digest, kept until its cell is hashed.
     Digest(&'a mut Option<Hash>),
     /// The last link of a log: it goes to the log's last entry, the log
-    /// settles ([`Log::settle`]) and the link is its children digest.
-    Log(&'a mut Log, &'a mut Option<Hash>),
+    /// settles ([`Chain::settle_with_last_link`]) and the link is its
+    /// children digest.
+    Log(&'a mut dyn Chain, &'a mut Option<Hash>),
 }
 
 impl Dest<'_> {

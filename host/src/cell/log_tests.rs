@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::log::SEGMENT_SLOTS;
+use super::node::children::SEGMENT_SLOTS;
 use super::tests::{commit as commit_with, p};
 use super::*;
 
@@ -194,7 +194,7 @@ fn check(s: &Snapshot, m: &Model) -> Result<(), TestCaseError> {
     };
     prop_assert!(m.exists);
     prop_assert_eq!(node.is_log(), m.log, "log or plain");
-    super::children::check_cached(&node.children);
+    super::node::children::check_cached(&node.children);
     let mut got = Cells::new();
     node.for_each_child(&mut |name, child| {
         let value = |n: Option<&Node>| match n.and_then(Node::value) {

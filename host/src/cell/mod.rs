@@ -9,17 +9,17 @@
 //! Must not touch: beats, enzymes or anything that decides *what* to write.
 //! The tree applies mutations it is handed, in the order it is handed them.
 
-mod children;
 mod delta;
 pub mod hash;
-mod log;
 mod node;
 mod snapshot;
+mod work;
 
 pub use cep_sdk::{Name, NameError, Path, Value, Word};
 pub use delta::{diff, Change};
 pub use hash::Hash;
-pub use node::{CellMut, NameOrder, Node, TreeError, WorkTree};
+pub use node::{Node, TreeError};
+pub use work::{CellMut, NameOrder, WorkTree};
 pub use snapshot::{History, Snapshot};
 
 #[cfg(test)]

@@ -754,7 +754,7 @@ proptest! {
             });
             prop_assert_eq!(s.hash(), s.recompute_hash(), "beat {}", beat);
             if let Some(node) = s.node(&list) {
-                super::children::check_cached(&node.children);
+                super::node::children::check_cached(&node.children);
             }
             prop_assert_eq!(old.hash(), old_hash);
             prop_assert_eq!(old.recompute_hash(), old_hash);
@@ -786,7 +786,7 @@ proptest! {
                 }
             });
             if let (Some(a), Some(b)) = (s.node(&list), fresh.node(&list)) {
-                prop_assert_eq!(super::children::shape(&a.children), super::children::shape(&b.children));
+                prop_assert_eq!(super::node::children::shape(&a.children), super::node::children::shape(&b.children));
             }
             let changes = super::diff(&old, &s);
             prop_assert_eq!(apply_all(&old, &changes).hash(), s.hash());
@@ -797,7 +797,7 @@ proptest! {
 #[test]
 fn names_that_never_cut_fill_nodes_to_the_cap_and_cuts_cascade_correctly() {
     let names = uncut_names(64 * 64 + 300);
-    let shape_of = |s: &Snapshot| super::children::shape(&s.node(&p("/w")).unwrap().children);
+    let shape_of = |s: &Snapshot| super::node::children::shape(&s.node(&p("/w")).unwrap().children);
     let s = commit(&Snapshot::empty(), 0, |t| {
         for name in &names[..300] {
             t.write(&p(&format!("/w/{name}")), Value::I64(1)).unwrap();
@@ -852,7 +852,7 @@ fn one_change_in_a_wide_list_copies_a_chunk_and_one_node_per_level() {
             t.write(&p(&format!("/w/{name}")), Value::I64(1)).unwrap();
         }
     });
-    let before = super::children::shape(&s.node(&p("/w")).unwrap().children);
+    let before = super::node::children::shape(&s.node(&p("/w")).unwrap().children);
     let height = before[0].0;
     assert!(
         (3..=6).contains(&height),
@@ -869,11 +869,11 @@ fn one_change_in_a_wide_list_copies_a_chunk_and_one_node_per_level() {
         t.write(&p("/w/k10000a"), Value::I64(2)).unwrap();
     });
     assert_eq!(s2.hash(), s2.recompute_hash());
-    let shared = super::children::shared_nodes(
+    let shared = super::node::children::shared_nodes(
         &s.node(&p("/w")).unwrap().children,
         &s2.node(&p("/w")).unwrap().children,
     );
-    let total = super::children::shape(&s2.node(&p("/w")).unwrap().children).len();
+    let total = super::node::children::shape(&s2.node(&p("/w")).unwrap().children).len();
     assert!(
         total - shared <= 2 * (height + 1),
         "{} new nodes of {total}",
@@ -893,7 +893,7 @@ fn removing_a_whole_chunk_leaves_the_list_cut_as_if_built_fresh() {
         .take(2)
         .cloned()
         .collect();
-    let shape_of = |s: &Snapshot| super::children::shape(&s.node(&p("/l")).unwrap().children);
+    let shape_of = |s: &Snapshot| super::node::children::shape(&s.node(&p("/l")).unwrap().children);
     let s = commit(&Snapshot::empty(), 0, |t| {
         for name in std::iter::once(&cut).chain(&after) {
             t.write(&p(&format!("/l/{name}")), Value::I64(1)).unwrap();
@@ -968,7 +968,7 @@ fn a_removal_that_exposes_a_higher_cut_re_cuts_the_level_above() {
         assert!(t.delete(&p(&format!("/l/e{:05}", high + 1))).unwrap());
     });
     assert_eq!(s2.hash(), s2.recompute_hash());
-    super::children::check_cached(&s2.node(&p("/l")).unwrap().children);
+    super::node::children::check_cached(&s2.node(&p("/l")).unwrap().children);
 }
 
 #[test]
@@ -987,7 +987,7 @@ fn appends_and_front_trims_keep_every_cached_field_exact() {
         });
         assert_eq!(s.hash(), s.recompute_hash(), "beat {beat}");
         let log = s.node(&p("/log")).unwrap();
-        super::children::check_cached(&log.children);
+        super::node::children::check_cached(&log.children);
         assert_eq!(log.child_count(), 40);
         assert_eq!(log.first_child_name().unwrap(), &Name::from_index(beat));
     }
@@ -1180,7 +1180,7 @@ fn sort_keys_are_the_first_sixteen_bytes_zero_padded() {
             padded[..k].copy_from_slice(&bytes[..k]);
             let expected = u128::from_be_bytes(padded);
             assert_eq!(
-                super::children::SortKey::of(name).wide(),
+                super::node::children::SortKey::of(name).wide(),
                 expected,
                 "{name:?}"
             );
@@ -1195,7 +1195,7 @@ proptest! {
     /// names under 16 bytes are equal exactly when their keys are.
     #[test]
     fn sort_keys_order_names_as_str_does(a in crowded_name(), b in crowded_name()) {
-        let (ka, kb) = (super::children::SortKey::of(&a), super::children::SortKey::of(&b));
+        let (ka, kb) = (super::node::children::SortKey::of(&a), super::node::children::SortKey::of(&b));
         if ka.wide() != kb.wide() {
             prop_assert_eq!(ka.wide().cmp(&kb.wide()), a.cmp(&b));
         } else if a.len() < 16 || b.len() < 16 {
@@ -1278,9 +1278,9 @@ proptest! {
             .map(|(i, path)| (path, Value::I64(i as i64)))
             .collect();
         // Whether or not a helper thread can be started.
-        super::children::REFUSE_HELPERS.with(|refuse| refuse.set(refuse_helpers));
+        super::node::children::halves::REFUSE_HELPERS.with(|refuse| refuse.set(refuse_helpers));
         let results = all.write_all_above(batch, 0);
-        super::children::REFUSE_HELPERS.with(|refuse| refuse.set(false));
+        super::node::children::halves::REFUSE_HELPERS.with(|refuse| refuse.set(false));
         prop_assert_eq!(&results, &expected);
         let (a, b) = (all.commit(1), one_by_one.commit(1));
         prop_assert_eq!(a.hash(), b.hash());
@@ -1363,9 +1363,9 @@ proptest! {
         }
         prop_assert!(fan.is_none_or(|fan| fan.split == split));
         // Whether or not a helper thread can be started.
-        super::children::REFUSE_HELPERS.with(|refuse| refuse.set(refuse_helpers));
+        super::node::children::halves::REFUSE_HELPERS.with(|refuse| refuse.set(refuse_helpers));
         let results = all.write_all_above(batch, cells_min);
-        super::children::REFUSE_HELPERS.with(|refuse| refuse.set(false));
+        super::node::children::halves::REFUSE_HELPERS.with(|refuse| refuse.set(false));
         prop_assert_eq!(&results, &expected);
         prop_assert_eq!(all.changes(), one_by_one.changes());
         let (a, b) = (all.commit(1), one_by_one.commit(1));
@@ -1428,10 +1428,10 @@ fn a_wide_commit_hashes_as_small_commits_do() {
 
     // When no helper thread can be started, the same work runs on this
     // thread: the same hashes, nothing lost.
-    super::children::REFUSE_HELPERS.with(|refuse| refuse.set(true));
+    super::node::children::halves::REFUSE_HELPERS.with(|refuse| refuse.set(true));
     let alone = at_once(&Snapshot::empty(), &leaves);
     let alone_below = at_once(&alone, &below);
-    super::children::REFUSE_HELPERS.with(|refuse| refuse.set(false));
+    super::node::children::halves::REFUSE_HELPERS.with(|refuse| refuse.set(false));
     assert_eq!(alone.hash(), wide.hash());
     assert_eq!(alone_below.hash(), wide_below.hash());
 }

@@ -29,9 +29,9 @@ use std::sync::OnceLock;
 
 use triomphe::Arc;
 
-use super::children::Entry;
-use super::hash::{self, Batch, ChunkItem, Dest, Hash, INLINE, STALE};
-use super::node::{full_hash, is_inline};
+use super::{Builder, Children, Entry, Link};
+use crate::cell::hash::{self, Batch, ChunkItem, Dest, Hash, INLINE, STALE};
+use crate::cell::node::{full_hash, is_inline};
 use cep_sdk::Name;
 
 /// Slots per segment: a trim drops whole segments, so a window of the
@@ -486,14 +486,6 @@ impl Log {
         });
     }
 
-    /// The last link, just hashed: the log settles ([`Log::settle`]).
-    pub fn settle_with_last_link(&mut self, link: Hash) {
-        let last = self.len() - 1;
-        self.slot_mut(last).link = link;
-        self.settle();
-        self.tail = link;
-    }
-
     /// After the links are hashed: the pending entries go to their slots.
     /// Each is moved from `pending` straight into its slot (a slot is 160
     /// bytes: `OnceLock::set` moved it three times more on the way). An
@@ -650,5 +642,78 @@ impl Log {
         }
         let in_place = (same..kept).all(|m| self.entry(k + m).name == newer.entry(m).name);
         in_place.then_some((k, same))
+    }
+}
+
+impl Children {
+    /// The children of a new log cell: none yet, the chain starting at
+    /// `base`.
+    pub fn new_log(base: Hash) -> Self {
+        Children(Some(Link::Log(Arc::new(Log::new(base)))))
+    }
+
+    pub fn is_log(&self) -> bool {
+        matches!(self.0, Some(Link::Log(_)))
+    }
+
+    pub(super) fn log(&self) -> Option<&Log> {
+        match &self.0 {
+            Some(Link::Log(log)) => Some(log),
+            _ => None,
+        }
+    }
+
+    /// The log, made unique for mutation (its segments stay shared).
+    pub(super) fn log_mut(&mut self) -> Option<&mut Log> {
+        match &mut self.0 {
+            Some(Link::Log(log)) => Some(Arc::make_mut(log)),
+            _ => None,
+        }
+    }
+
+    /// A log's base: the link before its first retained entry.
+    pub fn log_base(&self) -> Option<&Hash> {
+        self.log().map(Log::base)
+    }
+
+    /// Makes a log a plain list of the same entries (it took a change a
+    /// log cannot: an insert before its last entry, a removal after its
+    /// first). A plain list stays as it is.
+    pub fn unlog(&mut self) {
+        if !self.is_log() {
+            return;
+        }
+        let Some(Link::Log(log)) = self.0.take() else {
+            unreachable!("checked above")
+        };
+        let mut entries = Vec::with_capacity(log.len());
+        log.for_each(&mut |e| entries.push(e.clone()));
+        let mut builder = Builder::default();
+        builder.push_entries(entries);
+        self.0 = builder.finish().map(|root| root.link);
+    }
+
+    /// Makes the list a log of the same entries (which are in name order,
+    /// so in an order a log can hold) whose chain starts at `base`.
+    pub fn make_log(&mut self, base: Hash) {
+        if self.is_log() {
+            return;
+        }
+        let mut log = Log::new(base);
+        self.for_each(&mut |e| {
+            let entry = log.append(e.name.clone());
+            *entry = e.clone();
+        });
+        self.0 = Some(Link::Log(Arc::new(log)));
+    }
+}
+
+impl hash::Chain for Log {
+    /// The last link, just hashed: the log settles ([`Log::settle`]).
+    fn settle_with_last_link(&mut self, link: Hash) {
+        let last = self.len() - 1;
+        self.slot_mut(last).link = link;
+        self.settle();
+        self.tail = link;
     }
 }
