@@ -525,10 +525,12 @@ pub type cep_plugin_entry_fn =
 /// The name of the entry point a C plugin exports.
 pub const CEP_PLUGIN_ENTRY: &str = "cep_plugin_v1";
 
-// The host and plugins on other threads share these read-only tables and
-// the user pointers the plugin chose; the plugin is responsible for what
-// its own pointers refer to.
+// SAFETY: a `cep_str` or `cep_value` is a view of bytes nobody writes
+// while it is shared (cep.h: the host's stay valid and unchanged until the
+// call returns, a plugin's descriptor texts for the library's life); the
+// views are only ever read, from any thread. (The same for the four.)
 unsafe impl Send for cep_str {}
 unsafe impl Sync for cep_str {}
+// SAFETY: as for `cep_str` above.
 unsafe impl Send for cep_value {}
 unsafe impl Sync for cep_value {}

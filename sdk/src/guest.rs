@@ -176,6 +176,7 @@ fn text(bytes: Vec<u8>) -> String {
 }
 
 fn last_error() -> HostError {
+    // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
     let message = fetch(|out, cap| unsafe { raw::error(out, cap) })
         .ok()
         .flatten()
@@ -216,6 +217,7 @@ impl Cx<'_> {
     }
 
     pub fn beat(&self) -> u64 {
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         unsafe { raw::beat() as u64 }
     }
 
@@ -227,18 +229,21 @@ impl Cx<'_> {
     }
 
     pub fn target(&self) -> Option<String> {
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         fetch_text(|o, c| unsafe { raw::target(o, c) })
             .ok()
             .flatten()
     }
 
     pub fn payload(&self) -> Option<Value> {
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         fetch_value(|o, c| unsafe { raw::payload(o, c) })
             .ok()
             .flatten()
     }
 
     pub fn enzyme(&self) -> String {
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         fetch_text(|o, c| unsafe { raw::enzyme(o, c) })
             .ok()
             .flatten()
@@ -247,6 +252,7 @@ impl Cx<'_> {
 
     pub fn read(&self, path: &str) -> Result<Option<Value>, HostError> {
         let (p, l) = s(path);
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         fetch_value(|o, c| unsafe { raw::read(p, l, o, c) })
     }
 
@@ -262,6 +268,7 @@ impl Cx<'_> {
 
     pub fn exists(&self, path: &str) -> Result<bool, HostError> {
         let (p, l) = s(path);
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         let n = unsafe { raw::exists(p, l) };
         status(n).map(|()| n == 1)
     }
@@ -269,6 +276,7 @@ impl Cx<'_> {
     pub fn write(&mut self, path: &str, value: impl Into<Value>) -> Result<(), HostError> {
         let (p, l) = s(path);
         let v = wasm::value_bytes(&value.into());
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::write(p, l, v.as_ptr(), v.len() as i32) })
     }
 
@@ -280,6 +288,7 @@ impl Cx<'_> {
     pub fn append(&mut self, path: &str, value: impl Into<Value>) -> Result<(), HostError> {
         let (p, l) = s(path);
         let v = wasm::value_bytes(&value.into());
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::append(p, l, v.as_ptr(), v.len() as i32) })
     }
 
@@ -303,6 +312,7 @@ impl Cx<'_> {
         let (tp, tl) = opt(target);
         let mut buf = Vec::new();
         let (vp, vl) = opt_value(payload.as_ref(), &mut buf);
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::emit(sp, sl, tp, tl, vp, vl, delay as i32) })
     }
 
@@ -313,6 +323,7 @@ impl Cx<'_> {
 
     pub fn unbind(&mut self, path: &str, enzyme: &str) -> Result<(), HostError> {
         let ((p, l), (e, el)) = (s(path), s(enzyme));
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::unbind(p, l, e, el) })
     }
 
@@ -326,6 +337,7 @@ impl Cx<'_> {
         let (sp, sl) = s(severity.as_str());
         let ((tp, tl), (np, nl)) = (s(topic), s(note));
         let (jp, jl) = s(subject.unwrap_or(""));
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::cei(sp, sl, tp, tl, np, nl, jp, jl) })
     }
 
@@ -341,12 +353,14 @@ impl Cx<'_> {
         let mut buf = Vec::new();
         let (pp, pl) = opt_value(request.payload.as_ref(), &mut buf);
         let ttl = request.ttl_beats as i64;
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         fetch_text(|o, c| unsafe { raw::op_start(vp, vl, tp, tl, mp, ml, pp, pl, ttl, o, c) })
             .map(Option::unwrap_or_default)
     }
 
     pub fn op_state(&mut self, oid: &str, state: &str) -> Result<(), HostError> {
         let ((op, ol), (sp, sl)) = (s(oid), s(state));
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::op_state(op, ol, sp, sl) })
     }
 
@@ -361,6 +375,7 @@ impl Cx<'_> {
         let ((op, ol), (wp, wl), (cp, cl)) = (s(oid), s(want), s(cont));
         let mut buf = Vec::new();
         let (pp, pl) = opt_value(payload.as_ref(), &mut buf);
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::op_await(op, ol, wp, wl, ttl_beats as i64, cp, cl, pp, pl) })
     }
 
@@ -371,6 +386,7 @@ impl Cx<'_> {
         summary: &str,
     ) -> Result<(), HostError> {
         let ((op, ol), (sp, sl), (mp, ml)) = (s(oid), s(status_text), s(summary));
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::op_close(op, ol, sp, sl, mp, ml) })
     }
 
@@ -388,6 +404,7 @@ impl Cx<'_> {
         let (tp, tl) = opt(request.target.as_deref());
         let (cp, cl) = s(&request.callback);
         let r = request;
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         fetch_text(|o, c| unsafe {
             raw::ep_start(
                 sp,
@@ -408,6 +425,7 @@ impl Cx<'_> {
     }
 
     pub fn ep_yield(&mut self) -> Result<(), HostError> {
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::ep_yield() })
     }
 
@@ -418,6 +436,7 @@ impl Cx<'_> {
 
     pub fn ep_close(&mut self, status_text: &str, summary: &str) -> Result<(), HostError> {
         let ((sp, sl), (mp, ml)) = (s(status_text), s(summary));
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::ep_close(sp, sl, mp, ml) })
     }
 
@@ -428,6 +447,7 @@ impl Cx<'_> {
 
     pub fn ep_lease(&mut self, path: &str, flags: u8) -> Result<(), HostError> {
         let (p, l) = s(path);
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::ep_lease(p, l, flags as i32) })
     }
 
@@ -437,6 +457,7 @@ impl Cx<'_> {
     }
 
     pub fn check_cancel(&self) -> bool {
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         unsafe { raw::check_cancel() == 1 }
     }
 
@@ -463,6 +484,7 @@ fn plugin(build: fn() -> Plugin) -> &'static Plugin {
         std::panic::set_hook(Box::new(|info| {
             let message = info.to_string();
             let ((lp, ll), (mp, ml)) = (s("panic"), s(&message));
+            // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
             unsafe { raw::log(lp, ll, mp, ml) }
         }));
     });

@@ -43,7 +43,12 @@ impl Runtime {
         let mut lease_reported: BTreeSet<u32> = BTreeSet::new();
         let mut written_ahead = self.write_ahead(tree, &staged);
 
+        let mut last_pos = 0;
         for Staged { pos, op } in staged.drain(..) {
+            // Canonical order: intents come in agenda order, each call's in
+            // the order it staged them.
+            debug_assert!(pos >= last_pos, "intent of #{pos} after one of #{last_pos}");
+            last_pos = pos;
             // Plain yields gather; anything else sees their transitions.
             if !matches!(op, Op::Yielded(_)) {
                 self.episodes.flush_yields(&mut self.ops, tree, beat);

@@ -9,11 +9,11 @@
 //! [`WorkTree::apply`] replays a change without the seal rules: a change
 //! list records what the runtime already decided, sealed cells included.
 
-use super::node::children::{self, Entry};
 use super::hash::Hash;
+use super::node::children::{self, Entry};
 use super::node::{Node, TreeError};
-use super::work::WorkTree;
 use super::snapshot::Snapshot;
+use super::work::WorkTree;
 use cep_sdk::{Path, Value};
 
 /// One change of the tree.

@@ -19,8 +19,8 @@ pub use cep_sdk::{Name, NameError, Path, Value, Word};
 pub use delta::{diff, Change};
 pub use hash::Hash;
 pub use node::{Node, TreeError};
-pub use work::{CellMut, NameOrder, WorkTree};
 pub use snapshot::{History, Snapshot};
+pub use work::{CellMut, NameOrder, WorkTree};
 
 #[cfg(test)]
 mod log_tests;

@@ -168,6 +168,15 @@ impl Episodes {
             }
         }
         self.note_leases(eid);
+        debug_assert!(
+            self.holding()
+                .all(|(a, x)| self.holding().all(|(b, y)| a == b
+                    || !x.leases.iter().any(|l| y
+                        .leases
+                        .iter()
+                        .any(|m| l.covers(&m.path) || m.covers(&l.path))))),
+            "two episodes hold overlapping leases"
+        );
         Ok(())
     }
 

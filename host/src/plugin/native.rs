@@ -156,6 +156,7 @@ struct ViewState<'a> {
 /// `cx` must be the pointer [`NativeEnzyme::call`] passed for the call
 /// still running.
 unsafe fn call_of<'x>(cx: HostCx) -> &'x mut Call<'x, 'x> {
+    // SAFETY: the plugin passes back the handle the host gave it for this call, valid until the call returns.
     unsafe { &mut *(cx.0 as *mut Call<'x, 'x>) }
 }
 
@@ -199,6 +200,7 @@ macro_rules! with_call {
 }
 
 extern "C" fn h_beat(cx: HostCx) -> u64 {
+    // SAFETY: the plugin passes back the `HostCx` of the call it runs in, valid until that call returns.
     guard_plain(0, || unsafe { call_of(cx) }.beat())
 }
 
@@ -208,12 +210,14 @@ extern "C" fn h_signal(cx: HostCx) -> RString {
 
 extern "C" fn h_target(cx: HostCx) -> ROption<RString> {
     guard_plain(ROption::RNone, || {
+        // SAFETY: the plugin passes back the `HostCx` of the call it runs in, valid until that call returns.
         unsafe { call_of(cx) }.target().map(RString::from).into()
     })
 }
 
 extern "C" fn h_payload(cx: HostCx) -> ROption<RValue> {
     guard_plain(ROption::RNone, || {
+        // SAFETY: the plugin passes back the `HostCx` of the call it runs in, valid until that call returns.
         unsafe { call_of(cx) }.payload().map(RValue::from).into()
     })
 }
@@ -299,6 +303,7 @@ extern "C" fn h_cei(
 extern "C" fn h_log(cx: HostCx, level: RStr<'_>, message: RStr<'_>) {
     guard_plain((), || {
         // A refused line (over the limit) has already failed the call.
+        // SAFETY: the plugin passes back the `HostCx` of the call it runs in, valid until that call returns.
         let _ = unsafe { call_of(cx) }.log(level.as_str(), message.as_str());
     })
 }
@@ -385,6 +390,7 @@ extern "C" fn h_ep_release(cx: HostCx, path: RStr<'_>) -> HostResult<()> {
 }
 
 extern "C" fn h_ep_check_cancel(cx: HostCx) -> bool {
+    // SAFETY: the plugin passes back the `HostCx` of the call it runs in, valid until that call returns.
     guard_plain(true, || unsafe { call_of(cx) }.check_cancel())
 }
 
@@ -395,6 +401,7 @@ extern "C" fn h_ep_account_io(cx: HostCx, bytes: u64) -> HostResult<()> {
 /// # Safety
 /// `sink` must come from [`NativeModule::start_adapter`] and not be released.
 unsafe fn sink_of<'x>(sink: HostSink) -> &'x SinkState {
+    // SAFETY: the plugin passes back the handle the host gave it for this call, valid until the call returns.
     unsafe { &*(sink.0 as *const SinkState) }
 }
 
@@ -405,6 +412,7 @@ extern "C" fn h_sink_inject(
     payload: ROption<RValue>,
 ) -> HostResult<u64> {
     match catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the plugin passes back the sink it was started with, which outlives the adapter.
         unsafe { sink_of(sink) }.inject(signal.as_str(), opt_str(&target), opt_value(payload))
     })) {
         Ok(Ok(seq)) => RResult::ROk(seq),
@@ -426,6 +434,7 @@ extern "C" fn h_sink_release(sink: HostSink) {
 /// # Safety
 /// `view` must be the pointer passed to the `adapter_commit` call running.
 unsafe fn view_of<'x>(view: HostView) -> &'x ViewState<'x> {
+    // SAFETY: the plugin passes back the handle the host gave it for this call, valid until the call returns.
     unsafe { &*(view.0 as *const ViewState<'x>) }
 }
 
@@ -435,6 +444,7 @@ extern "C" fn h_view_beat(view: HostView) -> u64 {
 
 extern "C" fn h_view_read(view: HostView, path: RStr<'_>) -> HostResult<ROption<RValue>> {
     guard(|| {
+        // SAFETY: the plugin passes back the view of the `adapter_commit` call running.
         let view = unsafe { view_of(view) };
         let path = api::cell_path(path.as_str())?;
         Ok(view.snapshot.read(&path).map(RValue::from).into())

@@ -1,7 +1,6 @@
 //! Cells: a value, a sealed flag and ordered children (`children/`), stored
 //! in place in the parent's list; and the from-scratch reference hash.
 
-
 pub(crate) mod children;
 
 use self::children::Children;

@@ -4,7 +4,6 @@
 use super::*;
 
 impl WorkTree {
-
     /// Whether [`WorkTree::write_all`] may take `count` writes of which
     /// `sample` are some paths (spread over the batch; `write_all` checks
     /// every path again) as one batch. `false`: it would write them one by
@@ -14,7 +13,6 @@ impl WorkTree {
         self.fan_out_of(sample, count, Self::SPLIT_CELLS_MIN)
             .is_some()
     }
-
 
     /// Where [`WorkTree::write_all`] takes writes to `paths` apart: see
     /// [`WorkTree::fan_out_of`], checked on a sample first (a beat of a
@@ -27,7 +25,6 @@ impl WorkTree {
         self.fan_out_of(paths, paths.len(), cells_min)
     }
 
-
     /// The deepest cell that every one of `paths` goes below, if a batch of
     /// `count` writes to them is large, fans out there and nothing on the
     /// way to it is sealed (then no write fails above it). It is split
@@ -36,7 +33,12 @@ impl WorkTree {
     ///   just below it copies nothing the other thread would not have to
     ///   fetch back);
     /// - the subtree has about `cells_min` cells or more.
-    pub(super) fn fan_out_of(&self, paths: &[&Path], count: usize, cells_min: usize) -> Option<Fan> {
+    pub(super) fn fan_out_of(
+        &self,
+        paths: &[&Path],
+        count: usize,
+        cells_min: usize,
+    ) -> Option<Fan> {
         if count < Self::SPLIT_WRITES_MIN || paths.is_empty() {
             return None;
         }
@@ -64,7 +66,6 @@ impl WorkTree {
         batch.then_some(Fan { depth, split, wide })
     }
 
-
     /// About how many cells lie below the cell at `depth` of `path`: the
     /// product of the child counts along the path (exact in a tree of even
     /// fanout). Splitting pays only on a tree several times the size of a
@@ -84,7 +85,6 @@ impl WorkTree {
         }
         cells
     }
-
 
     /// Writes `writes`, which all go below the cell at `fan.depth` and fan
     /// out there: the children there are looked up (created, copied if

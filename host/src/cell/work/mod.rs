@@ -54,17 +54,14 @@ impl WorkTree {
         }
     }
 
-
     /// The current (uncommitted) node at `path`.
     pub fn node(&self, path: &Path) -> Option<&Node> {
         self.root.descend(path.names())
     }
 
-
     pub fn read(&self, path: &Path) -> Option<&Value> {
         self.node(path)?.value()
     }
-
 
     /// The node at `path`, made unique for mutation and created (with every
     /// missing ancestor) when absent. Marks the path for rehash.
@@ -78,10 +75,13 @@ impl WorkTree {
         walk_mut(&mut self.root, path)
     }
 
-
     /// The node at `path` made unique for mutation, without the seal rules;
     /// created with its ancestors when `create`, else `None` when absent.
-    pub(in crate::cell) fn node_mut_unchecked(&mut self, path: &Path, create: bool) -> Option<&mut Node> {
+    pub(in crate::cell) fn node_mut_unchecked(
+        &mut self,
+        path: &Path,
+        create: bool,
+    ) -> Option<&mut Node> {
         if !create && self.node(path).is_none() {
             return None;
         }
@@ -96,7 +96,6 @@ impl WorkTree {
         Some(node)
     }
 
-
     /// Marks `path` and its ancestors as holding a sealed cell.
     pub(in crate::cell) fn mark_holds_sealed(&mut self, path: &Path) {
         let mut node = Arc::make_mut(&mut self.root);
@@ -110,7 +109,6 @@ impl WorkTree {
             node.flags |= HOLDS_SEALED;
         }
     }
-
 
     /// Refuses a change at `path` when it or an ancestor is sealed, before
     /// anything is copied.
@@ -129,12 +127,10 @@ impl WorkTree {
         Ok(())
     }
 
-
     /// Sets the value of the cell at `path`, creating it and its ancestors.
     pub fn write(&mut self, path: &Path, value: Value) -> Result<(), TreeError> {
         self.write_noting(path, value).map(|_| ())
     }
-
 
     /// [`WorkTree::write`], saying whether the cell may already have been
     /// changed in this batch (it, or something below it, was; or it is the
@@ -143,10 +139,10 @@ impl WorkTree {
         self.root_hash = STALE;
         self.changes += 1;
         let (node, touched) = walk_mut_noting(&mut self.root, path)?;
+        debug_assert!(!node.is_sealed(), "{path} written under a seal");
         node.value = Some(value);
         Ok(touched)
     }
-
 
     /// Writes `writes` as [`WorkTree::write_noting`] would one after
     /// another: the same tree, the same results in the same order. Writes
@@ -161,7 +157,6 @@ impl WorkTree {
     pub fn write_all(&mut self, writes: Vec<(&Path, Value)>) -> Vec<Result<bool, TreeError>> {
         self.write_all_above(writes, Self::SPLIT_CELLS_MIN)
     }
-
 
     /// [`WorkTree::write_all`], splitting where the writes fan out over
     /// about `cells_min` cells or more (tests split small trees).
@@ -180,7 +175,6 @@ impl WorkTree {
         }
     }
 
-
     /// Removes the value of the cell at `path` (keeps its children).
     pub fn clear_value(&mut self, path: &Path) -> Result<(), TreeError> {
         self.check_unsealed(path)?;
@@ -189,7 +183,6 @@ impl WorkTree {
         }
         Ok(())
     }
-
 
     /// Deletes the cell at `path` with its subtree. Returns whether it
     /// existed. A subtree holding sealed cells cannot be deleted.
@@ -210,7 +203,6 @@ impl WorkTree {
         Ok(true)
     }
 
-
     /// Adds a child under `path` named by the next index (`0000000000`,
     /// `0000000001`, …: one more than the last index-named child) holding
     /// `value`. Returns the new child's name.
@@ -223,7 +215,6 @@ impl WorkTree {
         Ok(name)
     }
 
-
     /// Seals the cell at `path` (creating it when absent): from now on it and
     /// everything below it are immutable.
     pub fn seal(&mut self, path: &Path) -> Result<(), TreeError> {
@@ -232,7 +223,6 @@ impl WorkTree {
         self.mark_holds_sealed(path);
         Ok(())
     }
-
 
     /// A cursor on the cell at `path` (created with its ancestors when
     /// absent), for several changes below one cell with one walk from the
@@ -246,7 +236,6 @@ impl WorkTree {
         })
     }
 
-
     /// A cursor on the cell at `path` if it exists (`None` otherwise), in
     /// one walk from the root. When it does not exist, the ancestors that
     /// do were copied and marked for rehash: harmless (they rehash to the
@@ -254,7 +243,6 @@ impl WorkTree {
     pub fn existing_mut(&mut self, path: &Path) -> Result<Option<CellMut<'_>>, TreeError> {
         self.existing_mut_at(path.names())
     }
-
 
     /// [`WorkTree::existing_mut`] for a path given as its names (which the
     /// caller may hold on the stack: no path is allocated).
@@ -282,12 +270,10 @@ impl WorkTree {
         }))
     }
 
-
     /// Cells changed so far in this batch.
     pub fn changes(&self) -> usize {
         self.changes
     }
-
 
     /// Deletes the first children of `path` (in name order) until at most
     /// `keep` remain (at least 1): the retention of index-named logs. One walk
@@ -309,7 +295,6 @@ impl WorkTree {
         self.node_mut(path)?.children.remove_front(excess);
         Ok(())
     }
-
 
     /// Rehashes what changed and returns the new snapshot for `beat`.
     pub fn commit(mut self, beat: u64) -> Snapshot {

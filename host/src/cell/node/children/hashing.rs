@@ -139,7 +139,10 @@ impl Children {
 /// the others (small leaves, hashed in their chunk) are marked [`INLINE`]
 /// on the way, so a list of leaves is walked once.
 pub(super) fn collect_stale<'a>(link: &'a mut Link, out: &mut Vec<&'a mut Entry>) {
-    pub(super) fn take<'a>(entries: impl Iterator<Item = &'a mut Entry>, out: &mut Vec<&'a mut Entry>) {
+    pub(super) fn take<'a>(
+        entries: impl Iterator<Item = &'a mut Entry>,
+        out: &mut Vec<&'a mut Entry>,
+    ) {
         for entry in entries.filter(|e| e.hash == STALE) {
             if is_inline(&entry.node) {
                 entry.hash = INLINE;
@@ -167,9 +170,13 @@ pub(super) fn collect_stale<'a>(link: &'a mut Link, out: &mut Vec<&'a mut Entry>
     }
 }
 
-
 /// Adds the stale nodes at `level` below `link` (a group at `link_level`).
-pub(super) fn stale_at<'a>(link: &'a mut Link, link_level: usize, level: usize, batch: &mut Batch<'a>) {
+pub(super) fn stale_at<'a>(
+    link: &'a mut Link,
+    link_level: usize,
+    level: usize,
+    batch: &mut Batch<'a>,
+) {
     let Link::Group(kids) = link else {
         unreachable!("a node above level 0 is a group")
     };
@@ -180,7 +187,12 @@ pub(super) fn stale_at<'a>(link: &'a mut Link, link_level: usize, level: usize, 
 }
 
 /// [`stale_at`] over the kids of a group at `link_level` (already owned).
-pub(super) fn stale_in<'a>(kids: &'a mut [Kid], link_level: usize, level: usize, batch: &mut Batch<'a>) {
+pub(super) fn stale_in<'a>(
+    kids: &'a mut [Kid],
+    link_level: usize,
+    level: usize,
+    batch: &mut Batch<'a>,
+) {
     for kid in kids.iter_mut().filter(|k| k.hash == STALE) {
         let Kid { hash, link, .. } = kid;
         if link_level - 1 == level {
@@ -192,7 +204,12 @@ pub(super) fn stale_in<'a>(kids: &'a mut [Kid], link_level: usize, level: usize,
 }
 
 /// Adds the hash input of one node at `level` (its items are hashed).
-pub(super) fn push_hash_input<'a>(link: &Link, level: usize, dest: Dest<'a>, batch: &mut Batch<'a>) {
+pub(super) fn push_hash_input<'a>(
+    link: &Link,
+    level: usize,
+    dest: Dest<'a>,
+    batch: &mut Batch<'a>,
+) {
     match link {
         Link::Group(kids) => batch.push(dest, |buf| {
             hash::put_group(buf, level as u8, kids.iter().map(|k| &k.hash))

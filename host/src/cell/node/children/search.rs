@@ -128,7 +128,6 @@ pub(super) struct Route {
     pub(super) crowded: bool,
 }
 
-
 /// How an entry or kid whose name is `name` (with its `key`) sorts
 /// against `needle`: keys first, names only on a tie of long names.
 #[inline(always)]
