@@ -10,6 +10,7 @@ pub mod abi;
 #[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
 pub use abi_stable;
+pub mod api;
 pub mod caps;
 pub mod descriptor;
 pub mod flat;

@@ -563,8 +563,11 @@ impl<'c, 'a> Call<'c, 'a> {
         self.cx.ep_request_lease(lease).map_err(refused)
     }
 
+    /// Gives up a lease: like taking one, it needs a write capability over
+    /// the path (`cep_sdk::api`).
     pub fn ep_release(&mut self, path: &str) -> Result<(), ApiError> {
         let path = cell_path(path)?;
+        self.check_write(&path, "release")?;
         self.cx.ep_release_lease(&path).map_err(refused)
     }
 

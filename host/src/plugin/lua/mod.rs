@@ -756,3 +756,26 @@ fn lua_descriptor(name: &str, version: &str) -> PluginDescriptor {
     d.abi = AbiVersion::CURRENT;
     d
 }
+
+/// The names of the functions in the `cep` table a Lua plugin is given,
+/// sorted (the test holding the bindings to `cep_sdk::api` reads it).
+pub fn cep_functions() -> Vec<String> {
+    let lua = Lua::new();
+    let slot = Arc::new(Slot {
+        call: AtomicPtr::new(std::ptr::null_mut()),
+        used: AtomicU64::new(0),
+        budget: AtomicU64::new(0),
+        exhausted: AtomicBool::new(false),
+    });
+    let mut names: Vec<String> = api::table(&lua, &slot)
+        .map(|cep| {
+            cep.pairs::<String, mlua::Value>()
+                .filter_map(Result::ok)
+                .filter(|(_, v)| v.is_function())
+                .map(|(k, _)| k)
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}

@@ -14,6 +14,7 @@
 
 use std::ffi::c_void;
 
+use cep_sdk::api::{self, Binding, Needs};
 use cep_sdk::wasm::{self, ABSENT, NONE, REFUSED};
 use cep_sdk::Value;
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter, StoreLimits};
@@ -21,74 +22,42 @@ use wasmtime::{Caller, Linker, Memory, ResourceLimiter, StoreLimits};
 use super::super::api::{ApiError, Call};
 use super::super::caps::{Capability, Grants};
 
-/// What a host function needs the plugin to hold before it is linked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Needs {
-    /// Reading, ops and episodes: every plugin.
-    Nothing,
-    /// Some `write:<path>` capability (the path is checked per call).
-    Write,
-    /// Some `emit:<signal>` capability (the signal is checked per call).
-    Emit,
-}
-
-impl Needs {
-    pub fn met_by(self, grants: &Grants) -> bool {
-        let held = grants.held();
-        match self {
-            Needs::Nothing => true,
-            Needs::Write => held.iter().any(|c| matches!(c, Capability::Write(_))),
-            Needs::Emit => held.iter().any(|c| matches!(c, Capability::Emit(_))),
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Needs::Nothing => "nothing",
-            Needs::Write => "a write:<path> capability",
-            Needs::Emit => "an emit:<signal> capability",
-        }
+/// Whether `grants` can meet `needs` at all (the path or signal is
+/// checked on every call).
+pub fn met_by(needs: Needs, grants: &Grants) -> bool {
+    let held = grants.held();
+    match needs {
+        Needs::Nothing => true,
+        Needs::Write => held.iter().any(|c| matches!(c, Capability::Write(_))),
+        Needs::Emit => held.iter().any(|c| matches!(c, Capability::Emit(_))),
     }
 }
 
-/// Every host function, with what it needs.
-pub const FUNCTIONS: &[(&str, Needs)] = &[
-    ("beat", Needs::Nothing),
-    ("signal", Needs::Nothing),
-    ("target", Needs::Nothing),
-    ("payload", Needs::Nothing),
-    ("enzyme", Needs::Nothing),
-    ("error", Needs::Nothing),
-    ("read", Needs::Nothing),
-    ("children", Needs::Nothing),
-    ("exists", Needs::Nothing),
-    ("write", Needs::Write),
-    ("delete", Needs::Write),
-    ("append", Needs::Write),
-    ("emit", Needs::Emit),
-    ("bind", Needs::Write),
-    ("unbind", Needs::Write),
-    ("cei", Needs::Nothing),
-    ("log", Needs::Nothing),
-    ("op_start", Needs::Nothing),
-    ("op_state", Needs::Nothing),
-    ("op_await", Needs::Emit),
-    ("op_close", Needs::Nothing),
-    ("op_snapshot", Needs::Nothing),
-    ("ep_start", Needs::Nothing),
-    ("ep_yield", Needs::Nothing),
-    ("ep_await", Needs::Nothing),
-    ("ep_close", Needs::Nothing),
-    ("ep_cancel", Needs::Nothing),
-    ("ep_lease", Needs::Write),
-    ("ep_release", Needs::Write),
-    ("check_cancel", Needs::Nothing),
-    ("account_io", Needs::Nothing),
-];
-
-/// What a host function needs, or `None` if there is no such function.
+/// What the host function a module imports as `cep.<name>` needs, or
+/// `None` if there is no such function ([`cep_sdk::api::OPERATIONS`]).
 pub fn needs(name: &str) -> Option<Needs> {
-    FUNCTIONS.iter().find(|(n, _)| *n == name).map(|(_, n)| *n)
+    api::in_binding(Binding::Wasm, name).map(|op| op.needs)
+}
+
+/// The host functions `define` links for a plugin `allowed` lets through:
+/// every operation of the list the wasm binding carries.
+pub fn linked(allowed: impl Fn(Needs) -> bool) -> Vec<&'static str> {
+    let engine = super::engine();
+    let mut linker: Linker<HostState> = Linker::new(engine);
+    let mut names = Vec::new();
+    if define(&mut linker, allowed).is_ok() {
+        let mut store = wasmtime::Store::new(engine, HostState::new(StoreLimits::default()));
+        for (module, name, _) in linker.iter(&mut store) {
+            if module == wasm::IMPORT_MODULE {
+                if let Some(op) = api::in_binding(Binding::Wasm, name) {
+                    names.push(op.name);
+                } else {
+                    names.push("?");
+                }
+            }
+        }
+    }
+    names
 }
 
 /// Caps an instance's memory; remembers that the cap was hit, so the trap

@@ -51,8 +51,9 @@ use crate::config::Config;
 use crate::enzyme::EnzymeCx;
 use crate::enzyme::{Enzyme, Outcome};
 
+pub use cep_sdk::api::Needs;
 pub use engine::{cache_key, default_cache_dir, engine, Source, POOL_MEMORY_MAX};
-pub use link::{Needs, FUNCTIONS};
+pub use link::linked;
 
 /// Per-plugin limits of a wasm instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,7 +306,7 @@ impl WasmModule {
         }
         for name in &self.imports {
             let needs = link::needs(name).expect("checked at load");
-            if !needs.met_by(grants) {
+            if !link::met_by(needs, grants) {
                 return Err(format!(
                     "import cep.{name} is not granted: it needs {}, and plugin {} holds none",
                     needs.describe(),
@@ -313,7 +314,7 @@ impl WasmModule {
                 ));
             }
         }
-        let pre = self.prepare(|needs| needs.met_by(grants))?;
+        let pre = self.prepare(|needs| link::met_by(needs, grants))?;
         let live = Live::new(&pre, limits)?;
         Ok(Arc::new(WasmInstance {
             lane: lane(&plugin.name),

@@ -68,8 +68,10 @@ pub(crate) struct Entry {
 
 impl Entry {
     pub fn new(name: Name) -> Self {
-        let mut node = Node::default();
-        node.cut = hash::cut_level(name.as_str());
+        let node = Node {
+            cut: hash::cut_level(name.as_str()),
+            ..Node::default()
+        };
         Entry {
             key: SortKey::of(name.as_str()),
             name,
