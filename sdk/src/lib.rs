@@ -15,7 +15,7 @@ pub mod caps;
 pub mod descriptor;
 pub mod flat;
 #[cfg(target_arch = "wasm32")]
-pub mod guest;
+pub use plugin::guest;
 pub mod name;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;

@@ -10,13 +10,23 @@
 
 use cep_sdk::{Name, OrganDescriptor, Path, Value};
 
-use super::runtime::Phase;
 use super::{Runtime, BOOT_OID, BOOT_STATES, SHUTDOWN_OID, SHUTDOWN_STATES};
 use crate::cei::{Fact, Facts, Severity};
 use crate::cell::WorkTree;
 use crate::impulse::Queued;
 use crate::ops::{OpSpec, OpStatus, OpsIntent};
 use crate::organ::{OrganError, Organs, Registration, Stage};
+
+/// Where the runtime is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// The next commit applies boot step `n`.
+    Booting(usize),
+    Running,
+    /// The next commit applies shutdown step `n`.
+    ShuttingDown(usize),
+    Down,
+}
 
 /// One step of the boot or shutdown dossier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

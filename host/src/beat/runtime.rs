@@ -10,7 +10,7 @@ use cep_sdk::{EnzymeDescriptor, Name, Path, Value, Word};
 
 use super::capture::Resolver;
 use super::executor::{Executor, Pool, Slices, Slot};
-use super::life::Publication;
+use super::life::{Phase, Publication};
 use super::queue::Queue;
 use super::reclaim::Reclaimer;
 use crate::cei::Fact;
@@ -32,17 +32,6 @@ pub const SHUTDOWN_STATES: [&str; 4] = ["ist:run", "ist:stop", "ist:flush", "ist
 pub const BOOT_OID: &str = "boot";
 /// The dossier id of the shutdown operation.
 pub const SHUTDOWN_OID: &str = "shdn";
-
-/// Where the runtime is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// The next commit applies boot step `n`.
-    Booting(usize),
-    Running,
-    /// The next commit applies shutdown step `n`.
-    ShuttingDown(usize),
-    Down,
-}
 
 /// The first segment of the signals CEI facts emit (`sig_cei/<sev>`).
 pub const CEI_SIGNAL_ROOT: &str = "sig_cei";

@@ -21,7 +21,6 @@ pub struct EnzymeSpec {
     pub before: Vec<Name>,
     pub after: Vec<Name>,
     pub flags: EnzymeFlags,
-    pub reads: Vec<Path>,
     pub writes: Vec<Path>,
 }
 
@@ -62,6 +61,9 @@ impl EnzymeSpec {
                 .map(|p| Path::parse(p).map_err(|e| invalid(field, e.to_string())))
                 .collect()
         };
+        // Declared reads are checked to be paths and go no further: the
+        // kernel neither needs nor enforces them (docs/decisions.md).
+        paths("reads", &d.reads)?;
         Ok(EnzymeSpec {
             name,
             label: d.label.clone(),
@@ -70,7 +72,6 @@ impl EnzymeSpec {
             before: names("before", &d.before)?,
             after: names("after", &d.after)?,
             flags: d.flags,
-            reads: paths("reads", &d.reads)?,
             writes: paths("writes", &d.writes)?,
         })
     }

@@ -39,7 +39,10 @@ use crate::Severity;
 use crate::{AbiVersion, Outcome, PluginKind, Value};
 
 #[cfg(target_arch = "wasm32")]
-pub use crate::guest::Cx;
+pub mod guest;
+
+#[cfg(target_arch = "wasm32")]
+pub use guest::Cx;
 
 /// A host call refused: the message says what and why (a CEI `usage` fact
 /// has been recorded too when the refusal is a capability or scope).

@@ -10,7 +10,7 @@
 use std::marker::PhantomData;
 use std::sync::{Mutex, Once, OnceLock};
 
-use crate::plugin::{EpisodeRequest, HostError, OpRequest, Plugin};
+use super::{EpisodeRequest, HostError, OpRequest, Plugin};
 use crate::wasm::{self, ABSENT, NONE, REFUSED};
 use crate::{Outcome, Severity, Value};
 
