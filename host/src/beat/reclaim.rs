@@ -23,9 +23,9 @@ pub(super) struct Reclaimer {
 const RECLAIM_QUEUE_MAX: usize = 4;
 /// Beats changing fewer cells than this free evicted snapshots inline: what
 /// they free is still in this core's cache, and mimalloc frees its own
-/// pages cheapest. Measured on slices (2026-12-05, alternating best-of
-/// runs): at 1k yielding episodes a beat the reclaimer is 6–9 % faster, at
-/// 400 inline is 7 % faster, at 700 they tie (docs/decisions.md).
+/// pages cheapest. Measured on slices (alternating best-of runs): at 1k
+/// yielding episodes a beat the reclaimer is 6–9 % faster, at 400 inline
+/// is 7 % faster, at 700 they tie (docs/decisions.md).
 pub(super) const RECLAIM_CHANGES_MIN: usize = 2048;
 
 impl Reclaimer {

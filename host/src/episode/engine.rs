@@ -312,28 +312,9 @@ impl Engine {
                 self.scheduled
                     .push(Impulse::targeted(cont_signal(), ops::dossier(&eid)));
             }
-            EpisodeOp::SliceDone {
-                eid,
-                end,
-                io_bytes,
-                cpu_ns,
-                cancelled,
-                failed,
-            } => self.slice_done(
-                ops,
-                tree,
-                beat,
-                SliceDone {
-                    eid,
-                    end,
-                    io_bytes,
-                    cpu_ns,
-                    cancelled,
-                    failed,
-                },
-                origin,
-                facts,
-            ),
+            done @ EpisodeOp::SliceDone { .. } => {
+                self.slice_done(ops, tree, beat, done, origin, facts)
+            }
             EpisodeOp::Lease { eid, lease } => {
                 if !self.episodes.contains(&eid) {
                     return;
@@ -398,18 +379,21 @@ impl Engine {
         ops: &mut Ops,
         tree: &mut WorkTree,
         beat: u64,
-        done: SliceDone,
+        done: EpisodeOp,
         origin: &str,
         facts: &mut Facts,
     ) {
-        let SliceDone {
+        let EpisodeOp::SliceDone {
             eid,
             end,
             io_bytes,
             cpu_ns,
             cancelled,
             failed,
-        } = done;
+        } = done
+        else {
+            unreachable!("called with a slice's end only")
+        };
         let Some(ep) = self.episodes.get_mut(&eid) else {
             return;
         };
@@ -640,14 +624,4 @@ impl Engine {
     pub fn replay_decisions(&mut self, decisions: Vec<Decision>) {
         self.replay = Some(decisions);
     }
-}
-
-/// [`EpisodeOp::SliceDone`]'s fields.
-struct SliceDone {
-    eid: Name,
-    end: Option<SliceEnd>,
-    io_bytes: u64,
-    cpu_ns: Option<u64>,
-    cancelled: bool,
-    failed: Option<String>,
 }

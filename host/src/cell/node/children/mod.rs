@@ -151,12 +151,59 @@ struct Kid {
     link: Link,
 }
 
-/// The node made unique for mutation: copied when shared. The check is a
+/// Copy-on-write of a shared node clones every item, and an item with
+/// children bumps the reference count of its child node: a locked
+/// increment on a line of another allocation, usually not in cache, and
+/// x86 runs locked increments one after another, each waiting for its
+/// line. Reading every count first (plain loads, which the CPU overlaps)
+/// brings the lines in together: the commit of 1,000 writes on a 1M-cell
+/// tree takes ≈ 38 % less time with it (docs/decisions.md).
+trait Links {
+    fn touch_links(&self);
+}
+
+/// Reads the reference count of `arc`, to bring its line into cache.
+#[inline(always)]
+fn touch_count<T: ?Sized>(arc: &Arc<T>) {
+    std::hint::black_box(Arc::count(arc));
+}
+
+impl Links for Link {
+    #[inline(always)]
+    fn touch_links(&self) {
+        match self {
+            Link::Chunk(e) => touch_count(e),
+            Link::Group(k) => touch_count(k),
+            Link::Log(log) => touch_count(log),
+            Link::Open(_) => {}
+        }
+    }
+}
+
+impl Links for Entry {
+    #[inline(always)]
+    fn touch_links(&self) {
+        if let Some(link) = &self.node.children.0 {
+            link.touch_links();
+        }
+    }
+}
+
+impl Links for Kid {
+    #[inline(always)]
+    fn touch_links(&self) {
+        self.link.touch_links();
+    }
+}
+
+/// The node made unique for mutation: copied when shared, its items'
+/// counts read first ([`Links`]). The check is a
 /// plain load (`triomphe::Arc` has no weak count); `std`'s `make_mut`
 /// spends a compare-and-swap on every call, shared or not, and a write
 /// takes one per level it descends.
-fn own<T: Clone>(node: &mut Arc<[T]>) -> &mut [T] {
+fn own<T: Links + Clone>(node: &mut Arc<[T]>) -> &mut [T] {
     if !node.is_unique() {
+        node.iter().for_each(Links::touch_links);
         *node = node.iter().cloned().collect();
     }
     Arc::get_mut(node).expect("unique: checked, or just copied")
@@ -181,7 +228,10 @@ impl Kid {
     fn drain(mut kids: Arc<[Kid]>) -> Vec<Kid> {
         match Arc::get_mut(&mut kids) {
             Some(own) => own.iter_mut().map(Kid::take).collect(),
-            None => kids.to_vec(),
+            None => {
+                kids.iter().for_each(Links::touch_links);
+                kids.to_vec()
+            }
         }
     }
 
@@ -297,6 +347,7 @@ impl Link {
             let open = match Arc::get_mut(entries) {
                 Some(own) => own.iter_mut().map(Entry::take).collect(),
                 None => {
+                    entries.iter().for_each(Links::touch_links);
                     let mut copy = Vec::with_capacity(entries.len() + 1);
                     copy.extend_from_slice(entries);
                     copy
@@ -316,6 +367,7 @@ impl Link {
     fn edit(&mut self, edit: Edit) -> bool {
         if let Link::Chunk(entries) = self {
             if Arc::get_mut(entries).is_none() {
+                entries.iter().for_each(Links::touch_links);
                 let rebuilt: Arc<[Entry]> = match edit {
                     Edit::Insert(i, entry) => Arc::from_header_and_iter(
                         (),
