@@ -42,6 +42,7 @@ impl Lease {
 /// not against every live episode.
 #[derive(Default)]
 pub(crate) struct Episodes {
+    // determinism: lookup only, never iterated.
     live: FxHashMap<Name, Episode>,
     holders: BTreeSet<Name>,
     /// Episodes removed so far.
