@@ -5,7 +5,6 @@
 //! configuration.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -15,7 +14,6 @@ use crate::cell::Path;
 use crate::config::{Config, ExecutorKind};
 use crate::default_world;
 use crate::journal::{self, Console, Refused};
-use crate::plugin::PluginHost;
 
 pub use default_world::install as install_default_world;
 
@@ -283,153 +281,24 @@ fn load_config(args: &RunArgs) -> Result<Config> {
 
 fn run(args: &RunArgs) -> Result<(Runtime, BeatReport)> {
     let config = load_config(args)?;
-    let recovered = match &args.data_dir {
-        Some(dir) => Some(journal::recover_data_dir(
-            dir,
-            args.truncate_corrupt,
-            &mut Terminal,
-        )?),
-        None => None,
-    };
-    let run_number = recovered.as_ref().map_or(0, |r| r.runs);
-    let genesis = recovered.and_then(|r| r.tree);
-    let resumed = genesis.is_some();
-    let mut runtime = match genesis {
-        Some(tree) => Runtime::resume(config.clone(), tree),
-        None => Runtime::new(config.clone()),
-    }
-    .context("starting the runtime")?;
-    let plugins = if config.has_plugins() {
-        let host = PluginHost::bootstrap(&mut runtime, &config)
-            .map_err(|e| UsageError(format!("{e} (strict mode)")))?;
-        for e in host.rejected() {
-            eprintln!("cep: rejected {e}");
-        }
-        write_stdout(&format!(
-            "cep: {} plugins loaded ({}), {} rejected\n",
-            host.installed().len(),
-            host.installed()
-                .iter()
-                .map(|(n, v)| format!("{n} {v}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            host.rejected().len()
-        ))?;
-        Some(host)
-    } else {
-        default_world::install(&mut runtime).context("installing the default world")?;
-        None
-    };
-    let started = Instant::now();
-    let period = args.rate;
-    let reloads = &args.reload;
-    let mut plugins = plugins;
-    let mut recorder = match &args.data_dir {
-        Some(dir) => Some(journal::Recorder::start(
-            dir,
-            args.fsync,
-            args.checkpoint_every,
-            crate::journal::exec::Retention {
-                executions: (args.exec_keep > 0).then_some(args.exec_keep),
-                beats: args.exec_keep_beats,
-            },
-            args.config.as_deref(),
-            &mut runtime,
-            plugins.as_ref(),
-            resumed,
-            run_number,
-        )?),
-        None => None,
-    };
-    let mut last = None;
-    let (mut impulses, mut calls, mut facts) = (0usize, 0usize, 0usize);
-    for i in 0..args.beats {
-        let next = runtime.next_beat();
-        for (_, file) in reloads.iter().filter(|(b, _)| *b == next) {
-            let Some(host) = plugins.as_mut() else {
-                return Err(UsageError("--reload needs plugins (--config)".into()).into());
-            };
-            match host.reload(&mut runtime, &config, file) {
-                Ok(()) => {
-                    if let Some(recorder) = recorder.as_mut() {
-                        recorder.decide(crate::journal::Decision::Reload {
-                            file: file.display().to_string(),
-                        });
-                    }
-                    write_stdout(&format!(
-                        "cep: reloaded {} before beat {}\n",
-                        file.display(),
-                        runtime.next_beat()
-                    ))?
-                }
-                Err(e) if config.strict => {
-                    return Err(UsageError(format!("{e} (strict mode)")).into())
-                }
-                Err(e) => eprintln!("cep: reload refused: {e}"),
-            }
-        }
-        if args.until_idle && last.is_some() && !runtime.has_pending() {
-            break;
-        }
-        if let Some(period) = period {
-            let due = period
-                .checked_mul(u32::try_from(i).unwrap_or(u32::MAX))
-                .and_then(|after| started.checked_add(after))
-                .unwrap_or_else(Instant::now);
-            std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        }
-        let report = runtime.step()?;
-        if let Some(recorder) = recorder.as_mut() {
-            recorder.beat(&mut runtime, &report)?;
-        }
-        impulses += report.impulses;
-        calls += report.calls;
-        facts += report.facts;
-        last = Some(report);
-    }
-    let Some(mut report) = last else {
-        return Err(UsageError("--beats must be at least 1".into()).into());
-    };
-    if args.shutdown {
-        report = match recorder.as_mut() {
-            // Beat by beat, so that each shutdown beat is journaled.
-            Some(recorder) => {
-                recorder.decide(crate::journal::Decision::Shutdown);
-                runtime.close_inputs();
-                runtime.begin_shutdown();
-                while !runtime.is_down() {
-                    report = runtime.step()?;
-                    recorder.beat(&mut runtime, &report)?;
-                }
-                report
-            }
-            None => runtime.shutdown()?,
-        };
-    }
-    if let Some(recorder) = recorder {
-        recorder.finish()?;
-    }
-    if let Some(host) = &plugins {
-        host.stop_adapters();
-        for s in host.adapter_stats() {
-            write_stdout(&format!(
-                "cep: adapter {}/{}: {} inputs captured, {} dropped after shutdown began\n",
-                s.plugin, s.adapter, s.accepted, s.dropped
-            ))?;
-        }
-    }
-    write_stdout(&format!(
-        "cep: ran {} beats on {:?}{} in {:.1} ms: {impulses} impulses, {calls} enzyme calls, {facts} CEI facts\n",
-        report.beat + 1,
-        config.executor,
-        if config.executor == ExecutorKind::Threaded {
-            format!(" ({} workers)", config.effective_workers())
-        } else {
-            String::new()
+    let live = journal::LiveRun {
+        config: &config,
+        config_file: args.config.as_deref(),
+        beats: args.beats,
+        until_idle: args.until_idle,
+        rate: args.rate,
+        reload: &args.reload,
+        shutdown: args.shutdown,
+        data_dir: args.data_dir.as_deref(),
+        checkpoint_every: args.checkpoint_every,
+        retention: journal::exec::Retention {
+            executions: (args.exec_keep > 0).then_some(args.exec_keep),
+            beats: args.exec_keep_beats,
         },
-        started.elapsed().as_secs_f64() * 1e3,
-    ))?;
-    Ok((runtime, report))
+        truncate_corrupt: args.truncate_corrupt,
+        fsync: args.fsync,
+    };
+    journal::run_live(&live, &mut Terminal)
 }
 
 fn inspect(targets: &[String], beat: Option<u64>, args: &RunArgs) -> Result<()> {

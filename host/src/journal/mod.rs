@@ -25,12 +25,14 @@
 pub mod checkpoint;
 pub mod codec;
 pub mod exec;
+mod live;
 pub mod read;
 pub mod recorder;
 pub mod recover;
 pub mod replay;
 pub mod state;
 
+pub use live::{run_live, LiveRun};
 pub use read::{read, read_segments, read_until_damage, Damage};
 pub use recorder::{recover_data_dir, Recorder, Recovered};
 pub use recover::{recover, recover_and_read, OnCorrupt, Recovery};
