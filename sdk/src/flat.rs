@@ -10,7 +10,7 @@
 //! offset  size  field
 //!      0     4  magic "CEPF"
 //!      4     1  version (1)
-//!      5     1  flags: bit 0 deflate; bit 1 reserved for AEAD; others 0
+//!      5     1  flags: bit 0 deflate; bit 1 AEAD; others 0
 //!      6     2  frame type, u16 LE
 //!      8     8  beat, u64 LE
 //!     16     4  record count, u32 LE
@@ -21,6 +21,13 @@
 //!   24+N     4  CRC32C (Castagnoli) of bytes 0 .. 24+N, u32 LE
 //! ```
 //!
+//! With bit 1 (AEAD) the stored section is a 12-byte nonce, then the
+//! section (deflated first when bit 0 is set) sealed with
+//! ChaCha20-Poly1305 under a key both ends hold, then its 16-byte tag; the
+//! 24 header bytes are the associated data, so the type, beat, count and
+//! length are authenticated too. The nonce is the sender's: derived
+//! deterministically and never reused under one key ([`Seal`]).
+//!
 //! Keys are strictly increasing in byte order, so a frame has one encoding
 //! and a decoder can merge or seek. [`decode`] checks everything — magic,
 //! version, flags, sizes against [`Limits`], CRC, inflated size, record
@@ -29,15 +36,24 @@
 
 use std::io::{Read, Write};
 
+use chacha20poly1305::aead::generic_array::GenericArray;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::ChaCha20Poly1305;
+
 /// The first four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"CEPF";
 /// The frame format version this code reads and writes.
 pub const VERSION: u8 = 1;
 /// Flag bit: the record section is one raw-deflate stream.
 pub const FLAG_DEFLATE: u8 = 1;
-/// Flag bit reserved for authenticated encryption (federation); a frame
-/// with it set is refused until the AEAD layer exists.
+/// Flag bit: the record section is sealed with ChaCha20-Poly1305.
 pub const FLAG_AEAD: u8 = 2;
+/// The flag bits this code reads and writes.
+const FLAGS_KNOWN: u8 = FLAG_DEFLATE | FLAG_AEAD;
+/// Bytes of the nonce that opens a sealed section.
+pub const NONCE_LEN: usize = 12;
+/// Bytes of the tag that closes it.
+pub const TAG_LEN: usize = 16;
 /// Bytes before the record section.
 pub const HEADER_LEN: usize = 24;
 /// Bytes after it (the CRC32C).
@@ -99,6 +115,43 @@ pub struct Encoding {
     pub deflate: bool,
 }
 
+/// A ChaCha20-Poly1305 key (256 bits). Its `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AeadKey([u8; 32]);
+
+impl AeadKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        AeadKey(bytes)
+    }
+}
+
+impl std::fmt::Debug for AeadKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AeadKey(..)")
+    }
+}
+
+/// What seals a frame: the key, and the nonce of this frame. The caller
+/// derives the nonce and must never use one twice under a key (reuse
+/// reveals the XOR of two plaintexts and lets the tag be forged); a
+/// sender id, the mount and a frame sequence that survives restarts make
+/// one ([`Seal::nonce_of`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Seal<'k> {
+    pub key: &'k AeadKey,
+    pub nonce: [u8; NONCE_LEN],
+}
+
+impl Seal<'_> {
+    /// A nonce from a 32-bit sender/mount tag and a 64-bit frame sequence.
+    pub fn nonce_of(tag: u32, sequence: u64) -> [u8; NONCE_LEN] {
+        let mut nonce = [0; NONCE_LEN];
+        nonce[..4].copy_from_slice(&tag.to_le_bytes());
+        nonce[4..].copy_from_slice(&sequence.to_le_bytes());
+        nonce
+    }
+}
+
 /// Why bytes are not a valid frame. Each names what was expected and what
 /// was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,8 +160,14 @@ pub enum FrameError {
     BadMagic { found: [u8; 4] },
     #[error("frame version {found} is not supported (this build reads version {VERSION})")]
     Version { found: u8 },
-    #[error("frame flags {found:#04x} include unknown or unsupported bits (supported: deflate {FLAG_DEFLATE:#04x})")]
+    #[error("frame flags {found:#04x} include unknown bits (known: deflate {FLAG_DEFLATE:#04x}, AEAD {FLAG_AEAD:#04x})")]
     Flags { found: u8 },
+    #[error("the frame is sealed (AEAD) and no key was given to open it")]
+    KeyMissing,
+    #[error("the sealed section is {found} bytes, shorter than a nonce and a tag ({needed})")]
+    SealShort { found: usize, needed: usize },
+    #[error("authentication failed: the frame was altered or sealed under another key; nothing of it is used")]
+    Auth,
     #[error("truncated frame: {needed} bytes needed, {have} present")]
     Truncated { needed: usize, have: usize },
     #[error("frame of {size} bytes is over the limit of {max}")]
@@ -146,8 +205,20 @@ fn section_len(frame: &Frame) -> usize {
         .sum()
 }
 
+/// [`encode`], sealing the record section with `seal` (flag bit 1).
+pub fn encode_sealed(frame: &Frame, encoding: Encoding, seal: Seal<'_>) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(HEADER_LEN + NONCE_LEN + section_len(frame) + TAG_LEN + TRAILER_LEN);
+    encode_with(frame, encoding, Some(seal), &mut out);
+    out
+}
+
 /// [`encode`], appending to `out`.
 pub fn encode_into(frame: &Frame, encoding: Encoding, out: &mut Vec<u8>) {
+    encode_with(frame, encoding, None, out);
+}
+
+fn encode_with(frame: &Frame, encoding: Encoding, seal: Option<Seal<'_>>, out: &mut Vec<u8>) {
     assert!(
         frame.records.windows(2).all(|w| w[0].key < w[1].key),
         "frame records must be sorted by key with unique keys"
@@ -155,7 +226,11 @@ pub fn encode_into(frame: &Frame, encoding: Encoding, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
-    out.push(if encoding.deflate { FLAG_DEFLATE } else { 0 });
+    let mut flags = if encoding.deflate { FLAG_DEFLATE } else { 0 };
+    if seal.is_some() {
+        flags |= FLAG_AEAD;
+    }
+    out.push(flags);
     out.extend_from_slice(&frame.kind.to_le_bytes());
     out.extend_from_slice(&frame.beat.to_le_bytes());
     out.extend_from_slice(&(frame.records.len() as u32).to_le_bytes());
@@ -175,8 +250,26 @@ pub fn encode_into(frame: &Frame, encoding: Encoding, out: &mut Vec<u8>) {
             write_record(out, r).expect("writing to memory");
         }
     }
-    let section = (out.len() - section_start) as u32;
-    out[len_at..len_at + 4].copy_from_slice(&section.to_le_bytes());
+    if let Some(seal) = seal {
+        let plain = out.split_off(section_start);
+        let stored = (NONCE_LEN + plain.len() + TAG_LEN) as u32;
+        out[len_at..len_at + 4].copy_from_slice(&stored.to_le_bytes());
+        let cipher = ChaCha20Poly1305::new(GenericArray::from_slice(&seal.key.0));
+        let sealed = cipher
+            .encrypt(
+                GenericArray::from_slice(&seal.nonce),
+                Payload {
+                    msg: &plain,
+                    aad: &out[start..start + HEADER_LEN],
+                },
+            )
+            .expect("sealing a section that fits a frame");
+        out.extend_from_slice(&seal.nonce);
+        out.extend_from_slice(&sealed);
+    } else {
+        let section = (out.len() - section_start) as u32;
+        out[len_at..len_at + 4].copy_from_slice(&section.to_le_bytes());
+    }
     let crc = crc32c::crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
 }
@@ -212,7 +305,7 @@ pub fn frame_len(bytes: &[u8], limits: &Limits) -> Result<Option<usize>, FrameEr
     if bytes[4] != VERSION {
         return Err(FrameError::Version { found: bytes[4] });
     }
-    if bytes[5] & !FLAG_DEFLATE != 0 {
+    if bytes[5] & !FLAGS_KNOWN != 0 {
         return Err(FrameError::Flags { found: bytes[5] });
     }
     let total = HEADER_LEN + u32_at(bytes, 20) as usize + TRAILER_LEN;
@@ -225,8 +318,20 @@ pub fn frame_len(bytes: &[u8], limits: &Limits) -> Result<Option<usize>, FrameEr
     Ok(Some(total))
 }
 
-/// Decodes exactly one frame filling `bytes`.
+/// Decodes exactly one frame filling `bytes`; a sealed frame is refused
+/// ([`FrameError::KeyMissing`]).
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Frame, FrameError> {
+    decode_with(bytes, limits, None)
+}
+
+/// [`decode`], opening a sealed frame with `key`. Checks the CRC, then the
+/// authentication tag, then the structure; nothing of a frame that fails
+/// any of them is returned.
+pub fn decode_with(
+    bytes: &[u8],
+    limits: &Limits,
+    key: Option<&AeadKey>,
+) -> Result<Frame, FrameError> {
     let total = frame_len(bytes, limits)?.ok_or(FrameError::Truncated {
         needed: HEADER_LEN,
         have: bytes.len(),
@@ -257,7 +362,13 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Frame, FrameError> {
     }
     let kind = u16::from_le_bytes([bytes[6], bytes[7]]);
     let beat = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-    let stored_section = &bytes[HEADER_LEN..body_end];
+    let mut stored_section = &bytes[HEADER_LEN..body_end];
+    let opened;
+    if bytes[5] & FLAG_AEAD != 0 {
+        let key = key.ok_or(FrameError::KeyMissing)?;
+        opened = open(&bytes[..HEADER_LEN], stored_section, key)?;
+        stored_section = &opened;
+    }
     let inflated;
     let section: &[u8] = if bytes[5] & FLAG_DEFLATE != 0 {
         inflated = inflate(stored_section, limits.max_inflated)?;
@@ -271,6 +382,26 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Frame, FrameError> {
         beat,
         records,
     })
+}
+
+/// The plain section of a sealed one (`nonce ‖ ciphertext ‖ tag`).
+fn open(header: &[u8], sealed: &[u8], key: &AeadKey) -> Result<Vec<u8>, FrameError> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(FrameError::SealShort {
+            found: sealed.len(),
+            needed: NONCE_LEN + TAG_LEN,
+        });
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    ChaCha20Poly1305::new(GenericArray::from_slice(&key.0))
+        .decrypt(
+            GenericArray::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: header,
+            },
+        )
+        .map_err(|_| FrameError::Auth)
 }
 
 fn inflate(section: &[u8], max: usize) -> Result<Vec<u8>, FrameError> {
@@ -398,8 +529,8 @@ mod tests {
         bad[4] = 2;
         assert_eq!(decode(&bad, &limits), Err(FrameError::Version { found: 2 }));
         let mut bad = good.clone();
-        bad[5] = FLAG_AEAD;
-        assert_eq!(decode(&bad, &limits), Err(FrameError::Flags { found: 2 }));
+        bad[5] = 4;
+        assert_eq!(decode(&bad, &limits), Err(FrameError::Flags { found: 4 }));
         let mut bad = good.clone();
         let last = bad.len() - 5;
         bad[last] ^= 1;
@@ -477,5 +608,99 @@ mod tests {
             decode(&bytes, &tight),
             Err(FrameError::Inflate(_))
         ));
+    }
+
+    /// Recomputes the CRC of a frame whose bytes a test changed.
+    fn recrc(bytes: &mut [u8]) {
+        let end = bytes.len() - TRAILER_LEN;
+        let crc = crc32c::crc32c(&bytes[..end]);
+        bytes[end..].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    #[test]
+    fn a_sealed_frame_opens_with_its_key_and_only_with_it() {
+        let limits = Limits::default();
+        let key = AeadKey::new([7; 32]);
+        let other = AeadKey::new([8; 32]);
+        for deflate in [false, true] {
+            let seal = Seal {
+                key: &key,
+                nonce: Seal::nonce_of(3, 41),
+            };
+            let bytes = encode_sealed(&sample(), Encoding { deflate }, seal);
+            assert_eq!(bytes[5] & FLAG_AEAD, FLAG_AEAD);
+            assert_eq!(decode_with(&bytes, &limits, Some(&key)), Ok(sample()));
+            // The records are not readable in the sealed bytes (the
+            // plain section holds a run of 100 zero bytes).
+            let plain = encode(&sample(), Encoding::default());
+            assert!(plain.windows(32).any(|w| w.iter().all(|&b| b == 0)));
+            assert!(!bytes.windows(32).any(|w| w.iter().all(|&b| b == 0)));
+            assert_eq!(decode(&bytes, &limits), Err(FrameError::KeyMissing));
+            assert_eq!(
+                decode_with(&bytes, &limits, Some(&other)),
+                Err(FrameError::Auth)
+            );
+            // A flipped byte of the sealed section: the CRC refuses it.
+            let mut bad = bytes.clone();
+            bad[HEADER_LEN + NONCE_LEN + 1] ^= 0x10;
+            assert!(matches!(
+                decode_with(&bad, &limits, Some(&key)),
+                Err(FrameError::Crc { .. })
+            ));
+            // The same with a recomputed CRC: authentication refuses it.
+            recrc(&mut bad);
+            assert_eq!(
+                decode_with(&bad, &limits, Some(&key)),
+                Err(FrameError::Auth)
+            );
+            // The header is authenticated too (a changed beat).
+            let mut bad = bytes.clone();
+            bad[8] ^= 1;
+            recrc(&mut bad);
+            assert_eq!(
+                decode_with(&bad, &limits, Some(&key)),
+                Err(FrameError::Auth)
+            );
+            // Another nonce than the one sealed with.
+            let mut bad = bytes.clone();
+            bad[HEADER_LEN] ^= 1;
+            recrc(&mut bad);
+            assert_eq!(
+                decode_with(&bad, &limits, Some(&key)),
+                Err(FrameError::Auth)
+            );
+        }
+    }
+
+    #[test]
+    fn a_frame_marked_sealed_that_is_not_is_refused() {
+        let limits = Limits::default();
+        let key = AeadKey::new([7; 32]);
+        let mut bytes = encode(&sample(), Encoding::default());
+        bytes[5] |= FLAG_AEAD;
+        recrc(&mut bytes);
+        assert_eq!(decode(&bytes, &limits), Err(FrameError::KeyMissing));
+        assert_eq!(
+            decode_with(&bytes, &limits, Some(&key)),
+            Err(FrameError::Auth)
+        );
+        let empty = Frame::default();
+        let mut bytes = encode(&empty, Encoding::default());
+        bytes[5] |= FLAG_AEAD;
+        recrc(&mut bytes);
+        assert_eq!(
+            decode_with(&bytes, &limits, Some(&key)),
+            Err(FrameError::SealShort {
+                found: 0,
+                needed: NONCE_LEN + TAG_LEN
+            })
+        );
+    }
+
+    #[test]
+    fn nonces_differ_by_tag_and_sequence() {
+        assert_ne!(Seal::nonce_of(1, 2), Seal::nonce_of(2, 1));
+        assert_ne!(Seal::nonce_of(1, 2), Seal::nonce_of(1, 3));
+        assert_eq!(format!("{:?}", AeadKey::new([9; 32])), "AeadKey(..)");
     }
 }
