@@ -530,7 +530,9 @@ pub const CEP_PLUGIN_ENTRY: &str = "cep_plugin_v1";
 // call returns, a plugin's descriptor texts for the library's life); the
 // views are only ever read, from any thread. (The same for the four.)
 unsafe impl Send for cep_str {}
+// SAFETY: shared read-only, as for `Send` above.
 unsafe impl Sync for cep_str {}
 // SAFETY: as for `cep_str` above.
 unsafe impl Send for cep_value {}
+// SAFETY: shared read-only, as for `cep_str`.
 unsafe impl Sync for cep_value {}

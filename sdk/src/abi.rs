@@ -106,6 +106,7 @@ pub struct HostSink(pub *const c_void);
 // SAFETY: the host's sink behind the pointer is `Send + Sync` (an injector
 // behind an `Arc`); the pointer itself is only an address.
 unsafe impl Send for HostSink {}
+// SAFETY: as for `Send` above: the sink is `Sync`.
 unsafe impl Sync for HostSink {}
 
 /// The committed state an adapter observes after a beat; valid only during

@@ -80,6 +80,7 @@ pub fn run_live(live: &LiveRun<'_>, console: &mut dyn Console) -> Result<(Runtim
         default_world::install(&mut runtime).context("installing the default world")?;
         None
     };
+    // determinism: pacing and the printed duration only; a beat never sees it.
     let started = Instant::now();
     let period = live.rate;
     let reloads = &live.reload;

@@ -152,6 +152,7 @@ pub fn replay(data_dir: &FsPath, from_checkpoint: bool, console: &mut dyn Consol
     if total < 10_000 {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    // determinism: the printed duration only.
     let started = std::time::Instant::now();
     let mut verified = 0usize;
     let mut last = None;

@@ -193,6 +193,7 @@ macro_rules! with_call {
     ($cx:ident, |$call:ident| $body:expr) => {
         // SAFETY: the host passed `$cx` for the call now running.
         guard(|| {
+            // SAFETY: the plugin passes back the `HostCx` of the call it runs in, valid until that call returns.
             let $call = unsafe { call_of($cx) };
             $body
         })
@@ -205,6 +206,7 @@ extern "C" fn h_beat(cx: HostCx) -> u64 {
 }
 
 extern "C" fn h_signal(cx: HostCx) -> RString {
+    // SAFETY: the plugin passes back the `HostCx` of the call it runs in, valid until that call returns.
     guard_plain(RString::new(), || unsafe { call_of(cx) }.signal().into())
 }
 
@@ -223,6 +225,7 @@ extern "C" fn h_payload(cx: HostCx) -> ROption<RValue> {
 }
 
 extern "C" fn h_enzyme(cx: HostCx) -> RString {
+    // SAFETY: the plugin passes back the `HostCx` of the call it runs in, valid until that call returns.
     guard_plain(RString::new(), || unsafe { call_of(cx) }.enzyme().into())
 }
 
@@ -439,6 +442,7 @@ unsafe fn view_of<'x>(view: HostView) -> &'x ViewState<'x> {
 }
 
 extern "C" fn h_view_beat(view: HostView) -> u64 {
+    // SAFETY: the plugin passes back the view of the `adapter_commit` call running.
     unsafe { view_of(view) }.beat
 }
 

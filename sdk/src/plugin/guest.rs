@@ -222,6 +222,7 @@ impl Cx<'_> {
     }
 
     pub fn signal(&self) -> String {
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         fetch_text(|o, c| unsafe { raw::signal(o, c) })
             .ok()
             .flatten()
@@ -258,6 +259,7 @@ impl Cx<'_> {
 
     pub fn children(&self, path: &str) -> Result<Vec<String>, HostError> {
         let (p, l) = s(path);
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         let list = fetch_text(|o, c| unsafe { raw::children(p, l, o, c) })?.unwrap_or_default();
         Ok(list
             .split('\n')
@@ -282,6 +284,7 @@ impl Cx<'_> {
 
     pub fn delete(&mut self, path: &str) -> Result<(), HostError> {
         let (p, l) = s(path);
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::delete(p, l) })
     }
 
@@ -318,6 +321,7 @@ impl Cx<'_> {
 
     pub fn bind(&mut self, path: &str, enzyme: &str, propagate: bool) -> Result<(), HostError> {
         let ((p, l), (e, el)) = (s(path), s(enzyme));
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::bind(p, l, e, el, propagate as i32) })
     }
 
@@ -343,6 +347,7 @@ impl Cx<'_> {
 
     pub fn log(&self, level: &str, message: &str) {
         let ((lp, ll), (mp, ml)) = (s(level), s(message));
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         unsafe { raw::log(lp, ll, mp, ml) }
     }
 
@@ -392,6 +397,7 @@ impl Cx<'_> {
 
     pub fn op_snapshot(&mut self, oid: &str, label: &str) -> Result<(), HostError> {
         let ((op, ol), (lp, ll)) = (s(oid), s(label));
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::op_snapshot(op, ol, lp, ll) })
     }
 
@@ -431,6 +437,7 @@ impl Cx<'_> {
 
     pub fn ep_await(&mut self, oid: &str, want: &str, ttl_beats: u64) -> Result<(), HostError> {
         let ((op, ol), (wp, wl)) = (s(oid), s(want));
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::ep_await(op, ol, wp, wl, ttl_beats as i64) })
     }
 
@@ -442,6 +449,7 @@ impl Cx<'_> {
 
     pub fn ep_cancel(&mut self, eid: &str, reason: &str) -> Result<(), HostError> {
         let ((ep, el), (rp, rl)) = (s(eid), s(reason));
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::ep_cancel(ep, el, rp, rl) })
     }
 
@@ -453,6 +461,7 @@ impl Cx<'_> {
 
     pub fn ep_release(&mut self, path: &str) -> Result<(), HostError> {
         let (p, l) = s(path);
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::ep_release(p, l) })
     }
 
@@ -462,6 +471,7 @@ impl Cx<'_> {
     }
 
     pub fn account_io(&mut self, bytes: u64) -> Result<(), HostError> {
+        // SAFETY: a host import; every pointer passed points into this guest's own memory and is valid for the call.
         status(unsafe { raw::account_io(bytes as i64) })
     }
 }

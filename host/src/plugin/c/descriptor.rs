@@ -64,6 +64,7 @@ pub(super) unsafe fn read_array<T: Copy>(
         // SAFETY: element i starts `i * stride` bytes in and has at least
         // `size_of::<T>()` bytes (checked above).
         let item =
+            // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             unsafe { std::ptr::read_unaligned((base as *const u8).add(i * stride) as *const T) };
         let header = header_of(&item);
         if header.struct_size as usize != stride || header.abi_major != first.abi_major {
@@ -143,14 +144,17 @@ pub(super) unsafe fn read_plugin(
     // known to cover ABI 1.0's fields.
     let header = unsafe { *(desc as *const cep_header) };
     check_header::<cep_plugin_desc>(&header, "cep_plugin_desc")?;
+    // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
     let d = unsafe { std::ptr::read_unaligned(desc) };
     let mut out = PluginDescriptor::new(
+        // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
         &unsafe { text(d.name, "cep_plugin_desc.name") }?,
         // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
         &unsafe { text(d.version, "cep_plugin_desc.version") }?,
         PluginKind::C,
     );
     out.abi = abi(&header);
+    // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
     out.capabilities = unsafe {
         texts(
             d.capabilities,
@@ -168,9 +172,11 @@ pub(super) unsafe fn read_plugin(
         let at = |field: &str| format!("enzymes[{i}].{field}");
         let flag = |bit: u32| e.flags & bit != 0;
         out.enzymes.push(EnzymeDescriptor {
+            // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             name: unsafe { text(e.name, &at("name")) }?,
             // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             label: unsafe { text(e.label, &at("label")) }?,
+            // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             signal: unsafe { text(e.signal, &at("signal")) }?,
             match_kind: if flag(CEP_ENZYME_PREFIX) {
                 MatchKind::Prefix
@@ -179,6 +185,7 @@ pub(super) unsafe fn read_plugin(
             },
             // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             before: unsafe { texts(e.before, e.before_count, &at("before")) }?,
+            // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             after: unsafe { texts(e.after, e.after_count, &at("after")) }?,
             flags: EnzymeFlags {
                 idempotent: flag(CEP_ENZYME_IDEMPOTENT),
@@ -187,6 +194,7 @@ pub(super) unsafe fn read_plugin(
             },
             // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             reads: unsafe { texts(e.reads, e.reads_count, &at("reads")) }?,
+            // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             writes: unsafe { texts(e.writes, e.writes_count, &at("writes")) }?,
         });
         module
@@ -198,13 +206,16 @@ pub(super) unsafe fn read_plugin(
     for (i, o) in organs.iter().enumerate() {
         let at = |field: &str| format!("organs[{i}].{field}");
         let optional = |s: cep_str, field: &str| -> Result<Option<String>, LoadError> {
+            // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             let t = unsafe { text(s, &at(field)) }?;
             Ok((!t.is_empty()).then_some(t))
         };
         out.organs.push(OrganDescriptor {
             // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             kind: unsafe { text(o.kind, &at("kind")) }?,
+            // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             label: unsafe { text(o.label, &at("label")) }?,
+            // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             root: unsafe { text(o.root, &at("root")) }?,
             validator: optional(o.validator, "validator")?,
             constructor: optional(o.constructor, "constructor")?,
@@ -214,22 +225,27 @@ pub(super) unsafe fn read_plugin(
         });
     }
     let transports =
+        // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
         unsafe { read_array(d.transports, d.transport_count, "transports", |t| t.header) }?;
     for (i, t) in transports.iter().enumerate() {
         let at = |field: &str| format!("transports[{i}].{field}");
         out.transports.push(TransportDescriptor {
             // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             name: unsafe { text(t.name, &at("name")) }?,
+            // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             scheme: unsafe { text(t.scheme, &at("scheme")) }?,
+            // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             label: unsafe { text(t.label, &at("label")) }?,
         });
     }
+    // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
     let adapters = unsafe { read_array(d.adapters, d.adapter_count, "adapters", |a| a.header) }?;
     for (i, a) in adapters.iter().enumerate() {
         let at = |field: &str| format!("adapters[{i}].{field}");
         out.adapters.push(AdapterDescriptor {
             // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             name: unsafe { text(a.name, &at("name")) }?,
+            // SAFETY: a pointer of the plugin's descriptor, valid with the length it states for as long as the library is loaded, which is for good (cep.h).
             label: unsafe { text(a.label, &at("label")) }?,
         });
         module.adapters.push(CAdapterFns {

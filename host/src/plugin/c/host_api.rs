@@ -203,6 +203,7 @@ unsafe extern "C" fn h_write(call: *mut cep_call, path: cep_str, value: *const c
     with_call(call, |s| {
         // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         let value = unsafe { value_arg(value) }?.ok_or_else(|| bad("value", "none"))?;
+        // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         s.call.write(unsafe { arg(path, "path") }?, value)
     })
 }
@@ -214,6 +215,7 @@ unsafe extern "C" fn h_delete(call: *mut cep_call, path: cep_str) -> i32 {
 
 unsafe extern "C" fn h_append(call: *mut cep_call, path: cep_str, value: *const cep_value) -> i32 {
     with_call(call, |s| {
+        // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         let value = unsafe { value_arg(value) }?.ok_or_else(|| bad("value", "none"))?;
         // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         s.call.append(unsafe { arg(path, "path") }?, value)
@@ -230,8 +232,10 @@ unsafe extern "C" fn h_emit(
     with_call(call, |s| {
         // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         let target = optional(unsafe { arg(target, "target") }?);
+        // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         let payload = unsafe { value_arg(payload) }?;
         s.call
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             .emit(unsafe { arg(signal, "signal") }?, target, payload, delay)
     })
 }
@@ -246,6 +250,7 @@ unsafe extern "C" fn h_bind(
         s.call.bind(
             // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(path, "path") }?,
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(enzyme, "enzyme") }?,
             propagate,
         )
@@ -272,8 +277,11 @@ unsafe extern "C" fn h_cei(
         s.call.cei(
             // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(severity, "severity") }?,
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(topic, "topic") }?,
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(note, "note") }?,
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(subject, "subject") }?,
         )
     })
@@ -283,6 +291,7 @@ unsafe extern "C" fn h_log(call: *mut cep_call, level: cep_str, message: cep_str
     plain(call, (), |s| {
         // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         let level = unsafe { arg(level, "level") }.unwrap_or("info");
+        // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         let message = unsafe { arg(message, "message") }.unwrap_or("(not UTF-8)");
         // A refused line (over the limit) has already failed the call.
         let _ = s.call.log(level, message);
@@ -313,9 +322,13 @@ unsafe extern "C" fn h_op_start(
         // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         let spec = unsafe { spec_arg(spec, "cep_op_spec") }?;
         let id = s.call.op_start(
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(spec.verb, "verb") }?,
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             optional(unsafe { arg(spec.target, "target") }?),
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(spec.mode, "mode") }?,
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { value_arg(spec.payload) }?,
             spec.ttl_beats,
         )?;
@@ -341,9 +354,12 @@ unsafe extern "C" fn h_op_await(
         // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         let spec = unsafe { spec_arg(spec, "cep_await_spec") }?;
         s.call.op_await(
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(oid, "oid") }?,
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(spec.want, "want") }?,
             spec.ttl_beats,
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(spec.cont, "cont") }?,
             // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { value_arg(spec.payload) }?,
@@ -361,7 +377,9 @@ unsafe extern "C" fn h_op_close(
         s.call.op_close(
             // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(oid, "oid") }?,
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(status, "status") }?,
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(summary, "summary") }?,
         )
     })
@@ -384,8 +402,11 @@ unsafe extern "C" fn h_ep_start(
         // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         let spec = unsafe { spec_arg(spec, "cep_episode_spec") }?;
         let id = s.call.ep_start(
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(spec.signal, "signal") }?,
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             optional(unsafe { arg(spec.target, "target") }?),
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(spec.callback, "callback") }?,
             spec.rw,
             spec.cpu_budget_ns,
@@ -406,6 +427,7 @@ unsafe extern "C" fn h_ep_await(call: *mut cep_call, oid: cep_str, want: cep_str
         s.call.ep_await(
             // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(oid, "oid") }?,
+            // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
             unsafe { arg(want, "want") }?,
             ttl,
         )
@@ -439,6 +461,7 @@ unsafe extern "C" fn h_ep_lease(call: *mut cep_call, path: cep_str, flags: u32) 
 }
 
 unsafe extern "C" fn h_ep_release(call: *mut cep_call, path: cep_str) -> i32 {
+    // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
     with_call(call, |s| s.call.ep_release(unsafe { arg(path, "path") }?))
 }
 
@@ -460,8 +483,11 @@ unsafe extern "C" fn h_sink_inject(
     // valid until `stop` returns.
     let sink = unsafe { &*(sink as *const SinkState) };
     let offer = || -> Result<u64, SinkError> {
+        // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         let signal = unsafe { arg(signal, "signal") }?;
+        // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         let target = optional(unsafe { arg(target, "target") }?);
+        // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         let payload = unsafe { value_arg(payload) }?;
         sink.inject(signal, target, payload)
     };
@@ -483,6 +509,7 @@ unsafe extern "C" fn h_view_read(view: *mut cep_view, path: cep_str, out: *mut c
     // SAFETY: as in `h_view_beat`.
     let view = unsafe { &*(view as *const CView<'_>) };
     let read = || -> Result<(), ApiError> {
+        // SAFETY: the arguments of a host call point to memory the plugin keeps valid for the call (cep.h).
         let path = api::cell_path(unsafe { arg(path, "path") }?)?;
         let value = view.snapshot.read(&path).cloned();
         let mut arena = view.arena.lock().unwrap_or_else(|e| e.into_inner());

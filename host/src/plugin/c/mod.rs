@@ -53,6 +53,7 @@ struct UserPtr(*mut c_void);
 // plugin's own functions, and cep.h makes the plugin answer for using it
 // from the threads the host calls on.
 unsafe impl Send for UserPtr {}
+// SAFETY: as for `Send` above: the plugin answers for its pointer.
 unsafe impl Sync for UserPtr {}
 
 /// An opened C plugin: the function pointers of its descriptor.
